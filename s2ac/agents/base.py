@@ -1,0 +1,107 @@
+"""What every agent shares: the env spec, the batch, Polyak averaging, the soft Bellman
+target, the critic loss, and running many compiled updates in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from s2ac.distributions import ActionBox
+
+Array = jax.Array
+Metrics = dict[str, Array]
+
+
+class EnvSpec(NamedTuple):
+    """Static shape information of a continuous-action environment."""
+
+    obs_dim: int
+    act_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+
+    @property
+    def box(self) -> ActionBox:
+        return ActionBox.from_bounds(np.asarray(self.action_low), np.asarray(self.action_high))
+
+    @classmethod
+    def from_env(cls, env: gym.Env) -> EnvSpec:
+        """Read the spec off a Gymnasium env; reject what the agents cannot handle."""
+        act, obs = env.action_space, env.observation_space
+        if not isinstance(act, gym.spaces.Box):
+            raise ValueError(
+                f"discrete action space not supported: got {type(act).__name__}; the agents need a continuous Box"
+            )
+        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+            raise ValueError(f"observation space must be a flat Box; got {obs}")
+        if len(act.shape) != 1:
+            raise ValueError(f"action space must be a flat Box; got shape {act.shape}")
+        if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
+            raise ValueError(f"action space must be bounded; got low={act.low}, high={act.high}")
+        return cls(int(obs.shape[0]), int(act.shape[0]), tuple(map(float, act.low)), tuple(map(float, act.high)))
+
+
+class Batch(NamedTuple):
+    """Transitions; ``action`` is the executed action in the env's box."""
+
+    obs: Array
+    action: Array
+    reward: Array
+    next_obs: Array
+    terminated: Array
+
+
+class Agent(Protocol):
+    """The shape shared by every algorithm (pure functions over a flat state pytree)."""
+
+    config: Any
+    spec: EnvSpec
+
+    def init(self, key: Array) -> Any: ...
+
+    def update(self, state: Any, batch: Batch) -> tuple[Any, Metrics]: ...
+
+    def act(self, state: Any, obs: Array, key: Array, mode: str) -> Array: ...
+
+
+ACT_MODES = ("random", "max", "softmax", "mean")
+
+
+def polyak(target: Any, online: Any, tau: float) -> Any:
+    """``target <- (1 - tau) target + tau online`` (soft target update)."""
+    return optax.incremental_update(online, target, tau)
+
+
+def soft_bellman_target(reward: Array, terminated: Array, gamma: float, next_soft_value: Array) -> Array:
+    """``y = r + gamma (1 - terminated) V_soft(s')``; truncation is not terminal (REFERENCE.md §1)."""
+    return reward + gamma * (1.0 - terminated) * next_soft_value
+
+
+def twin_critic_loss(q_values: Array, target: Array) -> Array:
+    """``sum_k 0.5 * mean_b (Q_k(s_b, a_b) - y_b)^2`` for ``q_values`` of shape ``(n_critics, B)``."""
+    return 0.5 * jnp.sum(jnp.mean((q_values - jax.lax.stop_gradient(target)[None]) ** 2, axis=-1))
+
+
+def scan_updates(update: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callable[[Any, Batch], tuple[Any, Metrics]]:
+    """Many gradient steps in one compiled call: ``batches`` has a leading ``(n_updates,)`` axis.
+
+    Returns the final state and the metrics averaged over the updates (so the host syncs
+    once per chunk, not per gradient step).
+    """
+
+    def run(state: Any, batches: Batch) -> tuple[Any, Metrics]:
+        state, metrics = jax.lax.scan(update, state, batches)
+        return state, jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), metrics)
+
+    return run
+
+
+def adam(learning_rate: float) -> optax.GradientTransformation:
+    """Adam as used by every agent here (authors: Adam, lr 1e-3)."""
+    return optax.adam(learning_rate)

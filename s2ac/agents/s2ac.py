@@ -1,0 +1,250 @@
+"""Stein Soft Actor-Critic: the policy is an SVGD sampler over exp(Q/alpha) (REFERENCE.md §1).
+
+* S²AC(phi,theta) (``init="learned"``): q0 = N(mu_theta(s), diag sigma_theta(s)^2) truncated
+  to mu +- 3 sigma, trained through the whole sampler (second order in Q).
+* S²AC(phi) (``init="fixed"``): q0 = N(0, sigma0^2 I), no actor parameters; entropy enters
+  through the critic target only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from s2ac import stein
+from s2ac.agents.base import Batch, EnvSpec, Metrics, adam, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.config import S2ACConfig
+from s2ac.distributions import (
+    normal_log_prob,
+    squash,
+    squash_log_det,
+    truncated_normal_sample,
+)
+from s2ac.nets import CriticEnsemble, GaussianHead
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class S2ACState:
+    """Flat training state; ``actor_params``/``actor_opt`` are ``None`` for S²AC(phi)."""
+
+    critic_params: Any
+    critic_target: Any
+    critic_opt: Any
+    actor_params: Any
+    actor_opt: Any
+    key: Array
+    step: Array
+
+
+class Particles(NamedTuple):
+    """The sampler's output for a batch of states (leading axes ``(B, m)``)."""
+
+    u: Array  # pre-squash particles u^L
+    action: Array  # executed actions squash(u^L)
+    log_prob: Array  # log pi(a|s) with the tanh correction
+    bandwidth: Array  # (B, L)
+    invertibility_margin: Array  # (B, L)
+
+
+class S2ACAgent:
+    """S²AC with the shared ``init`` / ``update`` / ``act`` interface."""
+
+    def __init__(self, config: S2ACConfig, spec: EnvSpec):
+        config.validate()
+        self.config, self.spec = config, spec
+        self.box = spec.box
+        self.learned_init = config.init == "learned"
+        self.sampler_alpha = config.effective_sampler_alpha
+        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
+        self.init_net = GaussianHead(
+            config.actor_hidden,
+            spec.act_dim,
+            config.activation,
+            math.log(config.init_std_min),
+            math.log(config.init_std_max),
+        )
+        self.critic_tx = adam(config.critic_lr)
+        self.actor_tx = adam(config.actor_lr)
+        self.trace_count = 0
+        self.update = jax.jit(self._update)
+        self.act = jax.jit(self._act, static_argnames="mode")
+        self.sample = jax.jit(self.sample_particles)
+
+    # -- initialisation -----------------------------------------------------------
+    def init(self, key: Array) -> S2ACState:
+        k_critic, k_actor, key = jax.random.split(key, 3)
+        obs = jnp.zeros((1, self.spec.obs_dim))
+        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.spec.act_dim)))
+        actor_params = self.init_net.init(k_actor, obs) if self.learned_init else None
+        return S2ACState(
+            critic_params=critic_params,
+            critic_target=critic_params,
+            critic_opt=self.critic_tx.init(critic_params),
+            actor_params=actor_params,
+            actor_opt=self.actor_tx.init(actor_params) if self.learned_init else None,
+            key=key,
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    # -- sampler --------------------------------------------------------------
+    def initial_particles(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
+        """``(u0, log q0(u0))`` of shape ``(B, m, d)`` and ``(B, m)``."""
+        cfg = self.config
+        shape = (obs.shape[0], cfg.n_particles, self.spec.act_dim)
+        if not self.learned_init:
+            u0 = cfg.init_std * jax.random.normal(key, shape)
+            return u0, normal_log_prob(u0, 0.0, cfg.init_std)
+        mean, log_std = self.init_net.apply(actor_params, obs)
+        mean = jnp.broadcast_to(mean[:, None, :], shape)
+        std = jnp.broadcast_to(jnp.exp(log_std)[:, None, :], shape)
+        u0, log_q0 = truncated_normal_sample(key, mean, std, cfg.truncation)
+        if cfg.init_density == "untruncated":
+            log_q0 = normal_log_prob(u0, mean, std)
+        return u0, log_q0
+
+    def energy(self, critic_params: Any, obs: Array, u: Array) -> Array:
+        """Energy whose gradient drives SVGD, for one state's particles ``u`` of shape ``(m, d)``.
+
+        ``"squashed"``: ``min_k Q_k(s, squash(u)) + alpha_s * log|det d squash / du|``, i.e. alpha_s
+        times the log of the u-space target ``exp(Q/alpha_s) |squash'(u)|``.
+        ``"unsquashed"`` (authors' code): ``min_k Q_k(s, u)`` evaluated at the raw ``u``.
+        """
+        obs_rep = jnp.broadcast_to(obs, (u.shape[0], obs.shape[-1]))
+        if self.config.score_space == "unsquashed":
+            return jnp.min(self.critic.apply(critic_params, obs_rep, u), axis=0)
+        q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(u, self.box)), axis=0)
+        return q + self.sampler_alpha * squash_log_det(u, self.box)
+
+    def sample_particles(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> Particles:
+        """Draw ``m`` particles per state from q0 and move them with ``L`` SVGD steps.
+
+        ``log pi(a|s) = log q^L(u^L|s) - log|det d squash/du|`` (REFERENCE.md §1 "Squashing").
+        """
+        cfg = self.config
+        u0, log_q0 = self.initial_particles(actor_params, obs, key)
+
+        def one_state(obs_row: Array, u_init: Array, lq_init: Array) -> stein.SVGDResult:
+            # Rows are independent, so the gradient of the summed energy is the row-wise score.
+            score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs_row, u)))
+            return stein.svgd_sample(
+                score_fn,
+                u_init,
+                lq_init,
+                steps=cfg.svgd_steps,
+                step_size=cfg.svgd_step_size,
+                bandwidth=cfg.bandwidth,
+                alpha=self.sampler_alpha,
+                log_density=cfg.log_density,
+                normalizer=cfg.normalizer,
+            )
+
+        res = jax.vmap(one_state)(obs, u0, log_q0)
+        log_prob = res.log_q - squash_log_det(res.particles, self.box)
+        return Particles(
+            res.particles, squash(res.particles, self.box), log_prob, res.bandwidth, res.invertibility_margin
+        )
+
+    def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
+        """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, m, d)``: shape ``(B, m)``."""
+        obs_rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
+        return jnp.min(self.critic.apply(critic_params, obs_rep, actions), axis=0)
+
+    def select(self, particles: Particles, q: Array, key: Array, mode: str) -> Array:
+        """Pick one particle per state: ``random`` (training), ``max`` or ``softmax`` (test)."""
+        batch, m = q.shape
+        if mode == "random":
+            idx = jax.random.randint(key, (batch,), 0, m)
+        elif mode in ("max", "mean"):
+            idx = jnp.argmax(q, axis=-1)
+        elif mode == "softmax":
+            idx = jax.random.categorical(key, q / self.config.alpha, axis=-1)
+        else:
+            raise ValueError(f"unknown action mode {mode!r}; expected random, max or softmax")
+        return jnp.take_along_axis(particles.action, idx[:, None, None], axis=1)[:, 0]
+
+    def _act(self, state: S2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
+        k_sample, k_select = jax.random.split(key)
+        particles = self.sample_particles(state.actor_params, state.critic_params, obs, k_sample)
+        q = self.min_q(state.critic_params, obs, particles.action)
+        return self.select(particles, q, k_select, mode)
+
+    # -- losses ---------------------------------------------------------------
+    def soft_value(self, target_params: Any, next_obs: Array, particles: Particles) -> Array:
+        """``(1/m) sum_j min_k Qbar_k(s', a'_j) - alpha (1/m) sum_j log pi(a'_j|s')``."""
+        q = self.min_q(target_params, next_obs, particles.action)
+        return jnp.mean(q, axis=-1) - self.config.alpha * jnp.mean(particles.log_prob, axis=-1)
+
+    def critic_loss(self, critic_params: Any, batch: Batch, target: Array) -> tuple[Array, Metrics]:
+        q = self.critic.apply(critic_params, batch.obs, batch.action)
+        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+    def actor_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
+        """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler."""
+        particles = self.sample_particles(actor_params, critic_params, obs, key)
+        q = self.min_q(critic_params, obs, particles.action)
+        loss = jnp.mean(self.config.alpha * particles.log_prob - q)
+        mean, log_std = self.init_net.apply(actor_params, obs)
+        return loss, {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
+
+    # -- update ------------------------------------------------------------------
+    def _update(self, state: S2ACState, batch: Batch) -> tuple[S2ACState, Metrics]:
+        self.trace_count += 1  # runs at trace time only: counts compilations
+        key, k_next, k_actor = jax.random.split(state.key, 3)
+        # Target particles at s' (drift from the online critics), outside the critic's gradient.
+        next_particles = jax.lax.stop_gradient(
+            self.sample_particles(state.actor_params, state.critic_params, batch.next_obs, k_next)
+        )
+        target = soft_bellman_target(
+            batch.reward,
+            batch.terminated,
+            self.config.gamma,
+            self.soft_value(state.critic_target, batch.next_obs, next_particles),
+        )
+        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic_params, batch, target
+        )
+        c_updates, critic_opt = self.critic_tx.update(c_grads, state.critic_opt, state.critic_params)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        metrics: Metrics = {"critic_loss": c_loss, **c_info}
+        actor_params, actor_opt = state.actor_params, state.actor_opt
+        if self.learned_init:
+            (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+                state.actor_params, critic_params, batch.obs, k_actor
+            )
+            a_updates, actor_opt = self.actor_tx.update(a_grads, state.actor_opt, state.actor_params)
+            actor_params = optax.apply_updates(state.actor_params, a_updates)
+            metrics.update(actor_loss=a_loss, **a_info)
+
+        metrics.update(particle_diagnostics(next_particles))
+        metrics["alpha"] = jnp.asarray(self.config.alpha)
+        new_state = state.replace(
+            critic_params=critic_params,
+            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
+            critic_opt=critic_opt,
+            actor_params=actor_params,
+            actor_opt=actor_opt,
+            key=key,
+            step=state.step + 1,
+        )
+        return new_state, metrics
+
+
+def particle_diagnostics(particles: Particles) -> Metrics:
+    """Entropy estimate per state batch, particle spread, bandwidth and invertibility margin."""
+    return {
+        "entropy": -jnp.mean(particles.log_prob),
+        "particle_spread": jnp.mean(jnp.std(particles.action, axis=1)),
+        "bandwidth": jnp.mean(particles.bandwidth),
+        "invertibility_margin": jnp.max(particles.invertibility_margin),
+    }
+
+
+__all__ = ["S2ACAgent", "S2ACState", "Particles", "particle_diagnostics"]

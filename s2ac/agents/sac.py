@@ -1,0 +1,150 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018): tanh-Gaussian actor, twin critics, fixed or tuned alpha."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from s2ac.agents.base import Batch, EnvSpec, Metrics, adam, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.config import SACConfig
+from s2ac.distributions import normal_log_prob, squash, squash_log_det
+from s2ac.nets import CriticEnsemble, GaussianHead
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class SACState:
+    """Flat training state: params, optimiser states, targets, PRNG key, counter."""
+
+    critic_params: Any
+    critic_target: Any
+    critic_opt: Any
+    actor_params: Any
+    actor_opt: Any
+    log_alpha: Array
+    alpha_opt: Any
+    key: Array
+    step: Array
+
+
+class SACAgent:
+    """SAC with the shared ``init`` / ``update`` / ``act`` interface."""
+
+    def __init__(self, config: SACConfig, spec: EnvSpec):
+        config.validate()
+        self.config, self.spec = config, spec
+        self.box = spec.box
+        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
+        self.actor = GaussianHead(
+            config.actor_hidden, spec.act_dim, config.activation, config.log_std_min, config.log_std_max
+        )
+        self.critic_tx = adam(config.critic_lr)
+        self.actor_tx = adam(config.actor_lr)
+        self.alpha_tx = adam(config.alpha_lr)
+        self.target_entropy = -float(spec.act_dim) if config.target_entropy is None else config.target_entropy
+        self.trace_count = 0
+        self.update = jax.jit(self._update)
+        self.act = jax.jit(self._act, static_argnames="mode")
+
+    # -- initialisation ---------------------------------------------------
+    def init(self, key: Array) -> SACState:
+        k_critic, k_actor, key = jax.random.split(key, 3)
+        obs = jnp.zeros((1, self.spec.obs_dim))
+        act = jnp.zeros((1, self.spec.act_dim))
+        critic_params = self.critic.init(k_critic, obs, act)
+        actor_params = self.actor.init(k_actor, obs)
+        log_alpha = jnp.asarray(jnp.log(self.config.alpha), jnp.float32)
+        return SACState(
+            critic_params=critic_params,
+            critic_target=critic_params,
+            critic_opt=self.critic_tx.init(critic_params),
+            actor_params=actor_params,
+            actor_opt=self.actor_tx.init(actor_params),
+            log_alpha=log_alpha,
+            alpha_opt=self.alpha_tx.init(log_alpha),
+            key=key,
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    # -- policy -------------------------------------------------------------
+    def sample_action(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
+        """Reparameterised ``a = squash(mu + std * xi)`` and ``log pi(a|s)`` with the tanh correction."""
+        mean, log_std = self.actor.apply(actor_params, obs)
+        std = jnp.exp(log_std)
+        u = mean + std * jax.random.normal(key, mean.shape)
+        log_prob = normal_log_prob(u, mean, std) - squash_log_det(u, self.box)
+        return squash(u, self.box), log_prob
+
+    def _act(self, state: SACState, obs: Array, key: Array, mode: str = "random") -> Array:
+        if mode in ("random", "softmax"):
+            return self.sample_action(state.actor_params, obs, key)[0]
+        mean, _ = self.actor.apply(state.actor_params, obs)
+        return squash(mean, self.box)
+
+    # -- losses ---------------------------------------------------------------
+    def critic_loss(self, critic_params, state: SACState, batch: Batch, key: Array) -> tuple[Array, Metrics]:
+        alpha = jnp.exp(state.log_alpha)
+        next_action, next_log_prob = self.sample_action(state.actor_params, batch.next_obs, key)
+        next_q = jnp.min(self.critic.apply(state.critic_target, batch.next_obs, next_action), axis=0)
+        target = soft_bellman_target(batch.reward, batch.terminated, self.config.gamma, next_q - alpha * next_log_prob)
+        q = self.critic.apply(critic_params, batch.obs, batch.action)
+        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+    def actor_loss(self, actor_params, critic_params, log_alpha, obs: Array, key: Array) -> tuple[Array, Metrics]:
+        """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` with ``a`` reparameterised."""
+        action, log_prob = self.sample_action(actor_params, obs, key)
+        q = jnp.min(self.critic.apply(critic_params, obs, action), axis=0)
+        loss = jnp.mean(jnp.exp(log_alpha) * log_prob - q)
+        return loss, {"entropy": -jnp.mean(log_prob)}
+
+    def alpha_loss(self, log_alpha: Array, entropy: Array) -> Array:
+        """``-log_alpha * (target_entropy - H)``: raises alpha when the entropy is below target."""
+        return log_alpha * jax.lax.stop_gradient(entropy - self.target_entropy)
+
+    # -- update -------------------------------------------------------------
+    def _update(self, state: SACState, batch: Batch) -> tuple[SACState, Metrics]:
+        self.trace_count += 1  # runs at trace time only: counts compilations
+        key, k_critic, k_actor = jax.random.split(state.key, 3)
+        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic_params, state, batch, k_critic
+        )
+        c_updates, critic_opt = self.critic_tx.update(c_grads, state.critic_opt, state.critic_params)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor
+        )
+        a_updates, actor_opt = self.actor_tx.update(a_grads, state.actor_opt, state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, a_updates)
+
+        log_alpha, alpha_opt, al_loss = state.log_alpha, state.alpha_opt, jnp.zeros(())
+        if self.config.auto_alpha:
+            al_loss, al_grad = jax.value_and_grad(self.alpha_loss)(state.log_alpha, a_info["entropy"])
+            al_update, alpha_opt = self.alpha_tx.update(al_grad, state.alpha_opt, state.log_alpha)
+            log_alpha = optax.apply_updates(state.log_alpha, al_update)
+
+        new_state = state.replace(
+            critic_params=critic_params,
+            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
+            critic_opt=critic_opt,
+            actor_params=actor_params,
+            actor_opt=actor_opt,
+            log_alpha=log_alpha,
+            alpha_opt=alpha_opt,
+            key=key,
+            step=state.step + 1,
+        )
+        metrics = {
+            "critic_loss": c_loss,
+            "actor_loss": a_loss,
+            "alpha": jnp.exp(log_alpha),
+            "alpha_loss": al_loss,
+            **c_info,
+            **a_info,
+        }
+        return new_state, metrics

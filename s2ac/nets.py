@@ -1,0 +1,83 @@
+"""Networks: MLPs, the twin-critic ensemble and Gaussian heads (Flax linen)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Activation = Literal["relu", "elu", "tanh", "silu"]
+ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu, "tanh": jnp.tanh, "silu": nn.silu}
+
+
+class MLP(nn.Module):
+    """Fully connected network: ``hidden_sizes`` layers with ``activation``, then a linear output."""
+
+    hidden_sizes: Sequence[int]
+    out_dim: int
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for width in self.hidden_sizes:
+            x = act(nn.Dense(width)(x))
+        return nn.Dense(self.out_dim)(x)
+
+
+class Critic(nn.Module):
+    """``Q(s, a)`` on the concatenation ``[s, a]``; returns shape ``batch``."""
+
+    hidden_sizes: Sequence[int]
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return MLP(self.hidden_sizes, 1, self.activation)(x)[..., 0]
+
+
+class CriticEnsemble(nn.Module):
+    """``n_critics`` independent critics as one vmapped module: output ``(n_critics, *batch)``.
+
+    One module keeps the twin critics' matmuls batched (one XLA dot per layer).
+    """
+
+    hidden_sizes: Sequence[int]
+    activation: Activation = "relu"
+    n_critics: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        ensemble = nn.vmap(
+            Critic,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.n_critics,
+        )
+        return ensemble(self.hidden_sizes, self.activation)(obs, action)
+
+
+class GaussianHead(nn.Module):
+    """State-conditioned diagonal Gaussian: returns ``(mean, log_std)``.
+
+    ``log_std`` is clipped to ``[log_std_min, log_std_max]`` (S²AC: sigma in [0.1, 1];
+    SAC: the usual [-20, 2] / [-5, 2]).
+    """
+
+    hidden_sizes: Sequence[int]
+    act_dim: int
+    activation: Activation = "relu"
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2 * self.act_dim, self.activation)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
