@@ -33,11 +33,17 @@ def _require(cond: bool, message: str) -> None:
 
 
 def _finite_positive(name: str, value: float) -> None:
-    _require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, f"{name} must be finite and > 0; got {value!r}")
+    _require(
+        isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+        f"{name} must be finite and > 0; got {value!r}",
+    )
 
 
 def _positive_int(name: str, value: int) -> None:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, f"{name} must be a positive int; got {value!r}")
+    _require(
+        isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        f"{name} must be a positive int; got {value!r}",
+    )
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,14 @@ class AgentConfig:
         _finite_positive("alpha", self.alpha)
         for name in ("critic_hidden", "actor_hidden"):
             widths = getattr(self, name)
-            _require(len(widths) > 0 and all(isinstance(w, int) and w > 0 for w in widths), f"{name} must be positive ints; got {widths!r}")
-        _require(self.activation in ACTIVATIONS, f"unknown activation {self.activation!r}; expected one of {tuple(ACTIVATIONS)}")
+            _require(
+                len(widths) > 0 and all(isinstance(w, int) and w > 0 for w in widths),
+                f"{name} must be positive ints; got {widths!r}",
+            )
+        _require(
+            self.activation in ACTIVATIONS,
+            f"unknown activation {self.activation!r}; expected one of {tuple(ACTIVATIONS)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -122,13 +134,22 @@ class S2ACConfig(AgentConfig):
         super().validate()
         _positive_int("n_particles", self.n_particles)
         _require(self.n_particles >= 2, f"n_particles must be >= 2 for SVGD; got {self.n_particles}")
-        _require(isinstance(self.svgd_steps, int) and self.svgd_steps >= 0, f"svgd_steps must be an int >= 0; got {self.svgd_steps!r}")
+        _require(
+            isinstance(self.svgd_steps, int) and self.svgd_steps >= 0,
+            f"svgd_steps must be an int >= 0; got {self.svgd_steps!r}",
+        )
         _finite_positive("svgd_step_size", self.svgd_step_size)
         _finite_positive("init_std", self.init_std)
         _finite_positive("truncation", self.truncation)
-        _require(0 < self.init_std_min <= self.init_std_max, f"need 0 < init_std_min <= init_std_max; got {self.init_std_min}, {self.init_std_max}")
+        _require(
+            0 < self.init_std_min <= self.init_std_max,
+            f"need 0 < init_std_min <= init_std_max; got {self.init_std_min}, {self.init_std_max}",
+        )
         if isinstance(self.bandwidth, str):
-            _require(self.bandwidth in BANDWIDTH_RULES, f"unknown bandwidth rule {self.bandwidth!r}; expected a float or one of {BANDWIDTH_RULES}")
+            _require(
+                self.bandwidth in BANDWIDTH_RULES,
+                f"unknown bandwidth rule {self.bandwidth!r}; expected a float or one of {BANDWIDTH_RULES}",
+            )
         else:
             _finite_positive("bandwidth", self.bandwidth)
         _require(self.log_density in LOG_DENSITY_MODES, f"unknown log_density {self.log_density!r}")
@@ -246,8 +267,14 @@ def make_train_config(preset: str, env_id: str, **overrides) -> TrainConfig:
     if _is_multigoal(env_id):
         fields.update(eval_freq=5_000, checkpoint_freq=5_000)
     if preset == "quick":
-        fields.update(total_steps=20_000, learning_starts=1_000, random_steps=2_000, eval_freq=5_000,
-                      checkpoint_freq=5_000, log_every=500)
+        fields.update(
+            total_steps=20_000,
+            learning_starts=1_000,
+            random_steps=2_000,
+            eval_freq=5_000,
+            checkpoint_freq=5_000,
+            log_every=500,
+        )
     fields.update(overrides)
     config = TrainConfig(**fields)
     config.validate()
