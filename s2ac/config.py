@@ -122,6 +122,8 @@ class S2ACConfig(AgentConfig):
     score_space: Literal["squashed", "unsquashed"] = "squashed"
     """SVGD score: of the u-space target exp(Q(s, tanh u)/alpha) * |tanh'(u)| ("squashed", correct),
     or grad Q(s, u) at the raw u ("unsquashed", authors' code)."""
+    unroll_svgd: bool = False
+    """Unroll the SVGD loop in the compiled update (no loop overhead for small L; exact XLA FLOP counts)."""
     test_selection: Literal["max", "softmax"] = "max"
     """Deterministic action: the particle with the highest min-Q, or one drawn with prob. ~ exp(Q/alpha)."""
 

@@ -26,7 +26,8 @@ Notation (REFERENCE.md §1, poster box "A Closed Form Estimate"):
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, NamedTuple, Union
+from collections.abc import Callable
+from typing import Literal, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -306,6 +307,7 @@ def svgd_sample(
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
     trajectory: bool = False,
+    unroll: bool = False,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -327,6 +329,7 @@ def svgd_sample(
         normalizer: ``"m"`` (poster) or ``"m-1"`` (authors' code) in the closed form.
         diagnostics: compute the per-step invertibility margin.
         trajectory: also return particles and log-densities after every step.
+        unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
@@ -348,7 +351,9 @@ def svgd_sample(
         out = (sigma, margin, a_next, log_q_next) if trajectory else (sigma, margin)
         return (a_next, log_q_next), out
 
-    (a_final, log_q_final), outs = jax.lax.scan(body, (particles, log_q0), None, length=steps)
+    (a_final, log_q_final), outs = jax.lax.scan(
+        body, (particles, log_q0), None, length=steps, unroll=max(steps, 1) if unroll else 1
+    )
     traj = log_q_traj = None
     if trajectory:
         sigmas, margins, a_hist, lq_hist = outs

@@ -143,6 +143,7 @@ class S2ACAgent:
                 alpha=self.sampler_alpha,
                 log_density=cfg.log_density,
                 normalizer=cfg.normalizer,
+                unroll=cfg.unroll_svgd,
             )
 
         res = jax.vmap(one_state)(obs, u0, log_q0)

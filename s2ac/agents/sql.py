@@ -1,0 +1,405 @@
+"""Soft Q-learning (Haarnoja, Tang, Abbeel, Levine, ICML 2017) for continuous actions.
+
+* **Policy**: an amortized sampler ``a = squash(f_psi(s, xi))``, an MLP on ``[s, xi]``, trained by
+  amortized SVGD (SQL Eq. 13-14): draw particles from ``f`` at ``s``, compute the SVGD direction
+  ``phi`` of the target ``exp(Q(s, .)/alpha)`` at them, and move ``psi`` along
+  ``d f / d psi^T phi`` through the surrogate loss ``-sum_i stop_gradient(phi_i) . f(s, xi_i)``.
+  As in SQL's K/M split, one set of particles is the kernel's "fixed" anchors (their scores drive
+  ``phi``) and a second, independent set is the one that is moved.
+* **Critic**: soft Q-iteration (SQL Eq. 10-11), ``y = r + gamma (1 - terminated) Vbar(s')`` with the
+  soft value ``V(s) = alpha log int exp(Q(s, a)/alpha) da`` estimated by importance sampling from the
+  uniform distribution on the action box (:func:`soft_value_uniform`). Twin critics; the value uses
+  ``min_k Qbar_k`` per sampled action (clipped double-Q, as in SAC and S²AC, so the baselines share
+  the critic); target networks by Polyak averaging (SQL's code copied them every 1000 steps).
+
+Where SVGD runs (``svgd_space``):
+
+* ``"u"`` (default): on the pre-squash ``u = f(s, xi)`` with the exact push-forward target
+  ``exp(Q(s, squash(u))/alpha) |det d squash/du|``, i.e. the energy of
+  :meth:`s2ac.agents.s2ac.S2ACAgent.energy` with ``score_space="squashed"``. ``u`` is unbounded, so
+  the repulsion can never push a particle past the box edge, kernel distances are not compressed near
+  the edges, and the samples' distribution on the box is exactly the push-forward of the ``u`` target.
+* ``"action"``: on the box actions with the target ``exp(Q(s, a)/alpha)`` and the gradient sent
+  through ``tanh`` (the authors' S²AC code for its SQL baseline). The target ignores the boundary:
+  repulsion pushes edge particles outward where ``tanh' -> 0`` and their update vanishes.
+  (SQL's own code mixes the two: ``a``-space kernel and gradient of ``Q + sum log(1 - a^2)``.)
+
+Known weakness: the soft value is a log-mean-exp of ``M`` uniform samples. When ``exp(Q/alpha)``
+is peaked (small ``alpha``, large action dimension, a trained critic) almost all of the uniform
+samples carry negligible weight, so the estimate has a high variance and, by Jensen's inequality,
+a downward bias ``E[alpha log mean_j exp(Q_j/alpha)] <= V`` that only shrinks as ``M`` grows. The
+sampler is never used in the value, so the critic does not profit from a good policy.
+
+The ``paper`` behaviour fields (:data:`SQL_PAPER_FIELDS`) reproduce the authors' S²AC-code SQL:
+``xi ~ U[0, 1)``, the value's importance constant applied to the sampler's own samples, temperature 1
+inside the sampler, SVGD in action space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from s2ac import stein
+from s2ac.agents.base import ACT_MODES, Batch, EnvSpec, Metrics, adam, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.config import AgentConfig, _finite_positive, _positive_int, _require
+from s2ac.distributions import ActionBox, squash, squash_log_det
+from s2ac.nets import MLP, Activation, CriticEnsemble
+
+Array = jax.Array
+
+NOISES: tuple[str, ...] = ("normal", "uniform01")
+SVGD_SPACES: tuple[str, ...] = ("u", "action")
+
+
+@dataclass(frozen=True)
+class SQLConfig(AgentConfig):
+    """Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the sampler f(s, xi) (SQL code: 2 x 128; 2 x 256 here, as SAC's actor)."""
+    n_value_particles: int = 50
+    """M: uniform action samples per next state in the soft value (SQL code: 16; more lowers its variance)."""
+    n_svgd_particles: int = 16
+    """Particles per state moved by the amortized SVGD step, and candidates of the "max"/"softmax" actions."""
+    n_fixed_particles: int = 16
+    """Kernel anchor particles per state whose scores drive the SVGD direction (SQL's "fixed" set;
+    SQL code: 16 particles split 8 fixed / 8 updated)."""
+    noise_dim: int | None = None
+    """Dimension of xi; None means the action dimension (SQL code and authors' code)."""
+    noise: Literal["normal", "uniform01"] = "normal"
+    """Distribution of xi: N(0, I) (SQL paper and code) or U[0, 1) (authors' S²AC code, ``paper``)."""
+    bandwidth: float | Literal["mean/2", "median"] = "median"
+    """Kernel bandwidth: a fixed sigma, or a rule of ``s2ac.stein`` applied per state to the anchors
+    (SQL code: median heuristic, sigma^2 = median / (2 log K), which "median" matches up to K vs K + 1)."""
+    svgd_space: Literal["u", "action"] = "u"
+    """Where SVGD runs: pre-squash u with the push-forward target (correct), or box actions with
+    exp(Q/alpha) and the gradient sent through tanh (authors' code). See the module docstring."""
+    sampler_alpha: float | None = None
+    """Temperature of the SVGD target exp(Q/alpha); None uses ``alpha``. Authors' code: 1."""
+    importance_on_sampler: bool = False
+    """Soft value from the sampler's own samples with the uniform proposal's importance constant
+    (authors' code: a biased, max-like estimate, since those samples are not uniform) instead of
+    uniform samples on the box (SQL)."""
+
+    @property
+    def effective_sampler_alpha(self) -> float:
+        """The temperature the sampler actually uses (derived, never written back)."""
+        return self.alpha if self.sampler_alpha is None else self.sampler_alpha
+
+    def validate(self) -> None:
+        super().validate()
+        _positive_int("n_value_particles", self.n_value_particles)
+        _positive_int("n_svgd_particles", self.n_svgd_particles)
+        _positive_int("n_fixed_particles", self.n_fixed_particles)
+        _require(self.n_fixed_particles >= 2, f"n_fixed_particles must be >= 2 for SVGD; got {self.n_fixed_particles}")
+        if self.noise_dim is not None:
+            _positive_int("noise_dim", self.noise_dim)
+        _require(self.noise in NOISES, f"unknown noise {self.noise!r}; expected one of {NOISES}")
+        _require(
+            self.svgd_space in SVGD_SPACES, f"unknown svgd_space {self.svgd_space!r}; expected one of {SVGD_SPACES}"
+        )
+        if isinstance(self.bandwidth, str):
+            _require(
+                self.bandwidth in stein.BANDWIDTH_RULES,
+                f"unknown bandwidth rule {self.bandwidth!r}; expected a float or one of {stein.BANDWIDTH_RULES}",
+            )
+        else:
+            _finite_positive("bandwidth", self.bandwidth)
+        if self.sampler_alpha is not None:
+            _finite_positive("sampler_alpha", self.sampler_alpha)
+        _require(isinstance(self.importance_on_sampler, bool), "importance_on_sampler must be a bool")
+
+
+# The authors' S²AC code's SQL baseline (REFERENCE.md §2 and their actor_sql.py / core.py).
+SQL_PAPER_FIELDS = dict(noise="uniform01", importance_on_sampler=True, sampler_alpha=1.0, svgd_space="action")
+
+
+# ---------------------------------------------------------------------------
+# Pure maths (one state; vmapped by the agent)
+# ---------------------------------------------------------------------------
+
+
+def box_log_volume(box: ActionBox) -> float:
+    """``log vol(box) = sum_k log(high_k - low_k) = sum_k log(2 scale_k)`` (``d log 2`` for ``[-1, 1]^d``)."""
+    return float(jnp.sum(jnp.log(2.0 * jnp.asarray(box.scale))))
+
+
+def soft_value_uniform(q: Array, alpha: float, log_volume: float) -> Array:
+    """Soft value by importance sampling from the uniform distribution ``U`` on the action box (SQL Eq. 10).
+
+    ``V = alpha log E_{a~U}[exp(Q(a)/alpha) / U(a)]`` with ``U(a) = 1/vol``, estimated from ``M`` samples
+    ``q_j = Q(a_j)`` (last axis)::
+
+        V ~= alpha logsumexp_j(q_j / alpha) - alpha log M + alpha log vol(box)
+
+    For ``[-1, 1]^d``, ``log vol = d log 2``; for ``Q == c``, ``V = c + alpha log vol``.
+    """
+    m = q.shape[-1]
+    return alpha * jax.nn.logsumexp(q / alpha, axis=-1) - alpha * math.log(m) + alpha * log_volume
+
+
+def svgd_direction_anchored(points: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float) -> Array:
+    """SVGD direction at ``points`` (n, d) from the kernel anchors ``anchors`` (K, d) (SQL Eq. 13)::
+
+        phi(x_i) = (1/K) sum_j [ k(y_j, x_i) s_j + alpha grad_{y_j} k(y_j, x_i) ]
+
+    with ``s_j`` the energy gradient at anchor ``y_j`` and ``grad_{y_j} k(y_j, x_i) = (x_i - y_j)/sigma^2 k``.
+    This is :func:`s2ac.stein.svgd_direction` (the poster's ``alpha``-scaled form) with the expectation
+    taken over a separate particle set; with ``anchors = points`` the two are identical.
+    """
+    diff = points[:, None, :] - anchors[None, :, :]  # (i, j, d): x_i - y_j
+    k = jnp.exp(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2))
+    drive = k @ anchor_scores
+    repulse = jnp.einsum("ij,ijd->id", k, diff) / sigma**2
+    return (drive + alpha * repulse) / anchors.shape[0]
+
+
+def amortized_svgd_loss(
+    moved: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float
+) -> tuple[Array, Array]:
+    """Surrogate ``-(1/n) sum_i stop_gradient(phi(x_i)) . x_i`` (SQL Eq. 14) for one state; returns ``(loss, phi)``.
+
+    Its gradient in the sampler's parameters ``psi`` is ``-(1/n) sum_i (d x_i/d psi)^T phi(x_i)``:
+    gradient descent moves every sample ``x_i = f(s, xi_i)`` along the SVGD direction ``phi``
+    (:func:`svgd_direction_anchored`; anchors, scores and bandwidth carry no gradient).
+    """
+    sg = jax.lax.stop_gradient
+    phi = sg(svgd_direction_anchored(sg(moved), sg(anchors), sg(anchor_scores), sg(sigma), alpha))
+    return -jnp.mean(jnp.sum(phi * moved, axis=-1)), phi
+
+
+def resolve_bandwidth(particles: Array, bandwidth: float | str) -> Array:
+    """Sigma for one state's particles: a rule of :func:`s2ac.stein.bandwidth_from_rule` or a fixed value."""
+    if isinstance(bandwidth, str):
+        return stein.bandwidth_from_rule(particles, bandwidth)  # type: ignore[arg-type]
+    return jnp.asarray(bandwidth, particles.dtype)
+
+
+def draw_noise(key: Array, shape: tuple[int, ...], noise: str) -> Array:
+    """``xi ~ N(0, I)`` (``"normal"``) or ``xi ~ U[0, 1)`` (``"uniform01"``)."""
+    if noise == "normal":
+        return jax.random.normal(key, shape)
+    return jax.random.uniform(key, shape)
+
+
+def noise_mean(noise: str) -> float:
+    """``E[xi]`` per coordinate: the input of the one-pass deterministic action."""
+    return 0.0 if noise == "normal" else 0.5
+
+
+class AmortizedSampler(nn.Module):
+    """``u = f(s, xi)``: an MLP on ``[s, xi]`` (SQL's StochasticNNPolicy before its tanh).
+
+    ``obs`` is broadcast against ``noise``'s leading axes: ``obs (B, o)``, ``noise (B, n, e)`` gives ``(B, n, d)``.
+    """
+
+    hidden_sizes: Sequence[int]
+    act_dim: int
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, obs: Array, noise: Array) -> Array:
+        if noise.ndim == obs.ndim + 1:  # several samples per state
+            obs = jnp.broadcast_to(obs[..., None, :], noise.shape[:-1] + obs.shape[-1:])
+        return MLP(self.hidden_sizes, self.act_dim, self.activation)(jnp.concatenate([obs, noise], axis=-1))
+
+
+# ---------------------------------------------------------------------------
+# Agent
+# ---------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class SQLState:
+    """Flat training state: critic, target critic, sampler, optimiser states, PRNG key, counter."""
+
+    critic_params: Any
+    critic_target: Any
+    critic_opt: Any
+    actor_params: Any
+    actor_opt: Any
+    key: Array
+    step: Array
+
+
+def pick_action(actions: Array, q: Array, key: Array, mode: str, alpha: float) -> Array:
+    """One of ``actions`` (B, n, d) per state: highest ``q`` (``"max"``) or drawn ``~ exp(q/alpha)`` (``"softmax"``)."""
+    if mode == "max":
+        idx = jnp.argmax(q, axis=-1)
+    else:
+        idx = jax.random.categorical(key, q / alpha, axis=-1)
+    return jnp.take_along_axis(actions, idx[:, None, None], axis=1)[:, 0]
+
+
+class SQLAgent:
+    """Soft Q-learning with the shared ``init`` / ``update`` / ``act`` interface."""
+
+    def __init__(self, config: SQLConfig, spec: EnvSpec):
+        config.validate()
+        self.config, self.spec = config, spec
+        self.box = spec.box
+        self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
+        self.sampler_alpha = config.effective_sampler_alpha
+        self.log_volume = box_log_volume(self.box)
+        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
+        self.sampler = AmortizedSampler(config.actor_hidden, spec.act_dim, config.activation)
+        self.critic_tx = adam(config.critic_lr)
+        self.actor_tx = adam(config.actor_lr)
+        self.trace_count = 0
+        self.update = jax.jit(self._update)
+        self.act = jax.jit(self._act, static_argnames="mode")
+
+    # -- initialisation -----------------------------------------------------------
+    def init(self, key: Array) -> SQLState:
+        k_critic, k_actor, key = jax.random.split(key, 3)
+        obs = jnp.zeros((1, self.spec.obs_dim))
+        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.spec.act_dim)))
+        actor_params = self.sampler.init(k_actor, obs, jnp.zeros((1, self.noise_dim)))
+        return SQLState(
+            critic_params=critic_params,
+            critic_target=critic_params,
+            critic_opt=self.critic_tx.init(critic_params),
+            actor_params=actor_params,
+            actor_opt=self.actor_tx.init(actor_params),
+            key=key,
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    # -- sampler ------------------------------------------------------------------
+    def sample_u(self, actor_params: Any, obs: Array, key: Array, n: int) -> Array:
+        """``n`` pre-squash samples ``u = f(s, xi)`` per state: shape ``(B, n, d)``."""
+        noise = draw_noise(key, (obs.shape[0], n, self.noise_dim), self.config.noise)
+        return self.sampler.apply(actor_params, obs, noise)
+
+    def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
+        """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, n, d)``: shape ``(B, n)``."""
+        obs_rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
+        return jnp.min(self.critic.apply(critic_params, obs_rep, actions), axis=0)
+
+    def energy(self, critic_params: Any, obs: Array, x: Array) -> Array:
+        """Energy ``alpha_s log p`` of the SVGD target for one state's particles ``x`` (n, d).
+
+        ``"u"``: ``min_k Q_k(s, squash(u)) + alpha_s log|det d squash/du|``; ``"action"``: ``min_k Q_k(s, a)``.
+        """
+        obs_rep = jnp.broadcast_to(obs, (x.shape[0], obs.shape[-1]))
+        if self.config.svgd_space == "action":
+            return jnp.min(self.critic.apply(critic_params, obs_rep, x), axis=0)
+        q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(x, self.box)), axis=0)
+        return q + self.sampler_alpha * squash_log_det(x, self.box)
+
+    def sampler_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
+        """Amortized SVGD surrogate (SQL Eq. 13-14), averaged over states; critic held fixed."""
+        cfg = self.config
+        u = self.sample_u(actor_params, obs, key, cfg.n_fixed_particles + cfg.n_svgd_particles)
+        x = squash(u, self.box) if cfg.svgd_space == "action" else u
+        anchors = jax.lax.stop_gradient(x[:, : cfg.n_fixed_particles])
+        moved = x[:, cfg.n_fixed_particles :]
+
+        def one_state(obs_row: Array, anchors_row: Array, moved_row: Array) -> tuple[Array, Array, Array]:
+            # Rows are independent, so the gradient of the summed energy is the row-wise score.
+            scores = jax.grad(lambda y: jnp.sum(self.energy(critic_params, obs_row, y)))(anchors_row)
+            sigma = resolve_bandwidth(anchors_row, cfg.bandwidth)
+            loss, phi = amortized_svgd_loss(moved_row, anchors_row, scores, sigma, self.sampler_alpha)
+            return loss, sigma, jnp.mean(jnp.linalg.norm(phi, axis=-1))
+
+        losses, sigmas, phi_norms = jax.vmap(one_state)(obs, anchors, moved)
+        actions = jax.lax.stop_gradient(squash(u, self.box))
+        info = {
+            "svgd_grad_norm": jnp.mean(phi_norms),
+            "bandwidth": jnp.mean(sigmas),
+            "particle_spread": jnp.mean(jnp.std(actions, axis=1)),
+        }
+        return jnp.mean(losses), info
+
+    # -- critic -------------------------------------------------------------------
+    def soft_value(self, target_params: Any, actor_params: Any, next_obs: Array, key: Array) -> Array:
+        """``Vbar(s')`` from ``M`` actions: uniform on the box (SQL) or the sampler's own (``importance_on_sampler``)."""
+        cfg = self.config
+        shape = (next_obs.shape[0], cfg.n_value_particles, self.spec.act_dim)
+        if cfg.importance_on_sampler:
+            u = self.sample_u(actor_params, next_obs, key, cfg.n_value_particles)
+            actions = squash(u, self.box)
+        else:
+            low, high = self.box.center - self.box.scale, self.box.center + self.box.scale
+            actions = jax.random.uniform(key, shape, minval=low, maxval=high)
+        q = self.min_q(target_params, next_obs, actions)
+        return soft_value_uniform(q, cfg.alpha, self.log_volume)
+
+    def critic_loss(self, critic_params: Any, batch: Batch, target: Array) -> tuple[Array, Metrics]:
+        q = self.critic.apply(critic_params, batch.obs, batch.action)
+        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+    # -- acting -------------------------------------------------------------------
+    def _act(self, state: SQLState, obs: Array, key: Array, mode: str = "random") -> Array:
+        """``"random"``: one ``f(s, xi)``; ``"mean"``: ``f(s, E[xi])`` (one deterministic pass);
+        ``"max"`` / ``"softmax"``: best of / ``exp(Q/alpha)``-weighted pick among ``n_svgd_particles`` samples."""
+        if mode not in ACT_MODES:
+            raise ValueError(f"unknown action mode {mode!r}; expected one of {ACT_MODES}")
+        k_sample, k_pick = jax.random.split(key)
+        if mode == "mean":
+            noise = jnp.full((obs.shape[0], self.noise_dim), noise_mean(self.config.noise), obs.dtype)
+            return squash(self.sampler.apply(state.actor_params, obs, noise), self.box)
+        if mode == "random":
+            return squash(self.sample_u(state.actor_params, obs, k_sample, 1)[:, 0], self.box)
+        actions = squash(self.sample_u(state.actor_params, obs, k_sample, self.config.n_svgd_particles), self.box)
+        q = self.min_q(state.critic_params, obs, actions)
+        return pick_action(actions, q, k_pick, mode, self.config.alpha)
+
+    # -- update -------------------------------------------------------------------
+    def _update(self, state: SQLState, batch: Batch) -> tuple[SQLState, Metrics]:
+        self.trace_count += 1  # runs at trace time only: counts compilations
+        key, k_value, k_actor = jax.random.split(state.key, 3)
+        next_value = self.soft_value(state.critic_target, state.actor_params, batch.next_obs, k_value)
+        target = soft_bellman_target(batch.reward, batch.terminated, self.config.gamma, next_value)
+        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.critic_params, batch, target
+        )
+        c_updates, critic_opt = self.critic_tx.update(c_grads, state.critic_opt, state.critic_params)
+        critic_params = optax.apply_updates(state.critic_params, c_updates)
+
+        (a_loss, a_info), a_grads = jax.value_and_grad(self.sampler_loss, has_aux=True)(
+            state.actor_params, critic_params, batch.obs, k_actor
+        )
+        a_updates, actor_opt = self.actor_tx.update(a_grads, state.actor_opt, state.actor_params)
+        actor_params = optax.apply_updates(state.actor_params, a_updates)
+
+        new_state = state.replace(
+            critic_params=critic_params,
+            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
+            critic_opt=critic_opt,
+            actor_params=actor_params,
+            actor_opt=actor_opt,
+            key=key,
+            step=state.step + 1,
+        )
+        metrics = {
+            "critic_loss": c_loss,
+            "actor_loss": a_loss,
+            "alpha": jnp.asarray(self.config.alpha),
+            "value_mean": jnp.mean(next_value),
+            **c_info,
+            **a_info,
+        }
+        return new_state, metrics
+
+
+__all__ = [
+    "SQLConfig",
+    "SQLAgent",
+    "SQLState",
+    "SQL_PAPER_FIELDS",
+    "AmortizedSampler",
+    "amortized_svgd_loss",
+    "box_log_volume",
+    "soft_value_uniform",
+    "svgd_direction_anchored",
+]

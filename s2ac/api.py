@@ -1,0 +1,155 @@
+"""A class API in the spirit of Stable-Baselines3.
+
+from s2ac import S2AC
+model = S2AC("s2ac/MultiGoal3-v0", preset="quick", seed=0)
+model.learn(total_timesteps=20_000)
+action, _ = model.predict(obs, deterministic=True)
+model.save("multigoal_s2ac")
+model = S2AC.load("multigoal_s2ac")
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2ac import checkpoint as ckpt
+from s2ac.agents import EnvSpec, make_agent
+from s2ac.config import (
+    CONFIG_CLASSES,
+    AgentConfig,
+    TrainConfig,
+    config_from_dict,
+    make_agent_config,
+    make_train_config,
+)
+from s2ac.train import RUN_CONFIG_FILE, Trainer, make_env, run_config_dict
+
+
+def _env_id(env: Any) -> str:
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    if spec is None or spec.id is None:
+        raise ValueError("pass a registered Gymnasium env id (or an env made by gymnasium.make)")
+    return spec.id
+
+
+class Algorithm:
+    """Base of :class:`S2AC`, :class:`S2ACPhi` and :class:`SAC`: one trained agent and its run folder."""
+
+    algo: str = ""
+
+    def __init__(
+        self,
+        env: Any,
+        config: AgentConfig | None = None,
+        *,
+        preset: str = "corrected",
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        **train_overrides: Any,
+    ):
+        self.env_id = _env_id(env)
+        self.config = config if config is not None else make_agent_config(self.algo, preset, self.env_id)
+        self.preset = preset
+        self.seed = seed
+        self.train_overrides = train_overrides
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix=f"{self.algo}-"))
+        self.spec = EnvSpec.from_env(make_env(self.env_id))
+        self.agent = make_agent(self.config, self.spec)
+        self.state = self.agent.init(jax.random.PRNGKey(seed))
+        self._act_calls = 0
+
+    def train_config(self, total_timesteps: int) -> TrainConfig:
+        return make_train_config(
+            self.preset, self.env_id, total_steps=total_timesteps, seed=self.seed, **self.train_overrides
+        )
+
+    def learn(self, total_timesteps: int, progress_bar: bool = True, resume: bool = False) -> Algorithm:
+        """Train for ``total_timesteps`` env steps (``resume`` continues the run in ``run_dir``)."""
+        trainer = Trainer(
+            self.algo,
+            self.config,
+            self.train_config(total_timesteps),
+            self.run_dir,
+            resume=resume,
+            progress=progress_bar,
+        )
+        trainer.run()
+        self.agent, self.state = trainer.agent, trainer.state
+        return self
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True, key: jax.Array | None = None):
+        """Action(s) for ``obs`` of shape ``(obs_dim,)`` or ``(n, obs_dim)``; returns ``(action, None)``."""
+        obs = np.asarray(obs, np.float32)
+        if obs.shape[-1] != self.spec.obs_dim or obs.ndim not in (1, 2):
+            raise ValueError(f"obs must have shape ({self.spec.obs_dim},) or (n, {self.spec.obs_dim}); got {obs.shape}")
+        single = obs.ndim == 1
+        if key is None:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls)
+            self._act_calls += 1
+        mode = "max" if deterministic else "random"
+        action = np.asarray(self.agent.act(self.state, jnp.asarray(obs[None] if single else obs), key, mode=mode))
+        return (action[0] if single else action), None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config and the agent state (not the replay buffer) to folder ``path``."""
+        path = Path(path)
+        train = self.train_config(1)  # only env id, seed and schedule are recorded
+        ckpt.save_checkpoint(
+            path,
+            0,
+            jax.device_get(self.state),
+            {"env_id": self.env_id, "preset": self.preset, "seed": self.seed},
+            lambda p: np.savez(p),
+            keep=1,
+        )
+        (path / RUN_CONFIG_FILE).write_text(json.dumps(run_config_dict(self.algo, self.config, train), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Algorithm:
+        """Load a model written by :meth:`save`, or the latest checkpoint of a training run folder."""
+        path = Path(path)
+        cfg_file = path / RUN_CONFIG_FILE
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path} is not a saved model or run folder ({RUN_CONFIG_FILE} missing)")
+        saved = json.loads(cfg_file.read_text())
+        algo = saved["algo"]
+        target_cls = ALGORITHMS.get(algo, cls)
+        config = config_from_dict(CONFIG_CLASSES[algo], saved["agent"])
+        model = target_cls(saved["train"]["env_id"], config, seed=saved["train"]["seed"], run_dir=path)
+        ckpt_root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        latest = ckpt.latest_valid_checkpoint(ckpt_root)
+        if latest is None:
+            raise ckpt.CheckpointError(f"no valid checkpoint in {ckpt_root}")
+        model.state = ckpt.load_agent_state(latest, model.state)
+        return model
+
+
+class S2AC(Algorithm):
+    """S²AC(phi, theta): SVGD policy with a learned Gaussian q0."""
+
+    algo = "s2ac"
+
+
+class S2ACPhi(Algorithm):
+    """S²AC(phi): SVGD policy from a fixed Gaussian q0."""
+
+    algo = "s2ac-phi"
+
+
+class SAC(Algorithm):
+    """Soft Actor-Critic with a tanh-Gaussian actor."""
+
+    algo = "sac"
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {"s2ac": S2AC, "s2ac-phi": S2ACPhi, "sac": SAC}

@@ -1,0 +1,137 @@
+"""Update benchmark: median ms per compiled update, its FLOPs, and the same-process matmul rate.
+
+FLOPs come from XLA's cost analysis of the compiled update with the SVGD loop fully
+unrolled (``unroll_svgd=True``): XLA counts a ``while``/``scan`` body once, so an
+unrolled lowering is the only way to get the true count from it. The rate is compared
+with a dense ``(B*m x H) @ (H x H)`` float32 matmul, the shape that dominates the update,
+timed in the same process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2ac.agents import EnvSpec, make_agent
+from s2ac.agents.base import Batch
+from s2ac.config import make_agent_config
+
+
+@dataclass(frozen=True)
+class BenchUpdate:
+    """Benchmark one agent update (after compilation)."""
+
+    algo: Literal["s2ac", "s2ac-phi", "sac"] = "s2ac"
+    """Algorithm to benchmark."""
+    preset: Literal["paper", "corrected"] = "corrected"
+    """Preset whose behaviour is benchmarked."""
+    obs_dim: int = 11
+    """Observation size (Hopper: 11)."""
+    act_dim: int = 3
+    """Action size (Hopper: 3)."""
+    batch: int = 100
+    """Minibatch size."""
+    particles: int = 10
+    """SVGD particles m."""
+    svgd_steps: int = 3
+    """SVGD steps L."""
+    hidden: int = 256
+    """Width of every hidden layer."""
+    repeats: int = 30
+    """Timed updates (median reported)."""
+    compare_sac: bool = True
+    """Also time SAC's update in the same process and report the ratio."""
+    json: bool = False
+    """Print one JSON line."""
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0]
+    return float(analysis.get("flops", float("nan")))
+
+
+def _median_seconds(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _random_batch(spec: EnvSpec, batch: int, seed: int = 0) -> Batch:
+    rng = np.random.default_rng(seed)
+    return Batch(
+        obs=jnp.asarray(rng.normal(size=(batch, spec.obs_dim)), jnp.float32),
+        action=jnp.asarray(rng.uniform(-1, 1, (batch, spec.act_dim)), jnp.float32),
+        reward=jnp.asarray(rng.normal(size=batch), jnp.float32),
+        next_obs=jnp.asarray(rng.normal(size=(batch, spec.obs_dim)), jnp.float32),
+        terminated=jnp.zeros(batch, jnp.float32),
+    )
+
+
+def time_update(algo: str, preset: str, args: BenchUpdate) -> dict:
+    """Median seconds and XLA FLOPs of one update of ``algo``."""
+    config = make_agent_config(algo, preset, "bench")
+    fields = dict(
+        batch_size=args.batch,
+        critic_hidden=(args.hidden,) * len(config.critic_hidden),
+        actor_hidden=(args.hidden,) * len(config.actor_hidden),
+    )
+    if algo in ("s2ac", "s2ac-phi"):
+        fields.update(n_particles=args.particles, svgd_steps=args.svgd_steps, unroll_svgd=True)
+    config = dataclasses.replace(config, **fields)
+    spec = EnvSpec(args.obs_dim, args.act_dim, (-1.0,) * args.act_dim, (1.0,) * args.act_dim)
+    agent = make_agent(config, spec)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = _random_batch(spec, args.batch)
+    update = jax.jit(agent._update)
+    flops = _flops(update.lower(state, batch).compile())
+    seconds = _median_seconds(update, state, batch, repeats=args.repeats)
+    return {"ms": 1e3 * seconds, "flops": flops, "gflops_per_s": flops / seconds / 1e9}
+
+
+def matmul_rate(rows: int, hidden: int, repeats: int = 50) -> float:
+    """GFLOP/s of a jitted ``(rows x hidden) @ (hidden x hidden)`` float32 matmul."""
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
+    a = jax.random.normal(key_a, (rows, hidden), jnp.float32)
+    b = jax.random.normal(key_b, (hidden, hidden), jnp.float32)
+    seconds = _median_seconds(jax.jit(jnp.dot), a, b, repeats=repeats)
+    return 2.0 * rows * hidden * hidden / seconds / 1e9
+
+
+def run_bench_update(args: BenchUpdate) -> dict:
+    """Time ``args.algo`` (and SAC), and the reference matmul, side by side."""
+    result = {
+        "algo": args.algo,
+        "preset": args.preset,
+        "config": dataclasses.asdict(args),
+        "device": jax.devices()[0].device_kind,
+        "machine": platform.processor() or platform.machine(),
+    }
+    rows = args.batch * (args.particles if args.algo in ("s2ac", "s2ac-phi") else 1)
+    result["matmul_shape"] = [rows, args.hidden, args.hidden]
+    result["matmul_gflops_per_s"] = matmul_rate(rows, args.hidden)
+    main = time_update(args.algo, args.preset, args)
+    result.update(
+        median_ms=main["ms"],
+        flops=main["flops"],
+        gflops_per_s=main["gflops_per_s"],
+        fraction_of_matmul=main["gflops_per_s"] / result["matmul_gflops_per_s"],
+    )
+    if args.compare_sac and args.algo != "sac":
+        sac = time_update("sac", "corrected", args)
+        result.update(sac_median_ms=sac["ms"], sac_flops=sac["flops"], ratio_to_sac=main["ms"] / sac["ms"])
+    # Re-measure the matmul after the updates: the machine's speed drifts; report both.
+    result["matmul_gflops_per_s_after"] = matmul_rate(rows, args.hidden)
+    return result

@@ -1,0 +1,158 @@
+"""Atomic checkpoints: agent state (flax msgpack), replay buffer (npz), trainer state (JSON).
+
+Layout of a run folder::
+
+    run/checkpoints/ckpt-000012000/{state.msgpack, replay.npz, trainer.json, manifest.json}
+    run/checkpoints/latest          # name of the newest complete checkpoint
+
+A checkpoint is written into a temporary folder, fsynced, then renamed; ``latest`` is
+replaced atomically afterwards. A crash at any point leaves the previous checkpoint
+intact. ``manifest.json`` holds a SHA-256 per file, so corruption is detected on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from flax import serialization
+
+STATE_FILE = "state.msgpack"
+REPLAY_FILE = "replay.npz"
+TRAINER_FILE = "trainer.json"
+MANIFEST_FILE = "manifest.json"
+LATEST = "latest"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another configuration."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step:09d}"
+
+
+def save_checkpoint(
+    ckpt_root: Path, step: int, agent_state: Any, trainer_state: dict, replay_saver, keep: int = 2
+) -> Path:
+    """Write a complete checkpoint for ``step`` atomically; keep the newest ``keep``.
+
+    ``replay_saver(path)`` writes the replay buffer (so this module stays buffer-agnostic).
+    """
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    final = ckpt_root / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{final.name}.tmp-"))
+    try:
+        (tmp / STATE_FILE).write_bytes(serialization.to_bytes(agent_state))
+        replay_saver(tmp / REPLAY_FILE)
+        (tmp / TRAINER_FILE).write_text(json.dumps(trainer_state))
+        files = (STATE_FILE, REPLAY_FILE, TRAINER_FILE)
+        for name in files:
+            _fsync_file(tmp / name)
+        manifest = {"step": step, "sha256": {name: _sha256(tmp / name) for name in files}}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest))
+        _fsync_file(tmp / MANIFEST_FILE)
+        if final.exists():  # a re-save of the same step after a resume: replace it whole
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _atomic_write_text(ckpt_root / LATEST, final.name)
+    _prune(ckpt_root, keep)
+    return final
+
+
+def _prune(ckpt_root: Path, keep: int) -> None:
+    done = sorted(p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and ".tmp-" not in p.name)
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in ckpt_root.glob(".ckpt-*.tmp-*"):  # leftovers of a crash mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def verify_checkpoint(path: Path) -> dict:
+    """Check every file against the manifest; return the manifest or raise :class:`CheckpointError`."""
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(f"checkpoint {path} is incomplete: no {MANIFEST_FILE}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        hashes = manifest["sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt: unreadable {MANIFEST_FILE} ({err})") from err
+    for name, expected in hashes.items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {path} is corrupt: {name} is missing")
+        if _sha256(file) != expected:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {name} does not match its SHA-256 in the manifest")
+    return manifest
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Complete checkpoint folders, newest first."""
+    if not ckpt_root.is_dir():
+        return []
+    return sorted((p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and ".tmp-" not in p.name), reverse=True)
+
+
+def latest_valid_checkpoint(ckpt_root: Path) -> Path | None:
+    """The newest checkpoint that verifies; a corrupt newer one is reported and skipped."""
+    candidates = list_checkpoints(ckpt_root)
+    latest_file = ckpt_root / LATEST
+    if latest_file.is_file():
+        named = ckpt_root / latest_file.read_text().strip()
+        if named in candidates:
+            candidates.remove(named)
+            candidates.insert(0, named)
+    for path in candidates:
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError as err:
+            warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
+    return None
+
+
+def load_agent_state(path: Path, template: Any) -> Any:
+    """Restore the agent state of checkpoint ``path`` into the structure of ``template``."""
+    verify_checkpoint(path)
+    try:
+        return serialization.from_bytes(template, (path / STATE_FILE).read_bytes())
+    except Exception as err:  # msgpack and structure errors come in many types
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this agent (different algorithm or network sizes?): {err}"
+        ) from err
+
+
+def load_trainer_state(path: Path) -> dict:
+    return json.loads((path / TRAINER_FILE).read_text())

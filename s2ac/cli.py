@@ -1,0 +1,203 @@
+"""Command line: ``s2ac train | eval | bench | reproduce``.
+
+``s2ac train`` is parsed in two stages: ``--algo``, ``--preset`` and ``--env`` pick the
+preset, whose full agent and training configs then become the defaults of every
+``--agent.*`` and ``--train.*`` flag (see ``s2ac train --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Literal, Optional
+
+import tyro
+
+from s2ac.config import ALGOS, CONFIG_CLASSES, PRESETS, TrainConfig, make_agent_config, make_train_config
+
+COMMANDS = {
+    "train": "train an agent (progress bar, metrics, checkpoints, plots)",
+    "eval": "evaluate the latest checkpoint of a run folder",
+    "bench": "benchmark the compiled update (ms, FLOPs, GFLOP/s vs a dense matmul)",
+    "reproduce": "reproduce a paper experiment: entropy-toy",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: s2ac COMMAND [options]   (s2ac COMMAND --help for details)", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+# -- train ---------------------------------------------------------------------------
+
+
+def _preparse_train(argv: list[str]) -> argparse.Namespace:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="s2ac")
+    pre.add_argument("--preset", default="corrected")
+    pre.add_argument("--env", default="s2ac/MultiGoal3-v0")
+    known, _ = pre.parse_known_args(argv)
+    if known.algo not in ALGOS:
+        raise SystemExit(f"error: unknown --algo {known.algo!r}; choose from {', '.join(ALGOS)}")
+    if known.preset not in PRESETS:
+        raise SystemExit(f"error: unknown --preset {known.preset!r}; choose from {', '.join(PRESETS)}")
+    return known
+
+
+def _train_command_type(agent_cls: type) -> type:
+    """A dataclass for tyro whose ``agent`` field has the concrete config class of the algo."""
+    return dataclasses.make_dataclass(
+        "TrainCommand",
+        [
+            ("algo", Literal[ALGOS], dataclasses.field(default="s2ac")),  # type: ignore[valid-type]
+            ("env", str, dataclasses.field(default="s2ac/MultiGoal3-v0")),
+            ("preset", Literal[PRESETS], dataclasses.field(default="corrected")),  # type: ignore[valid-type]
+            ("total_steps", Optional[int], dataclasses.field(default=None)),
+            ("seed", Optional[int], dataclasses.field(default=None)),
+            ("out", Optional[Path], dataclasses.field(default=None)),
+            ("resume", bool, dataclasses.field(default=False)),
+            ("progress", bool, dataclasses.field(default=True)),
+            ("plots", bool, dataclasses.field(default=True)),
+            ("agent", agent_cls, dataclasses.field(default=None)),
+            ("train", TrainConfig, dataclasses.field(default=None)),
+        ],
+        frozen=True,
+    )
+
+
+def cmd_train(argv: list[str]) -> int:
+    """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
+    from s2ac.train import Trainer
+
+    known = _preparse_train(argv)
+    agent_default = make_agent_config(known.algo, known.preset, known.env)
+    train_default = make_train_config(known.preset, known.env)
+    command_type = _train_command_type(CONFIG_CLASSES[known.algo])
+    default = command_type(
+        algo=known.algo, env=known.env, preset=known.preset, agent=agent_default, train=train_default
+    )
+    args = tyro.cli(command_type, default=default, args=argv, prog="s2ac train", description=cmd_train.__doc__)
+    train_cfg = dataclasses.replace(args.train, env_id=args.env)
+    if args.total_steps is not None:
+        train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps)
+    if args.seed is not None:
+        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
+    out = args.out or Path("runs") / f"{args.algo}-{args.env.replace('/', '_')}-seed{train_cfg.seed}"
+    trainer = Trainer(args.algo, args.agent, train_cfg, out, resume=args.resume, progress=args.progress)
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
+        return 130
+    if args.plots:
+        from s2ac.plots import plot_run
+
+        result["figures"] = [str(p) for p in plot_run(out, trainer)]
+    result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# -- eval ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalCommand:
+    """Evaluate the latest valid checkpoint of a run folder (deterministic and stochastic)."""
+
+    run_dir: tyro.conf.Positional[Path]
+    """Run folder written by ``s2ac train``."""
+    episodes: int = 10
+    """Episodes per policy mode."""
+    env: str | None = None
+    """Evaluate on another env id (e.g. an obstacle variant); default: the training env."""
+    json: bool = False
+    """Print a JSON object only."""
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from s2ac.api import Algorithm
+    from s2ac.evaluate import run_episodes
+    from s2ac.train import make_env
+
+    args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval")
+    model = Algorithm.load(args.run_dir)
+    env = make_env(args.env or model.env_id)
+    out: dict = {"run_dir": str(args.run_dir), "env": args.env or model.env_id}
+    for mode, deterministic in (("deterministic", True), ("stochastic", False)):
+        stats = run_episodes(env, lambda obs, ep, t, d=deterministic: model.predict(obs, d)[0], args.episodes, 0)
+        out[mode] = stats.summary(prefix="")
+    print(json.dumps(out, indent=None if args.json else 2))
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------
+
+
+def cmd_bench(argv: list[str]) -> int:
+    from s2ac.bench import BenchUpdate, run_bench_update
+
+    if not argv or argv[0] != "update":
+        raise SystemExit("usage: s2ac bench update [--algo ...] [--json]  (see s2ac bench update --help)")
+    args = tyro.cli(BenchUpdate, args=argv[1:], prog="s2ac bench update")
+    result = run_bench_update(args)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+# -- reproduce -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EntropyToyCommand:
+    """Entropy evaluation on the 2-D Gaussian target (poster: H = 3.41)."""
+
+    out: Path = Path("results/entropy_toy")
+    """Output folder for figures and the summary."""
+    quick: bool = False
+    """Reduced grids (about a minute)."""
+    seed: int = 0
+    """Base seed."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+def cmd_reproduce(argv: list[str]) -> int:
+    experiments = {"entropy-toy": EntropyToyCommand}
+    if not argv or argv[0] not in experiments:
+        raise SystemExit(f"usage: s2ac reproduce {{{','.join(experiments)}}} [options]")
+    name, rest = argv[0], argv[1:]
+    if name == "entropy-toy":
+        from s2ac.experiments.entropy_toy import run_entropy_toy
+
+        args = tyro.cli(EntropyToyCommand, args=rest, prog="s2ac reproduce entropy-toy")
+        summary = run_entropy_toy(args.out, quick=args.quick, seed=args.seed)
+        print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+HANDLERS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "reproduce": cmd_reproduce}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in HANDLERS:
+        print(f"error: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        return HANDLERS[command](rest) or 0
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

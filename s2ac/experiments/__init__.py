@@ -1,0 +1,1 @@
+"""Paper experiments, each a function the command line calls (entropy toy, ...)."""
