@@ -1,0 +1,6 @@
+"""s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX."""
+
+from s2ac.api import S2AC, SAC, Algorithm, S2ACPhi
+
+__all__ = ["S2AC", "S2ACPhi", "SAC", "Algorithm"]
+__version__ = "0.1.0"

@@ -322,7 +322,7 @@ class SQLAgent:
 
     # -- critic -------------------------------------------------------------------
     def soft_value(self, target_params: Any, actor_params: Any, next_obs: Array, key: Array) -> Array:
-        """``Vbar(s')`` from ``M`` actions: uniform on the box (SQL) or the sampler's own (``importance_on_sampler``)."""
+        """``Vbar(s')`` from M actions: uniform on the box (SQL), or the sampler's own (``importance_on_sampler``)."""
         cfg = self.config
         shape = (next_obs.shape[0], cfg.n_value_particles, self.spec.act_dim)
         if cfg.importance_on_sampler:

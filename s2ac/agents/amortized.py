@@ -1,0 +1,200 @@
+"""Amortized S²AC: a network ``g(s, xi)`` trained to imitate the S²AC SVGD sampler, so acting costs one pass.
+
+The critic and the q0 network are trained exactly as in :class:`s2ac.agents.s2ac.S2ACAgent` (its
+update runs unchanged); after it, one step trains the amortizer ``u = g(s, xi)``, ``xi ~ N(0, I)``,
+``a = squash(u)``, to reproduce the distribution of the S²AC particles ``u^L`` at the same states.
+
+Imitation objective: the squared maximum mean discrepancy (Gretton et al. 2012, the biased
+V-statistic of Eq. 5) between ``g``'s samples and the S²AC particles, per state, in ``u`` space, with
+a sum of RBF kernels whose bandwidths are S²AC's own (rule or fixed sigma, from the particles)
+times ``mmd_bandwidth_scales``. Why MMD rather than the other two options:
+
+* amortized SVGD with the S²AC particles as the kernel anchors,
+  ``phi(x) = (1/m) sum_j [k(y_j, x) grad E(y_j) + alpha grad_{y_j} k(y_j, x)]``, carries (almost) no
+  signal: when the anchors ``y_j`` are good samples of the target ``p ~ exp(E/alpha)``, Stein's
+  identity ``E_{y~p}[k(y, x) grad log p(y) + grad_y k(y, x)] = 0`` makes ``phi(x)`` vanish at *every*
+  ``x``, wherever ``g``'s samples are (``tests/test_amortized.py`` measures this). SVGD's direction
+  is the KL gradient only when the expectation runs over the distribution being moved; SQL
+  (:mod:`s2ac.agents.sql`) does that with ``g``'s own samples, which targets ``exp(Q/alpha)`` and
+  ignores the S²AC particles;
+* regression needs paired targets, and the sampler's particles are not paired with ``xi``.
+
+MMD with a characteristic kernel is zero only when the two distributions agree, needs no critic
+gradient, and is cheap (``m x m`` kernel matrices per state). Its gradient is an attraction of each
+``g`` sample to the particles plus a repulsion from the other ``g`` samples, the same two forces as
+SVGD, with the particles standing in for the score. The particles are drawn again after the S²AC
+update at the batch's states (forward only, no gradient), with the updated critic and q0.
+
+Acting with ``act_with="amortized"``: ``"random"`` is one pass of ``g``; ``"max"`` / ``"mean"`` draw
+``n_act_candidates`` samples of ``g`` in one batched pass and keep the one with the highest
+``min_k Q_k`` (the S²AC rule applied to ``g``'s samples; one critic pass more); ``"softmax"`` draws
+one of them with probability ``~ exp(Q/alpha)``. ``act_with="svgd"`` acts with the S²AC sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from s2ac.agents.base import ACT_MODES, Batch, EnvSpec, Metrics, adam
+from s2ac.agents.s2ac import S2ACAgent, S2ACState
+from s2ac.agents.sql import AmortizedSampler, pick_action, resolve_bandwidth
+from s2ac.config import S2ACConfig, _finite_positive, _positive_int, _require
+from s2ac.distributions import squash
+
+Array = jax.Array
+
+ACT_WITH: tuple[str, ...] = ("svgd", "amortized")
+
+
+@dataclass(frozen=True)
+class AmortizedS2ACConfig(S2ACConfig):
+    """S²AC plus an amortized sampler ``g(s, xi)`` that imitates its SVGD particles."""
+
+    amortizer_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of g (as SAC's actor, so acting costs about what SAC's does)."""
+    amortizer_lr: float = 1e-3
+    """Adam learning rate of g (authors: 1e-3 for every network)."""
+    noise_dim: int | None = None
+    """Dimension of xi ~ N(0, I); None means the action dimension."""
+    n_amortizer_samples: int | None = None
+    """Samples of g per state in the imitation loss; None means ``n_particles``."""
+    mmd_bandwidth_scales: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    """The MMD kernel is a sum of RBFs with S²AC's bandwidth times these factors (robust to its scale)."""
+    n_act_candidates: int | None = None
+    """Samples of g per state among which "max" / "softmax" pick; None means ``n_particles``."""
+    act_with: Literal["svgd", "amortized"] = "amortized"
+    """Act with g (one forward pass) or with the S²AC SVGD sampler."""
+
+    @property
+    def effective_n_amortizer_samples(self) -> int:
+        """Samples of g per state in the loss (derived, never written back)."""
+        return self.n_particles if self.n_amortizer_samples is None else self.n_amortizer_samples
+
+    @property
+    def effective_n_act_candidates(self) -> int:
+        """Candidates per state for "max" / "softmax" (derived, never written back)."""
+        return self.n_particles if self.n_act_candidates is None else self.n_act_candidates
+
+    def validate(self) -> None:
+        super().validate()
+        _require(
+            len(self.amortizer_hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.amortizer_hidden),
+            f"amortizer_hidden must be positive ints; got {self.amortizer_hidden!r}",
+        )
+        _finite_positive("amortizer_lr", self.amortizer_lr)
+        for name in ("noise_dim", "n_amortizer_samples", "n_act_candidates"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        _require(
+            len(self.mmd_bandwidth_scales) > 0,
+            f"mmd_bandwidth_scales must not be empty; got {self.mmd_bandwidth_scales!r}",
+        )
+        for scale in self.mmd_bandwidth_scales:
+            _finite_positive("mmd_bandwidth_scales entries", scale)
+        _require(self.act_with in ACT_WITH, f"unknown act_with {self.act_with!r}; expected one of {ACT_WITH}")
+
+
+def mmd_loss(samples: Array, anchors: Array, sigmas: Array) -> Array:
+    """Squared MMD between ``samples`` (n, d) and ``anchors`` (m, d) for one state (Gretton et al. 2012, Eq. 5)::
+
+        MMD^2 = mean_{i,i'} k(x_i, x_i') - 2 mean_{i,j} k(x_i, y_j) + mean_{j,j'} k(y_j, y_j'),
+        k(x, y) = sum_s exp(-||x - y||^2 / (2 sigma_s^2))
+
+    (the biased V-statistic; its diagonal terms are constant). Anchors and bandwidths carry no gradient.
+    """
+    anchors, sigmas = jax.lax.stop_gradient(anchors), jax.lax.stop_gradient(sigmas)
+
+    def mean_kernel(x: Array, y: Array) -> Array:
+        sq = jnp.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
+        return jnp.sum(jnp.mean(jnp.exp(-sq[..., None] / (2.0 * sigmas**2)), axis=(0, 1)))
+
+    return mean_kernel(samples, samples) - 2.0 * mean_kernel(samples, anchors) + mean_kernel(anchors, anchors)
+
+
+@flax.struct.dataclass
+class AmortizedS2ACState(S2ACState):
+    """:class:`S2ACState` (so the S²AC update runs on it unchanged) plus the amortizer and its optimiser."""
+
+    amortizer_params: Any
+    amortizer_opt: Any
+
+
+class AmortizedS2ACAgent(S2ACAgent):
+    """S²AC with an amortized sampler for cheap acting; same ``init`` / ``update`` / ``act`` interface."""
+
+    def __init__(self, config: AmortizedS2ACConfig, spec: EnvSpec):
+        super().__init__(config, spec)
+        self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
+        self.amortizer = AmortizedSampler(config.amortizer_hidden, spec.act_dim, config.activation)
+        self.amortizer_tx = adam(config.amortizer_lr)
+        self.mmd_scales = jnp.asarray(config.mmd_bandwidth_scales, jnp.float32)
+
+    def init(self, key: Array) -> AmortizedS2ACState:
+        k_s2ac, k_amortizer = jax.random.split(key)
+        base = super().init(k_s2ac)
+        params = self.amortizer.init(k_amortizer, jnp.zeros((1, self.spec.obs_dim)), jnp.zeros((1, self.noise_dim)))
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+        return AmortizedS2ACState(**fields, amortizer_params=params, amortizer_opt=self.amortizer_tx.init(params))
+
+    # -- amortized sampler -------------------------------------------------------------
+    def amortized_u(self, amortizer_params: Any, obs: Array, key: Array, n: int) -> Array:
+        """``n`` pre-squash samples ``u = g(s, xi)`` per state: shape ``(B, n, d)``."""
+        noise = jax.random.normal(key, (obs.shape[0], n, self.noise_dim))
+        return self.amortizer.apply(amortizer_params, obs, noise)
+
+    def amortizer_loss(
+        self, amortizer_params: Any, obs: Array, particles_u: Array, key: Array
+    ) -> tuple[Array, Metrics]:
+        """Mean over states of ``MMD^2(g(s, .), S²AC particles at s)`` in ``u`` space (module docstring)."""
+        u = self.amortized_u(amortizer_params, obs, key, self.config.effective_n_amortizer_samples)
+
+        def one_state(samples: Array, anchors: Array) -> Array:
+            sigma = resolve_bandwidth(anchors, self.config.bandwidth)
+            return mmd_loss(samples, anchors, sigma * self.mmd_scales)
+
+        loss = jnp.mean(jax.vmap(one_state)(u, particles_u))
+        gap = jnp.linalg.norm(jnp.mean(u, axis=1) - jnp.mean(particles_u, axis=1), axis=-1)
+        return loss, {"amortizer_mean_gap": jnp.mean(jax.lax.stop_gradient(gap))}
+
+    # -- acting -------------------------------------------------------------------------
+    def _act(self, state: AmortizedS2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
+        if self.config.act_with == "svgd":
+            return super()._act(state, obs, key, mode)
+        if mode not in ACT_MODES:
+            raise ValueError(f"unknown action mode {mode!r}; expected one of {ACT_MODES}")
+        k_sample, k_pick = jax.random.split(key)
+        if mode == "random":
+            return squash(self.amortized_u(state.amortizer_params, obs, k_sample, 1)[:, 0], self.box)
+        n = self.config.effective_n_act_candidates
+        actions = squash(self.amortized_u(state.amortizer_params, obs, k_sample, n), self.box)
+        q = self.min_q(state.critic_params, obs, actions)
+        return pick_action(actions, q, k_pick, "softmax" if mode == "softmax" else "max", self.config.alpha)
+
+    # -- update ---------------------------------------------------------------------------
+    def _update(self, state: AmortizedS2ACState, batch: Batch) -> tuple[AmortizedS2ACState, Metrics]:
+        """The S²AC update (critic, q0), then one amortizer step toward the updated sampler's particles."""
+        state, metrics = super()._update(state, batch)  # counts the trace
+        key, k_particles, k_noise = jax.random.split(state.key, 3)
+        particles = jax.lax.stop_gradient(
+            self.sample_particles(state.actor_params, state.critic_params, batch.obs, k_particles)
+        )
+        (loss, info), grads = jax.value_and_grad(self.amortizer_loss, has_aux=True)(
+            state.amortizer_params, batch.obs, particles.u, k_noise
+        )
+        updates, amortizer_opt = self.amortizer_tx.update(grads, state.amortizer_opt, state.amortizer_params)
+        new_state = state.replace(
+            amortizer_params=optax.apply_updates(state.amortizer_params, updates),
+            amortizer_opt=amortizer_opt,
+            key=key,
+        )
+        return new_state, {**metrics, "amortizer_loss": loss, **info}
+
+
+__all__ = ["AmortizedS2ACConfig", "AmortizedS2ACAgent", "AmortizedS2ACState", "ACT_WITH", "mmd_loss"]

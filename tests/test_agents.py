@@ -1,0 +1,304 @@
+"""Agents: densities, losses and action selection against hand-derived values."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s2ac import distributions as D
+from s2ac.agents import EnvSpec, make_agent
+from s2ac.agents.base import Batch, soft_bellman_target, twin_critic_loss
+from s2ac.config import S2ACConfig, SACConfig, make_agent_config
+
+HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
+MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
+ODD_BOX = EnvSpec(4, 2, (-2.0, 0.0), (1.0, 3.0))
+
+
+def small(algo, preset="corrected", env="Hopper-v5", **fields):
+    cfg = make_agent_config(algo, preset, env)
+    return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=16, **fields)
+
+
+def random_batch(spec, n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    low, high = np.asarray(spec.action_low), np.asarray(spec.action_high)
+    return Batch(
+        jnp.asarray(rng.normal(size=(n, spec.obs_dim)), jnp.float32),
+        jnp.asarray(rng.uniform(low, high, (n, spec.act_dim)), jnp.float32),
+        jnp.asarray(rng.normal(size=n), jnp.float32),
+        jnp.asarray(rng.normal(size=(n, spec.obs_dim)), jnp.float32),
+        jnp.asarray(rng.integers(0, 2, n), jnp.float32),
+    )
+
+
+# -- densities ---------------------------------------------------------------------
+
+
+def test_tanh_log_det_matches_direct_and_autodiff():
+    u = jnp.array([[-4.0, -0.3, 0.0], [0.7, 2.5, 9.0]])
+    direct = np.sum(np.log1p(-(np.tanh(np.asarray(u, np.float64)) ** 2)), axis=-1)
+    np.testing.assert_allclose(D.tanh_log_det(u), direct, rtol=1e-5)
+    box = D.ActionBox.from_bounds(np.array([-2.0, 0.0, -1.0]), np.array([1.0, 3.0, 1.0]))
+    for row in jnp.array([[-4.0, -0.3, 0.0], [0.7, 2.5, -1.5]]):  # float32 autodiff underflows past |u| ~ 8
+        jac = jax.jacfwd(lambda x: D.squash(x, box))(row)
+        np.testing.assert_allclose(D.squash_log_det(row, box), jnp.linalg.slogdet(jac)[1], rtol=1e-4, atol=1e-5)
+    # Stable far in the tails where log(1 - tanh^2) underflows naively.
+    assert np.isfinite(float(D.tanh_log_det(jnp.array([40.0]))))
+    np.testing.assert_allclose(D.tanh_log_det(jnp.array([40.0])), 2 * (np.log(2) - 40.0), rtol=1e-6)
+
+
+def test_squash_unsquash_roundtrip_and_bounds():
+    box = D.ActionBox.from_bounds(np.array([-2.0, 0.0]), np.array([1.0, 3.0]))
+    u = jnp.array([[-1.0, 0.5], [2.0, -0.1]])
+    a = D.squash(u, box)
+    assert np.all(a >= np.array([-2.0, 0.0])) and np.all(a <= np.array([1.0, 3.0]))
+    np.testing.assert_allclose(D.unsquash(a, box), u, rtol=1e-4)
+
+
+def test_truncated_normal_support_and_normalisation():
+    mean, std, bound = jnp.array([0.3]), jnp.array([0.5]), 3.0
+    x, log_p = D.truncated_normal_sample(
+        jax.random.PRNGKey(0), jnp.broadcast_to(mean, (20000, 1)), jnp.broadcast_to(std, (20000, 1)), bound
+    )
+    assert np.all(np.abs((x - mean) / std) <= bound + 1e-5)
+    grid = jnp.linspace(mean[0] - bound * std[0], mean[0] + bound * std[0], 20001)[:, None]
+    dens = jnp.exp(D.truncated_normal_log_prob(grid, mean, std, bound))
+    np.testing.assert_allclose(np.trapezoid(np.asarray(dens), np.asarray(grid[:, 0])), 1.0, atol=1e-4)
+    assert D.truncated_normal_log_prob(mean + 3.5 * std, mean, std, bound) == -jnp.inf
+    # Sample moments match scipy's truncated normal.
+    from scipy.stats import truncnorm
+
+    ref = truncnorm(-bound, bound, loc=0.3, scale=0.5)
+    np.testing.assert_allclose(np.mean(x), ref.mean(), atol=0.01)
+    np.testing.assert_allclose(np.std(x), ref.std(), atol=0.01)
+    np.testing.assert_allclose(log_p[:5,], ref.logpdf(np.asarray(x[:5, 0])), rtol=1e-4)
+
+
+# -- losses ------------------------------------------------------------------------
+
+
+def test_twin_critic_loss_and_bellman_target_hand_values():
+    q = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    y = jnp.array([0.0, 1.0])
+    assert float(twin_critic_loss(q, y)) == pytest.approx(0.5 * (1.0 + 9.0))
+    target = soft_bellman_target(jnp.array([1.0, 2.0]), jnp.array([0.0, 1.0]), 0.9, jnp.array([10.0, 10.0]))
+    np.testing.assert_allclose(target, [1.0 + 9.0, 2.0])  # a terminal transition ignores V(s')
+
+
+def test_s2ac_soft_value_is_mean_q_minus_alpha_mean_log_pi():
+    agent = make_agent(small("s2ac"), HOPPER)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 11))
+    parts = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(2))
+    v = agent.soft_value(state.critic_target, obs, parts)
+    for b in range(4):
+        qs = [float(jnp.min(agent.critic.apply(state.critic_target, obs[b], parts.action[b, j]))) for j in range(10)]
+        expected = np.mean(qs) - 0.2 * float(jnp.mean(parts.log_prob[b]))
+        np.testing.assert_allclose(v[b], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["fixed", "learned"])
+def test_s2ac_log_prob_without_svgd_steps_is_q0_density_through_tanh(init):
+    cfg = small("s2ac", init=init, svgd_steps=0)
+    agent = make_agent(cfg, ODD_BOX)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+    parts = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(2))
+    if init == "fixed":
+        log_q0 = D.normal_log_prob(parts.u, 0.0, cfg.init_std)
+    else:
+        mean, log_std = agent.init_net.apply(state.actor_params, obs)
+        log_q0 = D.truncated_normal_log_prob(parts.u, mean[:, None], jnp.exp(log_std)[:, None], 3.0)
+    jac_logdet = jax.vmap(jax.vmap(lambda u: jnp.linalg.slogdet(jax.jacfwd(lambda x: D.squash(x, agent.box))(u))[1]))(
+        parts.u
+    )
+    np.testing.assert_allclose(parts.log_prob, log_q0 - jac_logdet, rtol=1e-4, atol=1e-4)
+
+
+def test_squashed_score_is_chain_rule_of_q_plus_tanh_log_det():
+    cfg = small("s2ac", sampler_alpha=0.35)
+    agent = make_agent(cfg, ODD_BOX)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(3), (4,))
+    u = jax.random.normal(jax.random.PRNGKey(4), (5, 2))
+    score = jax.grad(lambda x: jnp.sum(agent.energy(state.critic_params, obs, x)))(u)
+    a = D.squash(u, agent.box)
+    dq_da = jax.vmap(jax.grad(lambda act: jnp.min(agent.critic.apply(state.critic_params, obs, act))))(a)
+    # d/du [Q(center + scale tanh u) + alpha sum log(1 - tanh^2 u)] = Q' scale (1 - tanh^2) - 2 alpha tanh u
+    expected = dq_da * agent.box.scale * (1 - jnp.tanh(u) ** 2) - 2 * 0.35 * jnp.tanh(u)
+    np.testing.assert_allclose(score, expected, rtol=1e-4, atol=1e-5)
+    paper = make_agent(dataclasses.replace(cfg, score_space="unsquashed"), ODD_BOX)
+    raw = jax.grad(lambda x: jnp.sum(paper.energy(state.critic_params, obs, x)))(u)
+    np.testing.assert_allclose(
+        raw,
+        jax.vmap(jax.grad(lambda x: jnp.min(agent.critic.apply(state.critic_params, obs, x))))(u),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_sac_log_prob_matches_gaussian_through_tanh():
+    agent = make_agent(small("sac"), ODD_BOX)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    action, log_prob = agent.sample_action(state.actor_params, obs, jax.random.PRNGKey(2))
+    mean, log_std = agent.actor.apply(state.actor_params, obs)
+    u = D.unsquash(action, agent.box, eps=0.0)
+    ref = np.sum(
+        -0.5 * ((np.asarray(u) - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1
+    ) - np.sum(np.log(np.asarray(agent.box.scale) * (1 - np.tanh(np.asarray(u)) ** 2)), axis=-1)
+    np.testing.assert_allclose(log_prob, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_sac_alpha_rises_when_entropy_is_below_target():
+    agent = make_agent(small("sac", auto_alpha=True), HOPPER)
+    grad = jax.grad(agent.alpha_loss)(jnp.log(0.2), jnp.asarray(-10.0))  # entropy far below -3
+    assert grad < 0  # gradient descent increases log alpha
+
+
+# -- selection -----------------------------------------------------------------------
+
+
+def test_action_selection_modes():
+    agent = make_agent(small("s2ac"), MULTIGOAL)
+    actions = jnp.array([[[0.1, 0.1], [0.5, -0.5], [-0.9, 0.2]]])
+    from s2ac.agents.s2ac import Particles
+
+    parts = Particles(actions, actions, jnp.zeros((1, 3)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    q = jnp.array([[0.0, 0.3, 0.1]])
+    np.testing.assert_allclose(agent.select(parts, q, jax.random.PRNGKey(0), "max"), [[0.5, -0.5]])
+    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    picks = jax.vmap(lambda k: agent.select(parts, q, k, "softmax"))(keys)[:, 0, 0]
+    freq = np.array([np.mean(np.isclose(picks, actions[0, i, 0])) for i in range(3)])
+    expected = np.exp(np.asarray(q[0]) / 0.2) / np.sum(np.exp(np.asarray(q[0]) / 0.2))
+    np.testing.assert_allclose(freq, expected, atol=0.03)
+    rand = jax.vmap(lambda k: agent.select(parts, q, k, "random"))(keys)[:, 0, 0]
+    np.testing.assert_allclose([np.mean(np.isclose(rand, actions[0, i, 0])) for i in range(3)], 1 / 3, atol=0.03)
+
+
+@pytest.mark.parametrize("algo", ["sac", "s2ac", "s2ac-phi"])
+@pytest.mark.parametrize("spec", [HOPPER, ODD_BOX], ids=["hopper", "odd_box"])
+def test_act_stays_in_the_box_for_every_mode(algo, spec):
+    agent = make_agent(small(algo), spec)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (7, spec.obs_dim))
+    for mode in ("random", "max", "softmax"):
+        a = np.asarray(agent.act(state, obs, jax.random.PRNGKey(2), mode=mode))
+        assert a.shape == (7, spec.act_dim)
+        assert np.all(a >= np.asarray(spec.action_low) - 1e-6) and np.all(a <= np.asarray(spec.action_high) + 1e-6)
+
+
+# -- update ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["sac", "s2ac", "s2ac-phi"])
+def test_update_traces_once_is_deterministic_and_changes_params(algo):
+    def run():
+        agent = make_agent(small(algo), HOPPER)
+        state = agent.init(jax.random.PRNGKey(0))
+        history = []
+        for i in range(4):
+            state, metrics = agent.update(state, random_batch(HOPPER, seed=i))
+            history.append({k: float(v) for k, v in metrics.items()})
+        return agent, state, history
+
+    agent, state, hist_a = run()
+    _, _, hist_b = run()
+    assert agent.trace_count == 1
+    assert hist_a == hist_b
+    assert all(np.isfinite(v) for row in hist_a for v in row.values())
+    assert int(state.step) == 4
+    fresh = agent.init(jax.random.PRNGKey(0))
+    moved = jax.tree_util.tree_map(
+        lambda a, b: float(jnp.max(jnp.abs(a - b))), state.critic_params, fresh.critic_params
+    )
+    assert max(jax.tree_util.tree_leaves(moved)) > 0
+    target_gap = jax.tree_util.tree_map(
+        lambda a, b: float(jnp.max(jnp.abs(a - b))), state.critic_target, state.critic_params
+    )
+    assert max(jax.tree_util.tree_leaves(target_gap)) > 0  # Polyak targets lag behind
+
+
+def test_jit_and_eager_updates_agree():
+    agent = make_agent(small("s2ac", svgd_steps=2, n_particles=4), MULTIGOAL)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = random_batch(MULTIGOAL, n=8)
+    jitted_state, jitted = agent.update(state, batch)
+    with jax.disable_jit():
+        eager_state, eager = agent._update(state, batch)
+    for key in jitted:
+        np.testing.assert_allclose(jitted[key], eager[key], rtol=2e-4, atol=1e-5, err_msg=key)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
+        jitted_state.actor_params,
+        eager_state.actor_params,
+    )
+
+
+def test_actor_gradient_flows_through_the_sampler_second_order():
+    """The q0 network gets gradient through log pi and through the SVGD steps' dependence on grad Q."""
+    agent = make_agent(small("s2ac", svgd_steps=3), MULTIGOAL)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
+    grads = jax.grad(lambda p: agent.actor_loss(p, state.critic_params, obs, jax.random.PRNGKey(2))[0])(
+        state.actor_params
+    )
+    norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
+    assert all(np.isfinite(norms)) and max(norms) > 0
+
+    # Finite-difference check of the directional derivative along a random direction.
+    direction = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(7), p.shape), state.actor_params)
+
+    def loss_at(t):
+        params = jax.tree_util.tree_map(lambda p, d: p + t * d, state.actor_params, direction)
+        return agent.actor_loss(params, state.critic_params, obs, jax.random.PRNGKey(2))[0]
+
+    with jax.enable_x64(False):
+        analytic = sum(
+            float(jnp.vdot(g, d))
+            for g, d in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction))
+        )
+        h = 1e-3
+        numeric = (float(loss_at(h)) - float(loss_at(-h))) / (2 * h)
+    np.testing.assert_allclose(analytic, numeric, rtol=0.05, atol=1e-3)
+
+
+def test_presets_differ_exactly_in_the_documented_fields():
+    paper = make_agent_config("s2ac", "paper", "Hopper-v5")
+    corrected = make_agent_config("s2ac", "corrected", "Hopper-v5")
+    diff = {f.name for f in dataclasses.fields(S2ACConfig) if getattr(paper, f.name) != getattr(corrected, f.name)}
+    assert diff == {"sampler_alpha", "score_space", "normalizer", "init_density"}
+    assert paper.effective_sampler_alpha == 1.0 and corrected.effective_sampler_alpha == 0.2
+    assert make_agent_config("s2ac-phi", "paper", "s2ac/MultiGoal3-v0").svgd_steps == 10
+    assert make_agent_config("s2ac", "corrected", "Hopper-v5").svgd_steps == 3
+    assert make_agent_config("sac", "corrected", "Hopper-v5").auto_alpha
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields", "message"),
+    [
+        (S2ACConfig, dict(n_particles=0), "n_particles"),
+        (S2ACConfig, dict(n_particles=1), "n_particles"),
+        (S2ACConfig, dict(svgd_steps=-1), "svgd_steps"),
+        (S2ACConfig, dict(svgd_step_size=float("nan")), "svgd_step_size"),
+        (S2ACConfig, dict(alpha=float("inf")), "alpha"),
+        (S2ACConfig, dict(gamma=1.5), "gamma"),
+        (S2ACConfig, dict(bandwidth="silverman"), "bandwidth"),
+        (S2ACConfig, dict(critic_hidden=(0,)), "critic_hidden"),
+        (SACConfig, dict(tau=0.0), "tau"),
+        (SACConfig, dict(batch_size=-3), "batch_size"),
+    ],
+)
+def test_bad_config_values_name_the_field(cls, fields, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**fields).validate()
+
+
+def test_unknown_algo_and_preset():
+    with pytest.raises(ValueError, match="unknown algo"):
+        make_agent_config("ppo", "paper", "Hopper-v5")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_agent_config("s2ac", "fast", "Hopper-v5")

@@ -1,0 +1,264 @@
+"""Training loop: exact resume, atomic checkpoints, divergence guard, bad input, CLI and class API."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from s2ac import checkpoint as ckpt
+from s2ac.config import make_agent_config, make_train_config
+from s2ac.train import Trainer, TrainingDiverged, make_env
+
+MG = "s2ac/MultiGoal3-v0"
+
+
+def tiny_train(total=600, **fields):
+    base = dict(
+        total_steps=total,
+        learning_starts=100,
+        random_steps=150,
+        train_freq=20,
+        gradient_steps=10,
+        eval_freq=300,
+        eval_episodes=2,
+        checkpoint_freq=150,
+        log_every=100,
+    )
+    base.update(fields)
+    return make_train_config("quick", MG, **base)
+
+
+def tiny_agent(algo="s2ac", **fields):
+    cfg = make_agent_config(algo, "quick", MG)
+    return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32, **fields)
+
+
+def comparable(rows):
+    """Metric rows without wall-clock quantities."""
+    return [
+        {k: v for k, v in r.items() if not k.startswith("time/fps") and not k.startswith("time/updates_per_s")}
+        for r in rows
+    ]
+
+
+def read_rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "sac"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo):
+    straight = tmp_path / "straight"
+    Trainer(algo, tiny_agent(algo), tiny_train(), straight, progress=False, tensorboard=False).run()
+
+    def crash_at_500(step, row):
+        if step == 500:
+            raise Crash
+
+    crashed = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        Trainer(
+            algo, tiny_agent(algo), tiny_train(), crashed, progress=False, tensorboard=False, callback=crash_at_500
+        ).run()
+    assert ckpt.latest_valid_checkpoint(crashed / "checkpoints") is not None
+    resumed = Trainer(algo, tiny_agent(algo), tiny_train(), crashed, resume=True, progress=False, tensorboard=False)
+    assert resumed.resumed_from is not None and resumed.counters.env_steps < 500
+    resumed.run()
+    assert comparable(read_rows(crashed)) == comparable(read_rows(straight))
+    a = jax.tree_util.tree_leaves(resumed.state.critic_params)
+    ref = Trainer(algo, tiny_agent(algo), tiny_train(), straight, resume=True, progress=False, tensorboard=False)
+    b = jax.tree_util.tree_leaves(ref.state.critic_params)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_same_seed_same_metrics_different_seed_different(tmp_path):
+    rows = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        Trainer(
+            "s2ac-phi",
+            tiny_agent("s2ac-phi"),
+            tiny_train(300, seed=seed),
+            tmp_path / name,
+            progress=False,
+            tensorboard=False,
+        ).run()
+        rows.append(comparable(read_rows(tmp_path / name)))
+    assert rows[0] == rows[1]
+    assert rows[0] != rows[2]
+
+
+def test_divergence_guard_names_the_quantity_and_keeps_the_last_checkpoint(tmp_path):
+    trainer = Trainer("sac", tiny_agent("sac"), tiny_train(), tmp_path, progress=False, tensorboard=False)
+    original = trainer.update_many
+    calls = {"n": 0}
+
+    def poisoned(state, batches):
+        calls["n"] += 1
+        state, metrics = original(state, batches)
+        if calls["n"] >= 15:
+            metrics = dict(metrics, critic_loss=metrics["critic_loss"] * np.nan)
+        return state, metrics
+
+    trainer.update_many = poisoned
+    with pytest.raises(TrainingDiverged, match="critic_loss") as info:
+        trainer.run()
+    last = ckpt.latest_valid_checkpoint(tmp_path / "checkpoints")
+    assert last is not None and str(last) in str(info.value)
+    ckpt.verify_checkpoint(last)
+
+
+def test_checkpoint_write_is_atomic_and_corruption_is_detected(tmp_path):
+    trainer = Trainer("sac", tiny_agent("sac"), tiny_train(200), tmp_path, progress=False, tensorboard=False)
+    trainer.run()
+    root = tmp_path / "checkpoints"
+    good = ckpt.latest_valid_checkpoint(root)
+
+    def failing_saver(path):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(root, 999, jax.device_get(trainer.state), {}, failing_saver)
+    assert ckpt.latest_valid_checkpoint(root) == good
+    assert not [p for p in root.iterdir() if ".tmp-" in p.name]
+    assert (root / ckpt.LATEST).read_text() == good.name
+
+    state_file = good / ckpt.STATE_FILE
+    data = bytearray(state_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    state_file.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match="state.msgpack"):
+        ckpt.verify_checkpoint(good)
+    with pytest.warns(UserWarning, match="corrupt"):
+        fallback = ckpt.latest_valid_checkpoint(root)
+    assert fallback != good
+
+
+def test_resume_refuses_another_config_and_fresh_run_refuses_a_used_folder(tmp_path):
+    Trainer("s2ac", tiny_agent(), tiny_train(200), tmp_path, progress=False, tensorboard=False).run()
+    with pytest.raises(ckpt.CheckpointError, match="n_particles"):
+        Trainer("s2ac", tiny_agent(n_particles=5), tiny_train(200), tmp_path, resume=True, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer("s2ac", tiny_agent(), tiny_train(200), tmp_path, progress=False)
+    # Extending a finished run is allowed (total_steps may change).
+    Trainer("s2ac", tiny_agent(), tiny_train(260), tmp_path, resume=True, progress=False, tensorboard=False).run()
+
+
+def test_bad_env_ids_are_named():
+    with pytest.raises(ValueError, match="NoSuchEnv"):
+        make_env("NoSuchEnv-v0")
+    with pytest.raises(ValueError, match="discrete"):
+        Trainer("sac", tiny_agent("sac"), make_train_config("quick", "CartPole-v1"), "/tmp/never-used", progress=False)
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "sac"])
+@pytest.mark.parametrize("env_id", [MG, "s2ac/MultiGoal4-v0", "Hopper-v5"])
+def test_every_algorithm_trains_a_few_hundred_steps(tmp_path, algo, env_id):
+    train = make_train_config(
+        "quick",
+        env_id,
+        total_steps=300,
+        learning_starts=100,
+        random_steps=100,
+        train_freq=50,
+        gradient_steps=20,
+        eval_freq=300,
+        eval_episodes=1,
+        checkpoint_freq=0,
+        log_every=100,
+    )
+    trainer = Trainer(algo, tiny_agent(algo), train, tmp_path, progress=False, tensorboard=False)
+    result = trainer.run()
+    assert result["env_steps"] == 300 and result["updates"] == 5 * 20
+    rows = read_rows(tmp_path)
+    last = rows[-1]
+    assert np.isfinite(last["train/critic_loss"]) and np.isfinite(last["eval/mean_reward"])
+    ckpt.verify_checkpoint(ckpt.latest_valid_checkpoint(tmp_path / "checkpoints"))
+
+
+# -- CLI and class API ---------------------------------------------------------------------
+
+
+def test_cli_train_eval_bench(tmp_path, capsys):
+    from s2ac.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--algo",
+        "s2ac",
+        "--preset",
+        "quick",
+        "--env",
+        MG,
+        "--total-steps",
+        "300",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--train.learning-starts",
+        "100",
+        "--train.random-steps",
+        "100",
+        "--train.eval-freq",
+        "300",
+        "--train.eval-episodes",
+        "1",
+        "--agent.n-particles",
+        "6",
+    ]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["env_steps"] == 300
+    assert {"learning_curves.png", "trajectories.png", "particles_on_q.png"} <= set(os.listdir(out))
+    assert json.loads((out / "config.json").read_text())["agent"]["n_particles"] == 6
+
+    assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert "mean_reward" in evaluation["deterministic"] and "success_rate" in evaluation["stochastic"]
+
+    assert main(["bench", "update", "--algo", "s2ac", "--hidden", "16", "--repeats", "2", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["flops"] > 0 and bench["median_ms"] > 0 and bench["ratio_to_sac"] > 0
+
+    with pytest.raises(SystemExit, match="unknown --algo"):
+        main(["train", "--algo", "ppo"])
+    assert main(["train", "--env", "NoSuchEnv-v0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "NoSuchEnv" in capsys.readouterr().err
+
+
+def test_class_api_learn_predict_save_load(tmp_path):
+    from s2ac import S2AC
+
+    model = S2AC(
+        MG,
+        tiny_agent(),
+        preset="quick",
+        seed=0,
+        run_dir=tmp_path / "run",
+        learning_starts=100,
+        random_steps=100,
+        eval_freq=0,
+        checkpoint_freq=0,
+    )
+    model.learn(300, progress_bar=False)
+    obs = np.zeros(2, np.float32)
+    action, _ = model.predict(obs, deterministic=True, key=jax.random.PRNGKey(0))
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+    model.save(tmp_path / "saved")
+    loaded = S2AC.load(tmp_path / "saved")
+    again, _ = loaded.predict(obs, deterministic=True, key=jax.random.PRNGKey(0))
+    np.testing.assert_allclose(action, again)
+    from_run = S2AC.load(tmp_path / "run")
+    np.testing.assert_allclose(from_run.predict(obs, key=jax.random.PRNGKey(0))[0], action)
+    with pytest.raises(ValueError, match="obs must have shape"):
+        model.predict(np.zeros(3))
