@@ -1,0 +1,37 @@
+# Set-up and entry points. Everything installs into .venv at the repository root.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train S²AC(phi,theta) on the 3-goal multigoal env with the quick preset (a few minutes on 2 cores),
+# then write metrics, TensorBoard logs, learning curves, trajectories and particles on Q contours to runs/demo.
+demo: install
+	rm -rf runs/demo
+	$(VENV)/bin/s2ac train --algo s2ac --preset quick --env s2ac/MultiGoal3-v0 --seed 0 --out runs/demo
+
+# Unit, integration and smoke tests (slow learning tests are deselected; pytest's exit 5 = no tests).
+test: install
+	$(VENV)/bin/pytest -q || [ $$? -eq 5 ]
+
+test-slow: install
+	$(VENV)/bin/pytest -q -m slow || [ $$? -eq 5 ]
+
+lint: install
+	$(VENV)/bin/ruff check s2ac tests
+	$(VENV)/bin/ruff format --check s2ac tests
+
+bench: install
+	$(VENV)/bin/s2ac bench update --algo s2ac --obs-dim 11 --act-dim 3 --batch 100 --particles 10 --svgd-steps 3
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
