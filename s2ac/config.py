@@ -122,6 +122,9 @@ class S2ACConfig(AgentConfig):
     score_space: Literal["squashed", "unsquashed"] = "squashed"
     """SVGD score: of the u-space target exp(Q(s, tanh u)/alpha) * |tanh'(u)| ("squashed", correct),
     or grad Q(s, u) at the raw u ("unsquashed", authors' code)."""
+    max_invertibility_margin: Union[float, None] = None
+    """If set, shrink any SVGD step whose margin eps * ||d phi/d a|| would exceed it, so each step stays an
+    invertible map and the change-of-variables density holds (not in the paper; None keeps eps fixed)."""
     unroll_svgd: bool = False
     """Unroll the SVGD loop in the compiled update (no loop overhead for small L; exact XLA FLOP counts)."""
     test_selection: Literal["max", "softmax"] = "max"
@@ -156,6 +159,9 @@ class S2ACConfig(AgentConfig):
             _finite_positive("bandwidth", self.bandwidth)
         _require(self.log_density in LOG_DENSITY_MODES, f"unknown log_density {self.log_density!r}")
         _require(self.normalizer in NORMALIZERS, f"unknown normalizer {self.normalizer!r}")
+        if self.max_invertibility_margin is not None:
+            m = self.max_invertibility_margin
+            _require(math.isfinite(m) and 0 < m < 1, f"max_invertibility_margin must be in (0, 1); got {m!r}")
         if self.sampler_alpha is not None:
             _finite_positive("sampler_alpha", self.sampler_alpha)
         _require(self.init in ("learned", "fixed"), f"unknown init {self.init!r}")

@@ -61,6 +61,7 @@ class SVGDResult(NamedTuple):
             (spectral norm in the ``exact*`` and ``closed_form_self`` modes; the
             Frobenius upper bound of the interaction part in ``closed_form``).
             The step map is invertible when it is below 1.
+        step_size: ``(L,)`` step actually taken (``eps``, or less under ``max_margin``).
         trajectory: ``(L + 1, m, d)`` particles after every step (``None`` unless
             ``trajectory=True``).
         log_q_trajectory: ``(L + 1, m)`` log-densities after every step (or ``None``).
@@ -70,6 +71,7 @@ class SVGDResult(NamedTuple):
     log_q: Array
     bandwidth: Array
     invertibility_margin: Array
+    step_size: Array
     trajectory: Array | None = None
     log_q_trajectory: Array | None = None
 
@@ -208,6 +210,7 @@ def validate_svgd_args(
     alpha: float,
     log_density: str,
     normalizer: str,
+    max_margin: float | None = None,
 ) -> None:
     """Raise ``ValueError`` naming the offending argument (shapes and static values only)."""
     if particles.ndim != 2:
@@ -217,7 +220,7 @@ def validate_svgd_args(
         raise ValueError(f"SVGD needs at least 2 particles; got m={m}")
     if log_q0.shape != (m,):
         raise ValueError(f"log_q0 must have shape ({m},) to match particles; got {tuple(log_q0.shape)}")
-    if not isinstance(steps, int) or steps < 0:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int; got {steps!r}")
     if isinstance(step_size, (int, float)) and not (math.isfinite(step_size) and step_size > 0):
         raise ValueError(f"step_size must be finite and > 0; got {step_size!r}")
@@ -232,6 +235,8 @@ def validate_svgd_args(
         raise ValueError(f"unknown log_density {log_density!r}; expected one of {LOG_DENSITY_MODES}")
     if normalizer not in NORMALIZERS:
         raise ValueError(f"unknown normalizer {normalizer!r}; expected one of {NORMALIZERS}")
+    if max_margin is not None and not (math.isfinite(max_margin) and 0 < max_margin < 1):
+        raise ValueError(f"max_margin must be in (0, 1) (invertibility needs margin < 1); got {max_margin!r}")
 
 
 def svgd_step(
@@ -244,8 +249,9 @@ def svgd_step(
     log_density: LogDensityMode = "closed_form",
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
-) -> tuple[Array, Array, Array, Array]:
-    """One SVGD step: returns ``(new_particles, delta_log_q, sigma, margin)``.
+    max_margin: float | None = None,
+) -> tuple[Array, Array, Array, Array, Array]:
+    """One SVGD step: returns ``(new_particles, delta_log_q, sigma, margin, step)``.
 
     ``delta_log_q`` by mode (all per particle, shape ``(m,)``):
 
@@ -257,6 +263,16 @@ def svgd_step(
     * ``"exact_noself"``: the same with the ``j != i`` Jacobian only (isolates the
       first-order error of the closed form).
     * ``"none"``: zeros (skip the accounting).
+
+    ``margin = eps * max_i ||d phi_i / d a_i||``: the spectral norm of the full Jacobian in
+    the ``exact`` and ``closed_form_self`` modes, of the interaction part in ``exact_noself``,
+    and the Frobenius norm (an upper bound of the spectral one) of the interaction part in
+    ``closed_form`` (the self term's Hessian is not computed there). The step map
+    ``a -> a + eps phi(a)`` is invertible when ``margin < 1`` (invertible-ResNet argument).
+
+    ``max_margin``: if set, the step of this particle set is shrunk to
+    ``eps * min(1, max_margin / margin)`` (not differentiated) so the map stays invertible;
+    the returned ``step`` is the one used, in the move and in the density alike.
     """
     m, d = particles.shape
     sigma = _resolve_bandwidth(particles, bandwidth)
@@ -266,32 +282,34 @@ def svgd_step(
     eye = jnp.eye(d, dtype=particles.dtype)
 
     needs_self = log_density in ("closed_form_self", "exact")
-    needs_interaction = log_density in ("exact", "exact_noself") or diagnostics
+    needs_interaction = log_density in ("exact", "exact_noself") or diagnostics or max_margin is not None
     j_int = interaction_jacobian(particles, scores, sigma, alpha) if needs_interaction else None
     j_self = _self_jacobians(score_fn, particles, m) if needs_self else None
 
-    if log_density == "closed_form":
-        delta = closed_form_log_q_change(particles, scores, sigma, alpha, step_size, n_norm)
-    elif log_density == "closed_form_self":
-        delta = closed_form_log_q_change(particles, scores, sigma, alpha, step_size, n_norm)
-        delta = delta - step_size * jnp.trace(j_self, axis1=-2, axis2=-1)
-    elif log_density == "exact":
-        delta = -jax.vmap(_log_abs_det)(eye + step_size * (j_int + j_self))
+    if j_int is None:
+        norm = jnp.asarray(jnp.nan, particles.dtype)
+    elif j_self is not None:
+        norm = jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int + j_self)))
     elif log_density == "exact_noself":
-        delta = -jax.vmap(_log_abs_det)(eye + step_size * j_int)
+        norm = jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int)))
+    else:
+        norm = jnp.max(jnp.sqrt(jnp.sum(jax.lax.stop_gradient(j_int) ** 2, axis=(-2, -1))))
+    step = jnp.asarray(step_size, particles.dtype)
+    if max_margin is not None:
+        step = step * jnp.minimum(1.0, max_margin / jnp.maximum(step * norm, 1e-30))
+
+    if log_density == "closed_form":
+        delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
+    elif log_density == "closed_form_self":
+        delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
+        delta = delta - step * jnp.trace(j_self, axis1=-2, axis2=-1)
+    elif log_density == "exact":
+        delta = -jax.vmap(_log_abs_det)(eye + step * (j_int + j_self))
+    elif log_density == "exact_noself":
+        delta = -jax.vmap(_log_abs_det)(eye + step * j_int)
     else:
         delta = jnp.zeros((m,), particles.dtype)
-
-    if not diagnostics:
-        margin = jnp.asarray(jnp.nan, particles.dtype)
-    elif j_self is not None:
-        margin = step_size * jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int + j_self)))
-    elif log_density == "exact_noself":
-        margin = step_size * jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int)))
-    else:
-        # Cheap bound: Frobenius >= spectral norm; the self Hessian is not available here.
-        margin = step_size * jnp.max(jnp.sqrt(jnp.sum(jax.lax.stop_gradient(j_int) ** 2, axis=(-2, -1))))
-    return particles + step_size * phi, delta, sigma, margin
+    return particles + step * phi, delta, sigma, step * norm, step
 
 
 def svgd_sample(
@@ -308,6 +326,7 @@ def svgd_sample(
     diagnostics: bool = True,
     trajectory: bool = False,
     unroll: bool = False,
+    max_margin: float | None = None,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -330,14 +349,15 @@ def svgd_sample(
         diagnostics: compute the per-step invertibility margin.
         trajectory: also return particles and log-densities after every step.
         unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
+        max_margin: shrink a step whose invertibility margin would exceed this (see :func:`svgd_step`).
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
-    validate_svgd_args(particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer)
+    validate_svgd_args(particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer, max_margin)
 
     def body(carry, _):
         a, log_q = carry
-        a_next, delta, sigma, margin = svgd_step(
+        a_next, delta, sigma, margin, step = svgd_step(
             score_fn,
             a,
             step_size=step_size,
@@ -346,9 +366,10 @@ def svgd_sample(
             log_density=log_density,
             normalizer=normalizer,
             diagnostics=diagnostics,
+            max_margin=max_margin,
         )
         log_q_next = log_q + delta
-        out = (sigma, margin, a_next, log_q_next) if trajectory else (sigma, margin)
+        out = (sigma, margin, step, a_next, log_q_next) if trajectory else (sigma, margin, step)
         return (a_next, log_q_next), out
 
     (a_final, log_q_final), outs = jax.lax.scan(
@@ -356,12 +377,12 @@ def svgd_sample(
     )
     traj = log_q_traj = None
     if trajectory:
-        sigmas, margins, a_hist, lq_hist = outs
+        sigmas, margins, steps_used, a_hist, lq_hist = outs
         traj = jnp.concatenate([particles[None], a_hist], axis=0)
         log_q_traj = jnp.concatenate([log_q0[None], lq_hist], axis=0)
     else:
-        sigmas, margins = outs
-    return SVGDResult(a_final, log_q_final, sigmas, margins, traj, log_q_traj)
+        sigmas, margins, steps_used = outs
+    return SVGDResult(a_final, log_q_final, sigmas, margins, steps_used, traj, log_q_traj)
 
 
 def stein_entropy(log_q: Array) -> Array:

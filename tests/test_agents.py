@@ -167,7 +167,7 @@ def test_action_selection_modes():
     actions = jnp.array([[[0.1, 0.1], [0.5, -0.5], [-0.9, 0.2]]])
     from s2ac.agents.s2ac import Particles
 
-    parts = Particles(actions, actions, jnp.zeros((1, 3)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    parts = Particles(actions, actions, jnp.zeros((1, 3)), jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
     q = jnp.array([[0.0, 0.3, 0.1]])
     np.testing.assert_allclose(agent.select(parts, q, jax.random.PRNGKey(0), "max"), [[0.5, -0.5]])
     keys = jax.random.split(jax.random.PRNGKey(1), 4000)

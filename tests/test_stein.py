@@ -210,6 +210,27 @@ def test_gradient_through_sampler_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
+def test_max_margin_shrinks_steps_and_keeps_the_accounting_consistent():
+    a0 = _particles(m=6, d=2, seed=8, scale=0.3)
+    steep = jax.vmap(jax.grad(lambda x: 40.0 * banana_energy(x)))  # a steep energy: eps = 0.1 is not invertible
+    free = stein.svgd_sample(steep, a0, jnp.zeros(6), steps=3, step_size=0.1, bandwidth=0.5, log_density="exact")
+    assert float(jnp.max(free.invertibility_margin)) > 1.0
+    capped = stein.svgd_sample(
+        steep, a0, jnp.zeros(6), steps=3, step_size=0.1, bandwidth=0.5, log_density="exact", max_margin=0.5
+    )
+    np.testing.assert_allclose(jnp.max(capped.invertibility_margin), 0.5, rtol=1e-4)
+    assert np.all(capped.step_size <= 0.1 + 1e-7) and np.any(capped.step_size < 0.1)
+    # The first step, redone by hand with the reported step size, gives the same density change.
+    first = stein.svgd_sample(
+        steep, a0, jnp.zeros(6), steps=1, step_size=float(capped.step_size[0]), bandwidth=0.5, log_density="exact"
+    )
+    one = stein.svgd_sample(
+        steep, a0, jnp.zeros(6), steps=1, step_size=0.1, bandwidth=0.5, log_density="exact", max_margin=0.5
+    )
+    np.testing.assert_allclose(one.log_q, first.log_q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one.particles, first.particles, rtol=1e-5, atol=1e-6)
+
+
 def test_trajectory_shapes_and_consistency():
     a0 = _particles(m=4, d=2)
     res = stein.svgd_sample(banana_score, a0, jnp.zeros(4), steps=3, step_size=0.1, trajectory=True)
@@ -232,6 +253,7 @@ def test_trajectory_shapes_and_consistency():
         (dict(bandwidth=-1.0), "bandwidth"),
         (dict(log_density="exactish"), "log_density"),
         (dict(normalizer="n"), "normalizer"),
+        (dict(max_margin=1.5), "max_margin"),
     ],
 )
 def test_bad_arguments_name_the_problem(kwargs, message):

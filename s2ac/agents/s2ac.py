@@ -51,6 +51,7 @@ class Particles(NamedTuple):
     log_prob: Array  # log pi(a|s) with the tanh correction
     bandwidth: Array  # (B, L)
     invertibility_margin: Array  # (B, L)
+    step_size: Array  # (B, L) steps actually taken
 
 
 class S2ACAgent:
@@ -144,12 +145,18 @@ class S2ACAgent:
                 log_density=cfg.log_density,
                 normalizer=cfg.normalizer,
                 unroll=cfg.unroll_svgd,
+                max_margin=cfg.max_invertibility_margin,
             )
 
         res = jax.vmap(one_state)(obs, u0, log_q0)
         log_prob = res.log_q - squash_log_det(res.particles, self.box)
         return Particles(
-            res.particles, squash(res.particles, self.box), log_prob, res.bandwidth, res.invertibility_margin
+            res.particles,
+            squash(res.particles, self.box),
+            log_prob,
+            res.bandwidth,
+            res.invertibility_margin,
+            res.step_size,
         )
 
     def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
@@ -245,6 +252,7 @@ def particle_diagnostics(particles: Particles) -> Metrics:
         "particle_spread": jnp.mean(jnp.std(particles.action, axis=1)),
         "bandwidth": jnp.mean(particles.bandwidth),
         "invertibility_margin": jnp.max(particles.invertibility_margin),
+        "svgd_step_size": jnp.mean(particles.step_size),
     }
 
 
