@@ -122,7 +122,7 @@ class S2ACConfig(AgentConfig):
     score_space: Literal["squashed", "unsquashed"] = "squashed"
     """SVGD score: of the u-space target exp(Q(s, tanh u)/alpha) * |tanh'(u)| ("squashed", correct),
     or grad Q(s, u) at the raw u ("unsquashed", authors' code)."""
-    max_invertibility_margin: Union[float, None] = None
+    max_invertibility_margin: float | None = None
     """If set, shrink any SVGD step whose margin eps * ||d phi/d a|| would exceed it, so each step stays an
     invertible map and the change-of-variables density holds (not in the paper; None keeps eps fixed)."""
     unroll_svgd: bool = False

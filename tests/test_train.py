@@ -262,3 +262,16 @@ def test_class_api_learn_predict_save_load(tmp_path):
     np.testing.assert_allclose(from_run.predict(obs, key=jax.random.PRNGKey(0))[0], action)
     with pytest.raises(ValueError, match="obs must have shape"):
         model.predict(np.zeros(3))
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "sac"])
+def test_cli_help_lists_every_config_field(algo, capsys):
+    from s2ac.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--algo", algo, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--agent.alpha" in text and "--train.total-steps" in text
+    if algo != "sac":
+        assert "--agent.max-invertibility-margin" in text and "--agent.n-particles" in text
