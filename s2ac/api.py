@@ -22,9 +22,9 @@ import numpy as np
 from s2ac import checkpoint as ckpt
 from s2ac.agents import EnvSpec, make_agent
 from s2ac.config import (
-    CONFIG_CLASSES,
     AgentConfig,
     TrainConfig,
+    config_class,
     config_from_dict,
     make_agent_config,
     make_train_config,
@@ -124,7 +124,7 @@ class Algorithm:
         saved = json.loads(cfg_file.read_text())
         algo = saved["algo"]
         target_cls = ALGORITHMS.get(algo, cls)
-        config = config_from_dict(CONFIG_CLASSES[algo], saved["agent"])
+        config = config_from_dict(config_class(algo), saved["agent"])
         model = target_cls(saved["train"]["env_id"], config, seed=saved["train"]["seed"], run_dir=path)
         ckpt_root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         latest = ckpt.latest_valid_checkpoint(ckpt_root)
@@ -152,4 +152,29 @@ class SAC(Algorithm):
     algo = "sac"
 
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"s2ac": S2AC, "s2ac-phi": S2ACPhi, "sac": SAC}
+class AmortizedS2AC(Algorithm):
+    """S²AC(phi, theta) that acts with an amortized sampler g(s, xi) trained to imitate its SVGD particles."""
+
+    algo = "s2ac-amortized"
+
+
+class SQL(Algorithm):
+    """Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)."""
+
+    algo = "sql"
+
+
+class SACNF(Algorithm):
+    """SAC with a normalizing-flow policy (Mazoure et al. 2020)."""
+
+    algo = "sac-nf"
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    "s2ac": S2AC,
+    "s2ac-phi": S2ACPhi,
+    "s2ac-amortized": AmortizedS2AC,
+    "sac": SAC,
+    "sql": SQL,
+    "sac-nf": SACNF,
+}

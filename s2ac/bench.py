@@ -28,7 +28,7 @@ from s2ac.config import make_agent_config
 class BenchUpdate:
     """Benchmark one agent update (after compilation)."""
 
-    algo: Literal["s2ac", "s2ac-phi", "sac"] = "s2ac"
+    algo: Literal["s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf"] = "s2ac"
     """Algorithm to benchmark."""
     preset: Literal["paper", "corrected"] = "corrected"
     """Preset whose behaviour is benchmarked."""
@@ -88,7 +88,7 @@ def time_update(algo: str, preset: str, args: BenchUpdate) -> dict:
         critic_hidden=(args.hidden,) * len(config.critic_hidden),
         actor_hidden=(args.hidden,) * len(config.actor_hidden),
     )
-    if algo in ("s2ac", "s2ac-phi"):
+    if algo in ("s2ac", "s2ac-phi", "s2ac-amortized"):
         fields.update(n_particles=args.particles, svgd_steps=args.svgd_steps, unroll_svgd=True)
     config = dataclasses.replace(config, **fields)
     spec = EnvSpec(args.obs_dim, args.act_dim, (-1.0,) * args.act_dim, (1.0,) * args.act_dim)
@@ -119,7 +119,7 @@ def run_bench_update(args: BenchUpdate) -> dict:
         "device": jax.devices()[0].device_kind,
         "machine": platform.processor() or platform.machine(),
     }
-    rows = args.batch * (args.particles if args.algo in ("s2ac", "s2ac-phi") else 1)
+    rows = args.batch * (args.particles if args.algo in ("s2ac", "s2ac-phi", "s2ac-amortized") else 1)
     result["matmul_shape"] = [rows, args.hidden, args.hidden]
     result["matmul_gflops_per_s"] = matmul_rate(rows, args.hidden)
     main = time_update(args.algo, args.preset, args)

@@ -16,13 +16,13 @@ from typing import Literal, Optional
 
 import tyro
 
-from s2ac.config import ALGOS, CONFIG_CLASSES, PRESETS, TrainConfig, make_agent_config, make_train_config
+from s2ac.config import ALGOS, PRESETS, TrainConfig, config_class, make_agent_config, make_train_config
 
 COMMANDS = {
     "train": "train an agent (progress bar, metrics, checkpoints, plots)",
     "eval": "evaluate the latest checkpoint of a run folder",
     "bench": "benchmark the compiled update (ms, FLOPs, GFLOP/s vs a dense matmul)",
-    "reproduce": "reproduce a paper experiment: entropy-toy",
+    "reproduce": "reproduce a paper experiment: entropy-toy, multigoal",
 }
 
 
@@ -40,7 +40,12 @@ def _preparse_train(argv: list[str]) -> argparse.Namespace:
     pre.add_argument("--algo", default="s2ac")
     pre.add_argument("--preset", default="corrected")
     pre.add_argument("--env", default="s2ac/MultiGoal3-v0")
+    pre.add_argument("--act-with", choices=("svgd", "amortized"), default=None)
     known, _ = pre.parse_known_args(argv)
+    if known.act_with == "amortized":  # S²AC acting through its amortized sampler
+        if known.algo not in ("s2ac", "s2ac-amortized"):
+            raise SystemExit("error: --act-with amortized needs --algo s2ac")
+        known.algo = "s2ac-amortized"
     if known.algo not in ALGOS:
         raise SystemExit(f"error: unknown --algo {known.algo!r}; choose from {', '.join(ALGOS)}")
     if known.preset not in PRESETS:
@@ -69,6 +74,19 @@ def _train_command_type(agent_cls: type) -> type:
     )
 
 
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE`` (flags consumed by the first parsing stage)."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = i + 1 < len(argv)
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
+
+
 def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
     from s2ac.train import Trainer
@@ -76,10 +94,13 @@ def cmd_train(argv: list[str]) -> int:
     known = _preparse_train(argv)
     agent_default = make_agent_config(known.algo, known.preset, known.env)
     train_default = make_train_config(known.preset, known.env)
-    command_type = _train_command_type(CONFIG_CLASSES[known.algo])
+    command_type = _train_command_type(config_class(known.algo))
     default = command_type(
         algo=known.algo, env=known.env, preset=known.preset, agent=agent_default, train=train_default
     )
+    argv = _drop_flag(argv, "--act-with")
+    if known.algo == "s2ac-amortized":
+        argv = _drop_flag(argv, "--algo")
     args = tyro.cli(command_type, default=default, args=argv, prog="s2ac train", description=cmd_train.__doc__)
     train_cfg = dataclasses.replace(args.train, env_id=args.env)
     if args.total_steps is not None:
@@ -166,8 +187,26 @@ class EntropyToyCommand:
     """Print the summary as one JSON object."""
 
 
+@dataclasses.dataclass(frozen=True)
+class MultigoalCommand:
+    """Multigoal: mode coverage, per-state entropy and obstacle robustness, S²AC vs SAC vs SQL vs SAC-NF."""
+
+    out: Path = Path("results/multigoal")
+    """Output folder for report.md, summary.json and figures."""
+    quick: bool = False
+    """Small networks and a 10k-step budget (minutes on 2 CPU cores) instead of the long schedule."""
+    seeds: int = 5
+    """Seeds per (algorithm, env), trained together (vmapped)."""
+    algos: tuple[str, ...] = ("s2ac-phi", "s2ac", "sac", "sql", "sac-nf")
+    """Algorithms; names the installed version does not know are skipped and listed in the report."""
+    envs: tuple[str, ...] = ("s2ac/MultiGoal3-v0", "s2ac/MultiGoal4-v0")
+    """Training envs; each is also evaluated on its obstacle variant."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
 def cmd_reproduce(argv: list[str]) -> int:
-    experiments = {"entropy-toy": EntropyToyCommand}
+    experiments = {"entropy-toy": EntropyToyCommand, "multigoal": MultigoalCommand}
     if not argv or argv[0] not in experiments:
         raise SystemExit(f"usage: s2ac reproduce {{{','.join(experiments)}}} [options]")
     name, rest = argv[0], argv[1:]
@@ -177,6 +216,15 @@ def cmd_reproduce(argv: list[str]) -> int:
         args = tyro.cli(EntropyToyCommand, args=rest, prog="s2ac reproduce entropy-toy")
         summary = run_entropy_toy(args.out, quick=args.quick, seed=args.seed)
         print(json.dumps(summary, indent=None if args.json else 2))
+    if name == "multigoal":
+        from s2ac.experiments.multigoal import run_multigoal
+
+        args = tyro.cli(MultigoalCommand, args=rest, prog="s2ac reproduce multigoal")
+        summary = run_multigoal(args.out, args.quick, args.seeds, list(args.algos), list(args.envs))
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(f"wrote {args.out / 'report.md'} ({summary['timing_s']['total']:.0f} s)")
     return 0
 
 

@@ -21,8 +21,8 @@ from typing import Literal
 from s2ac.nets import ACTIVATIONS, Activation
 from s2ac.stein import BANDWIDTH_RULES, LOG_DENSITY_MODES, NORMALIZERS
 
-Algo = Literal["s2ac", "s2ac-phi", "sac"]
-ALGOS: tuple[str, ...] = ("s2ac", "s2ac-phi", "sac")
+Algo = Literal["s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf"]
+ALGOS: tuple[str, ...] = ("s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf")
 Preset = Literal["paper", "corrected", "quick"]
 PRESETS: tuple[str, ...] = ("paper", "corrected", "quick")
 
@@ -232,7 +232,26 @@ class TrainConfig:
             _require(isinstance(value, int) and value >= 0, f"{name} must be an int >= 0; got {value!r}")
 
 
-CONFIG_CLASSES = {"s2ac": S2ACConfig, "s2ac-phi": S2ACConfig, "sac": SACConfig}
+def config_class(algo: str) -> type[AgentConfig]:
+    """The config dataclass of ``algo`` (baselines' configs live beside their agents)."""
+    if algo in ("s2ac", "s2ac-phi"):
+        return S2ACConfig
+    if algo == "sac":
+        return SACConfig
+    if algo == "s2ac-amortized":
+        from s2ac.agents.amortized import AmortizedS2ACConfig
+
+        return AmortizedS2ACConfig
+    if algo == "sql":
+        from s2ac.agents.sql import SQLConfig
+
+        return SQLConfig
+    if algo == "sac-nf":
+        from s2ac.agents.sac_nf import SACNFConfig
+
+        return SACNFConfig
+    raise ValueError(f"unknown algo {algo!r}; expected one of {ALGOS}")
+
 
 # The authors' published behaviour (REFERENCE.md §2, list "official behaviour").
 _S2AC_PAPER_FIELDS = dict(sampler_alpha=1.0, score_space="unsquashed", normalizer="m-1", init_density="untruncated")
@@ -244,25 +263,30 @@ def _is_multigoal(env_id: str) -> bool:
 
 def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
     """The agent config of ``algo`` under ``preset`` for ``env_id`` (pure; nothing is mutated)."""
-    if algo not in CONFIG_CLASSES:
-        raise ValueError(f"unknown algo {algo!r}; expected one of {ALGOS}")
+    cls = config_class(algo)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
     multigoal = _is_multigoal(env_id)
     fields: dict = {}
-    if algo in ("s2ac", "s2ac-phi"):
+    if algo in ("s2ac", "s2ac-phi", "s2ac-amortized"):
         fields["init"] = "fixed" if algo == "s2ac-phi" else "learned"
         # Authors: L = 10 for multigoal (S²AC(phi)), 3 for MuJoCo (S²AC(phi,theta)).
         fields["svgd_steps"] = 10 if multigoal else 3
         if preset == "paper":
             fields.update(_S2AC_PAPER_FIELDS)
-    elif algo == "sac":
+    elif algo in ("sac", "sac-nf"):
         fields["auto_alpha"] = preset != "paper"
+    elif algo == "sql" and preset == "paper":
+        from s2ac.agents.sql import SQL_PAPER_FIELDS
+
+        fields.update(SQL_PAPER_FIELDS)
     if preset == "quick":
         fields.update(critic_hidden=(64, 64), actor_hidden=(64, 64))
-        if algo in ("s2ac", "s2ac-phi") and multigoal:
+        if algo == "s2ac-amortized":
+            fields["amortizer_hidden"] = (64, 64)
+        if algo in ("s2ac", "s2ac-phi", "s2ac-amortized") and multigoal:
             fields["svgd_steps"] = 5
-    config = CONFIG_CLASSES[algo](**fields)
+    config = cls(**fields)
     config.validate()
     return config
 
@@ -306,6 +330,7 @@ def config_from_dict(cls, data: dict):
 
 __all__ = [
     "ALGOS",
+    "config_class",
     "PRESETS",
     "AgentConfig",
     "S2ACConfig",

@@ -33,6 +33,8 @@ def tiny_train(total=600, **fields):
 
 def tiny_agent(algo="s2ac", **fields):
     cfg = make_agent_config(algo, "quick", MG)
+    if algo == "s2ac-amortized":
+        fields.setdefault("amortizer_hidden", (32, 32))
     return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32, **fields)
 
 
@@ -158,7 +160,7 @@ def test_bad_env_ids_are_named():
         Trainer("sac", tiny_agent("sac"), make_train_config("quick", "CartPole-v1"), "/tmp/never-used", progress=False)
 
 
-@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "sac"])
+@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf"])
 @pytest.mark.parametrize("env_id", [MG, "s2ac/MultiGoal4-v0", "Hopper-v5"])
 def test_every_algorithm_trains_a_few_hundred_steps(tmp_path, algo, env_id):
     train = make_train_config(
@@ -234,6 +236,38 @@ def test_cli_train_eval_bench(tmp_path, capsys):
         main(["train", "--algo", "ppo"])
     assert main(["train", "--env", "NoSuchEnv-v0", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
     assert "NoSuchEnv" in capsys.readouterr().err
+
+
+def test_cli_act_with_amortized_selects_the_amortized_agent(tmp_path, capsys):
+    from s2ac.cli import main
+
+    out = tmp_path / "amortized"
+    argv = [
+        "train",
+        "--algo",
+        "s2ac",
+        "--act-with",
+        "amortized",
+        "--preset",
+        "quick",
+        "--total-steps",
+        "120",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-plots",
+        "--train.learning-starts",
+        "60",
+        "--train.random-steps",
+        "60",
+        "--train.eval-freq",
+        "0",
+        "--train.train-freq",
+        "20",
+    ]
+    assert main(argv) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["algo"] == "s2ac-amortized" and saved["agent"]["act_with"] == "amortized"
 
 
 def test_class_api_learn_predict_save_load(tmp_path):

@@ -13,8 +13,9 @@ module and :meth:`SACNFAgent.sample_action` change.
 Flow families (``flow``):
 
 * ``"planar"`` (Rezende & Mohamed 2015, Eq. 10-12): ``T(z) = z + u_hat tanh(w^T z + b)``, with
-  ``u_hat = u + (m(w^T u) - w^T u) w / ||w||^2``, ``m(x) = -1 + softplus(x)``, so ``w^T u_hat > -1`` and
-  ``T`` is invertible; ``log|det| = log(1 + (1 - tanh^2(w^T z + b)) w^T u_hat)``.
+  ``u_hat = u + (m(w^T u) - w^T u) w / ||w||^2``, ``m(x) = -1 + softplus(x)`` (+ 1e-4 so that it stays
+  strict in float32), so ``w^T u_hat > -1`` and ``T`` is invertible;
+  ``log|det| = log(1 + (1 - tanh^2(w^T z + b)) w^T u_hat)``.
 * ``"radial"`` (Rezende & Mohamed 2015, Eq. 14): ``T(z) = z + beta h(r) (z - z0)``, ``h = 1/(alpha + r)``,
   ``r = ||z - z0||``, with ``alpha = softplus(.) > 0`` and ``beta = -alpha + softplus(.) >= -alpha``;
   ``log|det| = (d - 1) log(1 + beta h) + log(1 + beta alpha / (alpha + r)^2)``.
@@ -54,6 +55,7 @@ Array = jax.Array
 
 FLOWS: tuple[str, ...] = ("planar", "radial", "affine_coupling")
 _PLANAR_BISECTION_STEPS = 50  # float32 interval halvings: far past machine precision
+_PLANAR_MARGIN = 1e-4  # w^T u_hat >= -1 + margin keeps the planar layer strictly invertible in float32
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,16 @@ class SACNFConfig(SACConfig):
 # ---------------------------------------------------------------------------
 
 
+def planar_m(x: Array) -> Array:
+    """``m(x) = -1 + softplus(x)`` (R&M App. A.1) plus a small margin: in float32, ``softplus`` underflows to 0
+    for ``x < -17`` and ``m`` would reach exactly -1, a singular layer."""
+    return -1.0 + _PLANAR_MARGIN + jax.nn.softplus(x)
+
+
 def planar_u_hat(u: Array, w: Array) -> Array:
-    """``u_hat = u + (m(w^T u) - w^T u) w / ||w||^2``, ``m(x) = -1 + softplus(x)``: ``w^T u_hat > -1`` (R&M A.1)."""
+    """``u_hat = u + (m(w^T u) - w^T u) w / ||w||^2``, so ``w^T u_hat = m(w^T u) > -1`` (R&M App. A.1)."""
     wu = jnp.dot(w, u)
-    return u + (jax.nn.softplus(wu) - 1.0 - wu) * w / (jnp.sum(w * w) + 1e-12)
+    return u + (planar_m(wu) - wu) * w / (jnp.sum(w * w) + 1e-12)
 
 
 def radial_alpha_beta(alpha_raw: Array, beta_raw: Array) -> tuple[Array, Array]:
@@ -106,11 +114,12 @@ class PlanarFlow(distrax.Bijector):
     def __init__(self, u_raw: Array, w: Array, b: Array):
         super().__init__(event_ndims_in=1)
         self.u = planar_u_hat(u_raw, w)
+        self.wu = planar_m(jnp.dot(w, u_raw))  # = w^T u_hat, exactly rather than through rounding
         self.w, self.b = w, b
 
     def _log_det(self, pre: Array) -> Array:
         # 1 + tanh'(.) w^T u_hat > 1 - tanh'(.) >= 0 since tanh' in (0, 1] and w^T u_hat > -1.
-        return jnp.log1p((1.0 - jnp.tanh(pre) ** 2) * jnp.dot(self.w, self.u))
+        return jnp.log1p((1.0 - jnp.tanh(pre) ** 2) * self.wu)
 
     def forward_and_log_det(self, x: Array) -> tuple[Array, Array]:
         pre = x @ self.w + self.b
@@ -121,7 +130,7 @@ class PlanarFlow(distrax.Bijector):
         then ``z = y - u_hat tanh(s + b)``. The left side is increasing in ``s`` (``c > -1``) and
         ``|s - t| <= |c|``: bisection on that interval.
         """
-        t, c = y @ self.w, jnp.dot(self.w, self.u)
+        t, c = y @ self.w, self.wu
         lo, hi = t - jnp.abs(c), t + jnp.abs(c)
 
         def halve(_, bounds):
@@ -348,6 +357,7 @@ __all__ = [
     "FlowPolicy",
     "PlanarFlow",
     "RadialFlow",
+    "planar_m",
     "planar_u_hat",
     "radial_alpha_beta",
 ]

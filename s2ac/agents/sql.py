@@ -79,7 +79,8 @@ class SQLConfig(AgentConfig):
     """Distribution of xi: N(0, I) (SQL paper and code) or U[0, 1) (authors' S²AC code, ``paper``)."""
     bandwidth: float | Literal["mean/2", "median"] = "median"
     """Kernel bandwidth: a fixed sigma, or a rule of ``s2ac.stein`` applied per state to the anchors
-    (SQL code: median heuristic, sigma^2 = median / (2 log K), which "median" matches up to K vs K + 1)."""
+    (SQL code: sigma^2 = median / (2 log K) of the fixed-to-updated squared distances; "median" is the same
+    heuristic on the anchors' own pairs with log(K + 1))."""
     svgd_space: Literal["u", "action"] = "u"
     """Where SVGD runs: pre-squash u with the push-forward target (correct), or box actions with
     exp(Q/alpha) and the gradient sent through tanh (authors' code). See the module docstring."""
@@ -299,10 +300,12 @@ class SQLAgent:
     def sampler_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """Amortized SVGD surrogate (SQL Eq. 13-14), averaged over states; critic held fixed."""
         cfg = self.config
-        u = self.sample_u(actor_params, obs, key, cfg.n_fixed_particles + cfg.n_svgd_particles)
-        x = squash(u, self.box) if cfg.svgd_space == "action" else u
-        anchors = jax.lax.stop_gradient(x[:, : cfg.n_fixed_particles])
-        moved = x[:, cfg.n_fixed_particles :]
+        k_fixed, k_moved = jax.random.split(key)
+        # Two independent draws; the anchors' pass is outside the gradient (no backward pass through it).
+        u_fixed = self.sample_u(jax.lax.stop_gradient(actor_params), obs, k_fixed, cfg.n_fixed_particles)
+        u_moved = self.sample_u(actor_params, obs, k_moved, cfg.n_svgd_particles)
+        to_space = (lambda u: squash(u, self.box)) if cfg.svgd_space == "action" else (lambda u: u)
+        anchors, moved = jax.lax.stop_gradient(to_space(u_fixed)), to_space(u_moved)
 
         def one_state(obs_row: Array, anchors_row: Array, moved_row: Array) -> tuple[Array, Array, Array]:
             # Rows are independent, so the gradient of the summed energy is the row-wise score.
@@ -312,7 +315,7 @@ class SQLAgent:
             return loss, sigma, jnp.mean(jnp.linalg.norm(phi, axis=-1))
 
         losses, sigmas, phi_norms = jax.vmap(one_state)(obs, anchors, moved)
-        actions = jax.lax.stop_gradient(squash(u, self.box))
+        actions = squash(jax.lax.stop_gradient(u_moved), self.box)
         info = {
             "svgd_grad_norm": jnp.mean(phi_norms),
             "bandwidth": jnp.mean(sigmas),
