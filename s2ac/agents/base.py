@@ -102,6 +102,12 @@ def scan_updates(update: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callabl
     return run
 
 
+def apply_gradients(tx: optax.GradientTransformation, params: Any, opt_state: Any, grads: Any) -> tuple[Any, Any]:
+    """One optimiser step: returns ``(new_params, new_opt_state)``."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
 def adam(learning_rate: float) -> optax.GradientTransformation:
     """Adam as used by every agent here (authors: Adam, lr 1e-3)."""
     return optax.adam(learning_rate)

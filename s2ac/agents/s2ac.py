@@ -14,10 +14,18 @@ from typing import Any, NamedTuple
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
 from s2ac import stein
-from s2ac.agents.base import Batch, EnvSpec, Metrics, adam, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.agents.base import (
+    Batch,
+    EnvSpec,
+    Metrics,
+    adam,
+    apply_gradients,
+    polyak,
+    soft_bellman_target,
+    twin_critic_loss,
+)
 from s2ac.config import S2ACConfig
 from s2ac.distributions import (
     normal_log_prob,
@@ -218,8 +226,7 @@ class S2ACAgent:
         (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic_params, batch, target
         )
-        c_updates, critic_opt = self.critic_tx.update(c_grads, state.critic_opt, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
+        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, c_grads)
 
         metrics: Metrics = {"critic_loss": c_loss, **c_info}
         actor_params, actor_opt = state.actor_params, state.actor_opt
@@ -227,8 +234,7 @@ class S2ACAgent:
             (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
                 state.actor_params, critic_params, batch.obs, k_actor
             )
-            a_updates, actor_opt = self.actor_tx.update(a_grads, state.actor_opt, state.actor_params)
-            actor_params = optax.apply_updates(state.actor_params, a_updates)
+            actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
             metrics.update(actor_loss=a_loss, **a_info)
 
         metrics.update(particle_diagnostics(next_particles))

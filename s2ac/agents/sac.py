@@ -7,9 +7,17 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from s2ac.agents.base import Batch, EnvSpec, Metrics, adam, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.agents.base import (
+    Batch,
+    EnvSpec,
+    Metrics,
+    adam,
+    apply_gradients,
+    polyak,
+    soft_bellman_target,
+    twin_critic_loss,
+)
 from s2ac.config import SACConfig
 from s2ac.distributions import normal_log_prob, squash, squash_log_det
 from s2ac.nets import CriticEnsemble, GaussianHead
@@ -113,20 +121,17 @@ class SACAgent:
         (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic_params, state, batch, k_critic
         )
-        c_updates, critic_opt = self.critic_tx.update(c_grads, state.critic_opt, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, c_updates)
+        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, c_grads)
 
         (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
             state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor
         )
-        a_updates, actor_opt = self.actor_tx.update(a_grads, state.actor_opt, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, a_updates)
+        actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
 
         log_alpha, alpha_opt, al_loss = state.log_alpha, state.alpha_opt, jnp.zeros(())
         if self.config.auto_alpha:
             al_loss, al_grad = jax.value_and_grad(self.alpha_loss)(state.log_alpha, a_info["entropy"])
-            al_update, alpha_opt = self.alpha_tx.update(al_grad, state.alpha_opt, state.log_alpha)
-            log_alpha = optax.apply_updates(state.log_alpha, al_update)
+            log_alpha, alpha_opt = apply_gradients(self.alpha_tx, state.log_alpha, state.alpha_opt, al_grad)
 
         new_state = state.replace(
             critic_params=critic_params,
