@@ -40,9 +40,8 @@ from typing import Any, Literal
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from s2ac.agents.base import ACT_MODES, Batch, EnvSpec, Metrics, adam
+from s2ac.agents.base import ACT_MODES, Batch, EnvSpec, Metrics, adam, apply_gradients
 from s2ac.agents.s2ac import S2ACAgent, S2ACState
 from s2ac.agents.sql import AmortizedSampler, pick_action, resolve_bandwidth
 from s2ac.config import S2ACConfig, _finite_positive, _positive_int, _require
@@ -188,9 +187,11 @@ class AmortizedS2ACAgent(S2ACAgent):
         (loss, info), grads = jax.value_and_grad(self.amortizer_loss, has_aux=True)(
             state.amortizer_params, batch.obs, particles.u, k_noise
         )
-        updates, amortizer_opt = self.amortizer_tx.update(grads, state.amortizer_opt, state.amortizer_params)
+        amortizer_params, amortizer_opt = apply_gradients(
+            self.amortizer_tx, state.amortizer_params, state.amortizer_opt, grads
+        )
         new_state = state.replace(
-            amortizer_params=optax.apply_updates(state.amortizer_params, updates),
+            amortizer_params=amortizer_params,
             amortizer_opt=amortizer_opt,
             key=key,
         )
