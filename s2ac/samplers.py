@@ -11,8 +11,10 @@ exactly as :func:`s2ac.stein.svgd_sample` does: treat one iteration as a map
 then estimate the entropy by ``-(1/m) sum_i log q^L(a_i^L)``
 (:func:`s2ac.stein.stein_entropy`). (CoV) is exact only when ``T`` is a
 deterministic, invertible map of the position alone. SVGD's step is such a map
-(for a small enough step); the baselines' steps are not, and that is the point
-of the comparison:
+in the many-particle limit (``a -> a + eps phi_q(a)`` with ``phi_q`` fixed by the
+current distribution, invertible for a small enough step; with finitely many
+particles the per-particle Jacobian approximates it). The baselines' steps are
+not such maps, and that is the point of the comparison:
 
 * Langevin: ``T`` adds Gaussian noise. A random translation has unit Jacobian,
   so (CoV) ignores the entropy the noise adds (a convolution with
@@ -151,8 +153,9 @@ def langevin_sample(
     marginal is ``q^{l+1} = (T_# q^l) * N(0, 2 eps I)`` (a convolution), and the entropy
     added by the convolution is invisible to a per-particle log-det. Hence the estimate
     keeps decreasing even once the particles are distributed as the target. With
-    ``noise=False`` the step is deterministic and the accounting is exact (first-order
-    invertibility permitting), see :func:`deterministic_langevin_sample`.
+    ``noise=False`` the step is deterministic and the accounting is exact whenever the map is
+    invertible (e.g. ``eps < 1 / lambda_max(-grad^2 log p)`` for a log-concave target), see
+    :func:`deterministic_langevin_sample`.
 
     Args:
         score_fn: row-wise ``(n, d) -> (n, d)`` score ``grad log p``.
