@@ -116,6 +116,8 @@ def test_s2ac_log_prob_without_svgd_steps_is_q0_density_through_tanh(init):
         parts.u
     )
     np.testing.assert_allclose(parts.log_prob, log_q0 - jac_logdet, rtol=1e-4, atol=1e-4)
+    _, metrics = agent.update(state, random_batch(ODD_BOX))  # L = 0 is a valid (SVGD-free) configuration
+    assert np.isfinite(float(metrics["critic_loss"]))
 
 
 def test_squashed_score_is_chain_rule_of_q_plus_tanh_log_det():

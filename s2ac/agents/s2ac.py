@@ -253,13 +253,18 @@ class S2ACAgent:
 
 def particle_diagnostics(particles: Particles) -> Metrics:
     """Entropy estimate per state batch, particle spread, bandwidth and invertibility margin."""
-    return {
+    metrics = {
         "entropy": -jnp.mean(particles.log_prob),
         "particle_spread": jnp.mean(jnp.std(particles.action, axis=1)),
-        "bandwidth": jnp.mean(particles.bandwidth),
-        "invertibility_margin": jnp.max(particles.invertibility_margin),
-        "svgd_step_size": jnp.mean(particles.step_size),
     }
+    if particles.bandwidth.shape[-1] == 0:  # L = 0: the policy is q0 itself, no SVGD step to report
+        return metrics
+    metrics.update(
+        bandwidth=jnp.mean(particles.bandwidth),
+        invertibility_margin=jnp.max(particles.invertibility_margin),
+        svgd_step_size=jnp.mean(particles.step_size),
+    )
+    return metrics
 
 
 __all__ = ["S2ACAgent", "S2ACState", "Particles", "particle_diagnostics"]
