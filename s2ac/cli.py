@@ -21,7 +21,7 @@ from s2ac.config import ALGOS, PRESETS, TrainConfig, config_class, make_agent_co
 COMMANDS = {
     "train": "train an agent (progress bar, metrics, checkpoints, plots)",
     "eval": "evaluate the latest checkpoint of a run folder",
-    "bench": "benchmark the compiled update (ms, FLOPs, GFLOP/s vs a dense matmul)",
+    "bench": "benchmark the update (ms, FLOPs, GFLOP/s vs a dense matmul) or acting (env steps/s)",
     "reproduce": "reproduce a paper experiment: entropy-toy, multigoal",
 }
 
@@ -160,12 +160,16 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_bench(argv: list[str]) -> int:
-    from s2ac.bench import BenchUpdate, run_bench_update
+    from s2ac.bench import BenchAct, BenchUpdate, run_bench_act, run_bench_update
 
-    if not argv or argv[0] != "update":
-        raise SystemExit("usage: s2ac bench update [--algo ...] [--json]  (see s2ac bench update --help)")
-    args = tyro.cli(BenchUpdate, args=argv[1:], prog="s2ac bench update")
-    result = run_bench_update(args)
+    if not argv or argv[0] not in ("update", "act"):
+        raise SystemExit("usage: s2ac bench {update,act} [options] [--json]  (see s2ac bench update --help)")
+    if argv[0] == "update":
+        args = tyro.cli(BenchUpdate, args=argv[1:], prog="s2ac bench update")
+        result = run_bench_update(args)
+    else:
+        args = tyro.cli(BenchAct, args=argv[1:], prog="s2ac bench act")
+        result = run_bench_act(args)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

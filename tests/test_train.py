@@ -231,6 +231,10 @@ def test_cli_train_eval_bench(tmp_path, capsys):
     assert main(["bench", "update", "--algo", "s2ac", "--hidden", "16", "--repeats", "2", "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
     assert bench["flops"] > 0 and bench["median_ms"] > 0 and bench["ratio_to_sac"] > 0
+    assert main(["bench", "act", "--env", MG, "--steps", "20", "--json"]) == 0
+    acting = json.loads(capsys.readouterr().out)
+    assert set(acting["algos"]) == {"sac", "s2ac", "s2ac-amortized"}
+    assert acting["algos"]["sac"]["throughput_vs_sac"] == 1.0
 
     with pytest.raises(SystemExit, match="unknown --algo"):
         main(["train", "--algo", "ppo"])
