@@ -144,7 +144,8 @@ class Trainer:
                 )
         elif ckpt.list_checkpoints(self.ckpt_root):
             raise FileExistsError(
-                f"{self.run_dir} already holds a run with checkpoints; pass --resume to continue it or choose another --out"
+                f"{self.run_dir} already holds a run with checkpoints; "
+                "pass --resume to continue it or choose another --out"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(current, indent=2))

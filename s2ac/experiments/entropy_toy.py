@@ -44,6 +44,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, logsumexp
 
 from s2ac import samplers, stein
+from s2ac.experiments.reporting import json_safe
 
 Array = jax.Array
 BandwidthSpec = Union[float, str]
@@ -864,21 +865,6 @@ def plot_mixture_sweep(path: Path, cfg: EntropyToyConfig, rows: list[dict]) -> N
 # ---------------------------------------------------------------------------
 
 
-def _json_safe(obj: Any) -> Any:
-    """Floats, lists, dicts and strings only; non-finite floats become ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
 def _fmt(v: float | None, digits: int = 3) -> str:
     if v is None or not math.isfinite(v):
         return "nan"
@@ -1108,7 +1094,7 @@ def run_entropy_toy(out_dir: Path, quick: bool = False, seed: int = 0) -> dict:
         "files": files,
         "config": dataclasses.asdict(cfg),
     }
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "summary.md").write_text(summary_markdown(summary, cfg))
     return summary

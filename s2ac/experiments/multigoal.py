@@ -38,6 +38,7 @@ from s2ac.config import AgentConfig, make_agent_config, make_train_config
 from s2ac.envs import MULTIGOAL_SPECS, draw_multigoal, jax_env_for
 from s2ac.envs.multigoal import MultiGoalSpec
 from s2ac.experiments.entropy_toy import knn_entropy
+from s2ac.experiments.reporting import json_safe
 from s2ac.vec_train import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
 
 Array = jax.Array
@@ -526,23 +527,6 @@ def plot_learning_curves(path: Path, histories: dict[str, dict[str, dict[str, np
 # ----------------------------------------------------------------------------- report
 
 
-def _json_safe(obj: Any) -> Any:
-    """Floats, lists, dicts and strings only; non-finite floats become ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
-
-
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -936,7 +920,7 @@ def run_multigoal(
         "notes": [budget_note(budget)] + NOTES,
         "files": files + ["summary.json", "report.md"],
     }
-    summary = _json_safe(summary)
+    summary = json_safe(summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "report.md").write_text(report_markdown(summary))
     return summary
