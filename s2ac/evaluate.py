@@ -39,6 +39,12 @@ class EpisodeStats:
             reached = [g for g in self.goals if g >= 0]
             out[f"{prefix}success_rate"] = len(reached) / len(self.goals)
             out[f"{prefix}n_goals_reached"] = float(len(set(reached)))
+            for goal in sorted(set(reached)):
+                out[f"{prefix}goal_{goal}_fraction"] = self.goals.count(goal) / len(self.goals)
+            hits = [g for g, hit in zip(self.goals, self.hit_wall) if hit]
+            if hits:  # obstacle variants: did the episodes that touched the wall still reach a goal?
+                out[f"{prefix}wall_hit_rate"] = len(hits) / len(self.goals)
+                out[f"{prefix}goal_after_wall_hit"] = sum(g >= 0 for g in hits) / len(hits)
         return out
 
 

@@ -227,6 +227,8 @@ def test_cli_train_eval_bench(tmp_path, capsys):
     assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
     evaluation = json.loads(capsys.readouterr().out)
     assert "mean_reward" in evaluation["deterministic"] and "success_rate" in evaluation["stochastic"]
+    assert main(["eval", str(out), "--episodes", "4", "--env", "s2ac/MultiGoal3Obstacle-v0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["env"] == "s2ac/MultiGoal3Obstacle-v0"
 
     assert main(["bench", "update", "--algo", "s2ac", "--hidden", "16", "--repeats", "2", "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
@@ -313,3 +315,16 @@ def test_cli_help_lists_every_config_field(algo, capsys):
     assert "--agent.alpha" in text and "--train.total-steps" in text
     if algo != "sac":
         assert "--agent.max-invertibility-margin" in text and "--agent.n-particles" in text
+
+
+def test_episode_stats_summary_hand_values():
+    from s2ac.evaluate import EpisodeStats
+
+    stats = EpisodeStats(
+        returns=[1.0, 3.0, 5.0, 7.0], lengths=[2, 4, 6, 8], goals=[0, 2, -1, 0], hit_wall=[True, False, True, True]
+    )
+    out = stats.summary("")
+    assert out["mean_reward"] == 4.0 and out["mean_ep_length"] == 5.0
+    assert out["success_rate"] == 0.75 and out["n_goals_reached"] == 2.0
+    assert out["goal_0_fraction"] == 0.5 and out["goal_2_fraction"] == 0.25
+    assert out["wall_hit_rate"] == 0.75 and out["goal_after_wall_hit"] == 2 / 3
