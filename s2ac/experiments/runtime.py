@@ -235,6 +235,17 @@ def acting_table(acting: dict[str, Any]) -> str:
     return _md_table(["method", "env steps/s", "ms / action", "throughput vs SAC"], body)
 
 
+def _width_note(hidden: int) -> list[str]:
+    """Lines noting that the amortizer keeps its default width when the nets are narrowed."""
+    if hidden == 256:
+        return []
+    return [
+        f"The amortized sampler keeps its default 2 x 256 width ({hidden} applies to the critics and actor "
+        "only), so amortized S²AC is over-weighted in this grid.",
+        "",
+    ]
+
+
 def report_markdown(results: dict[str, Any]) -> str:
     """The study's ``report.md``."""
     m, g = results["machine"], results["grid"]
@@ -242,7 +253,8 @@ def report_markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Run-time study: update and acting cost",
         "",
-        f"Command: `{results['command']}`" + (" (quick grid: `run_runtime(out_dir, quick=True)`)" if results["quick"] else ""),
+        f"Command: `{results['command']}`"
+        + (" (quick grid: `run_runtime(out_dir, quick=True)`)" if results["quick"] else ""),
         "",
         f"Machine: {m['cpu_count']}-core {m['arch']} CPU, processor `{m['processor']}`; JAX {m['jax']} on "
         f"backend `{m['backend']}`, device `{m['device_kind']}`.",
@@ -260,11 +272,12 @@ def report_markdown(results: dict[str, Any]) -> str:
         f"{_fmt(mm['before_gflops_per_s'], 1)} GFLOP/s before and {_fmt(mm['after_gflops_per_s'], 1)} after "
         f"the updates; the faster ({_fmt(mm['reference_gflops_per_s'], 1)}) is the reference for the fraction.",
         "",
+        *_width_note(g["hidden"]),
         update_table(results["updates"]),
         "",
         "## Acting",
         "",
-        f"Env steps/s of `act(mode=\"random\")` + `env.step` on {results['acting'].get('env', ACT_ENV)}, "
+        f'Env steps/s of `act(mode="random")` + `env.step` on {results["acting"].get("env", ACT_ENV)}, '
         f"untrained 256-unit `corrected` networks, {g['act_steps']} steps per method.",
         "",
         acting_table(results["acting"]),
