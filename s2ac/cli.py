@@ -209,8 +209,20 @@ class MultigoalCommand:
     """Print the summary as one JSON object."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RuntimeCommand:
+    """Run-time study: ms per update and env steps/s of every algorithm, side by side with a dense matmul."""
+
+    out: Path = Path("results/runtime")
+    """Output folder for report.md, results.json and runtime.png."""
+    quick: bool = False
+    """A reduced grid with small networks (under a minute)."""
+    json: bool = False
+    """Print the results as one JSON object."""
+
+
 def cmd_reproduce(argv: list[str]) -> int:
-    experiments = {"entropy-toy": EntropyToyCommand, "multigoal": MultigoalCommand}
+    experiments = {"entropy-toy": EntropyToyCommand, "multigoal": MultigoalCommand, "runtime": RuntimeCommand}
     if not argv or argv[0] not in experiments:
         raise SystemExit(f"usage: s2ac reproduce {{{','.join(experiments)}}} [options]")
     name, rest = argv[0], argv[1:]
@@ -229,6 +241,12 @@ def cmd_reproduce(argv: list[str]) -> int:
             print(json.dumps(summary))
         else:
             print(f"wrote {args.out / 'report.md'} ({summary['timing_s']['total']:.0f} s)")
+    if name == "runtime":
+        from s2ac.experiments.runtime import run_runtime
+
+        args = tyro.cli(RuntimeCommand, args=rest, prog="s2ac reproduce runtime")
+        results = run_runtime(args.out, quick=args.quick)
+        print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import jax
 
 from s2ac.bench import BenchAct, BenchUpdate, matmul_rate, run_bench_act, time_update
+from s2ac.experiments.reporting import json_safe
 
 CLI_COMMAND = "s2ac reproduce runtime --out results/runtime"
 """The command line that reproduces the full study."""
@@ -46,8 +47,6 @@ LABELS: dict[str, str] = {
     "sac-nf": "SAC-NF",
 }
 """Display names of the algorithms."""
-SVGD_ALGOS: tuple[str, ...] = ("s2ac", "s2ac-phi", "s2ac-amortized")
-"""Algorithms whose update runs SVGD with m particles for L steps."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,10 @@ class RuntimeGrid:
     """m of the other SVGD methods and of the L sweep (authors' setting)."""
     hidden: int = 256
     """Width of every hidden layer."""
-    repeats: int = 10
-    """Timed updates per row (median reported)."""
+    repeats: int = 30
+    """Timed updates per row and trial (median reported)."""
+    trials: int = 3
+    """Passes over all rows; each row keeps its fastest pass (the machine's speed drifts between passes)."""
     matmul_repeats: int = 50
     """Timed matmuls per trial of the reference rate."""
     matmul_trials: int = 3
@@ -84,6 +85,7 @@ class RuntimeGrid:
             phi_steps=(3,),
             hidden=64,
             repeats=3,
+            trials=1,
             matmul_repeats=10,
             matmul_trials=1,
             act_steps=100,
@@ -140,6 +142,19 @@ def measure_update(case: UpdateCase, grid: RuntimeGrid) -> dict[str, Any]:
     return row
 
 
+def measure_updates(grid: RuntimeGrid) -> list[dict[str, Any]]:
+    """Every row of :func:`update_cases`, in ``grid.trials`` interleaved passes; each row keeps its fastest."""
+    cases = update_cases(grid)
+    passes = [[measure_update(case, grid) for case in cases] for _ in range(grid.trials)]
+    rows = []
+    for trials in zip(*passes, strict=True):
+        best = dict(min(trials, key=lambda r: r["ms"]))
+        best["ms_per_trial"] = [r["ms"] for r in trials]
+        best["wall_s"] = sum(r["wall_s"] for r in trials)
+        rows.append(best)
+    return rows
+
+
 def reference_rate(grid: RuntimeGrid) -> float:
     """GFLOP/s of the dense matmul at the S²AC update's dominant shape (batch * m rows)."""
     rows = BenchUpdate().batch * grid.base_particles
@@ -170,6 +185,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return ""
+
+
+def load_average() -> float | None:
+    """The 1-minute load average of the machine (other processes' load distorts the timings)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def machine_info() -> dict[str, Any]:
@@ -246,6 +269,17 @@ def _width_note(hidden: int) -> list[str]:
     ]
 
 
+def _load_note(load: dict[str, float | None], cores: int | None) -> str:
+    """One sentence on the machine's load average during the run."""
+    values = [v for v in load.values() if v is not None]
+    if not values:
+        return ""
+    note = f"1-minute load average at start / end: {_fmt(load['start'])} / {_fmt(load['end'])}"
+    if cores and max(values) > cores:
+        note += f" (above the {cores} cores: other processes competed for them, so times are inflated and noisy)"
+    return note + "."
+
+
 def report_markdown(results: dict[str, Any]) -> str:
     """The study's ``report.md``."""
     m, g = results["machine"], results["grid"]
@@ -258,7 +292,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu_count']}-core {m['arch']} CPU, processor `{m['processor']}`; JAX {m['jax']} on "
         f"backend `{m['backend']}`, device `{m['device_kind']}`.",
-        f"Wall time: {results['wall_s']:.0f} s.",
+        f"Wall time: {results['wall_s']:.0f} s. {_load_note(results['load_average'], m['cpu_count'])}",
         "",
         "Absolute times on shared machines are noisy (clock and neighbours drift); compare only ratios "
         "measured in the same run, such as the ratio to SAC and the fraction of the matmul rate below.",
@@ -266,7 +300,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         "## Update",
         "",
         f"Hopper dimensions (obs 11, act 3), batch 100, {g['hidden']}-unit networks, `corrected` preset, "
-        f"median of {g['repeats']} compiled updates after a warm-up; FLOPs from XLA's cost analysis with "
+        f"median of {g['repeats']} compiled updates after a warm-up, fastest of {g['trials']} interleaved passes "
+        "over all rows; FLOPs from XLA's cost analysis with "
         "the SVGD loop unrolled. Reference: dense float32 matmul "
         f"{mm['shape'][0]}x{mm['shape'][1]} @ {mm['shape'][1]}x{mm['shape'][2]} at "
         f"{_fmt(mm['before_gflops_per_s'], 1)} GFLOP/s before and {_fmt(mm['after_gflops_per_s'], 1)} after "
@@ -322,16 +357,6 @@ def plot_runtime(path: Path, rows: list[dict[str, Any]], grid: RuntimeGrid) -> s
 # ----------------------------------------------------------------------------- driver
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def run_runtime(out_dir: Path, quick: bool = False) -> dict:
     """Measure update and acting cost of every method in this process; write results, report and figure.
 
@@ -342,8 +367,9 @@ def run_runtime(out_dir: Path, quick: bool = False) -> dict:
     grid = RuntimeGrid.quick() if quick else RuntimeGrid()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
     before = reference_rate(grid)
-    rows = [measure_update(case, grid) for case in update_cases(grid)]
+    rows = measure_updates(grid)
     after = reference_rate(grid)
     add_ratios(rows, max(before, after))
     acting = measure_acting(grid)
@@ -352,6 +378,7 @@ def run_runtime(out_dir: Path, quick: bool = False) -> dict:
         "quick": quick,
         "grid": dataclasses.asdict(grid),
         "machine": machine_info(),
+        "load_average": {"start": load_before, "end": load_average()},
         "matmul": {
             "shape": [BenchUpdate().batch * grid.base_particles, grid.hidden, grid.hidden],
             "before_gflops_per_s": before,
@@ -363,7 +390,7 @@ def run_runtime(out_dir: Path, quick: bool = False) -> dict:
     }
     results["figure"] = plot_runtime(out_dir / "runtime.png", rows, grid)
     results["wall_s"] = time.perf_counter() - start
-    results = _json_safe(results)
+    results = json_safe(results)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out_dir / "report.md").write_text(report_markdown(results))
     return results
