@@ -221,8 +221,37 @@ class RuntimeCommand:
     """Print the results as one JSON object."""
 
 
+@dataclasses.dataclass(frozen=True)
+class MujocoCommand:
+    """MuJoCo benchmark (Gymnasium v5) through a Ray sweep; rerunning continues unfinished trials."""
+
+    out: Path = Path("results/mujoco")
+    """Output folder: one sub-folder per trial, ledger.jsonl, report.md, summary.json, learning_curves.png."""
+    envs: tuple[str, ...] = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+    """Environment ids."""
+    algos: tuple[str, ...] = ("sac", "s2ac:paper", "s2ac:corrected", "s2ac-amortized", "sql", "sac-nf")
+    """Algorithms; ``algo:preset`` pins a preset, a plain name runs under every preset of ``--presets``."""
+    steps: int = 1_000_000
+    """Env steps per run."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Seeds."""
+    presets: tuple[str, ...] = ("corrected",)
+    """Presets for algorithms named without one."""
+    address: Optional[str] = None
+    """Address of an existing Ray cluster; default: a local one on this machine's cores."""
+    cpus_per_trial: int = 1
+    """CPUs (and XLA threads) per trial."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
 def cmd_reproduce(argv: list[str]) -> int:
-    experiments = {"entropy-toy": EntropyToyCommand, "multigoal": MultigoalCommand, "runtime": RuntimeCommand}
+    experiments = {
+        "entropy-toy": EntropyToyCommand,
+        "multigoal": MultigoalCommand,
+        "runtime": RuntimeCommand,
+        "mujoco": MujocoCommand,
+    }
     if not argv or argv[0] not in experiments:
         raise SystemExit(f"usage: s2ac reproduce {{{','.join(experiments)}}} [options]")
     name, rest = argv[0], argv[1:]
@@ -247,10 +276,28 @@ def cmd_reproduce(argv: list[str]) -> int:
         args = tyro.cli(RuntimeCommand, args=rest, prog="s2ac reproduce runtime")
         results = run_runtime(args.out, quick=args.quick)
         print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
+    if name == "mujoco":
+        from s2ac.experiments.mujoco import run_mujoco
+
+        args = tyro.cli(MujocoCommand, args=rest, prog="s2ac reproduce mujoco")
+        summary = run_mujoco(
+            args.out, args.envs, args.algos, args.steps, args.seeds, args.presets, args.address, args.cpus_per_trial
+        )
+        print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
     return 0
 
 
-HANDLERS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "reproduce": cmd_reproduce}
+def cmd_sweep(argv: list[str]) -> int:
+    """Grid of (algorithm x env x seed x preset) training runs on Ray; rerunning resumes unfinished trials."""
+    from s2ac.sweep import SweepConfig, run_sweep
+
+    config = tyro.cli(SweepConfig, args=argv, prog="s2ac sweep", description=cmd_sweep.__doc__)
+    summary = run_sweep(config)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if not summary["counts"].get("failed") else 1
+
+
+HANDLERS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "reproduce": cmd_reproduce, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

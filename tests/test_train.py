@@ -328,3 +328,23 @@ def test_episode_stats_summary_hand_values():
     assert out["success_rate"] == 0.75 and out["n_goals_reached"] == 2.0
     assert out["goal_0_fraction"] == 0.5 and out["goal_2_fraction"] == 0.25
     assert out["wall_hit_rate"] == 0.75 and out["goal_after_wall_hit"] == 2 / 3
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--help"],
+        ["reproduce", "mujoco", "--help"],
+        ["reproduce", "runtime", "--help"],
+        ["reproduce", "multigoal", "--help"],
+        ["reproduce", "entropy-toy", "--help"],
+        ["bench", "act", "--help"],
+    ],
+)
+def test_every_command_has_help(argv, capsys):
+    from s2ac.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "--out" in capsys.readouterr().out or argv[0] == "bench"

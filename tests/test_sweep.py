@@ -1,0 +1,104 @@
+"""Sweeps on a local Ray: trials run, finished ones are skipped, partly finished ones are resumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from s2ac.logger import read_metrics  # noqa: E402
+from s2ac.sweep import SweepConfig, read_ledger, run_sweep, summarize_runs, trial_configs, trial_specs  # noqa: E402
+from s2ac.train import Trainer  # noqa: E402
+
+TINY = {"learning_starts": 50, "random_steps": 50, "eval_freq": 100, "eval_episodes": 1, "checkpoint_freq": 100}
+
+
+@pytest.fixture(autouse=True)
+def fresh_ray():
+    """Every test starts and ends without a Ray instance (run_sweep starts its own)."""
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+def tiny_sweep(out, seeds=(0, 1)) -> SweepConfig:
+    return SweepConfig(
+        algos=("sac",),
+        envs=("s2ac/MultiGoal3-v0",),
+        seeds=seeds,
+        presets=("quick",),
+        total_steps=200,
+        out=out,
+        train_overrides=TINY,
+    )
+
+
+def statuses(out) -> list[tuple[str, str]]:
+    return [(row["trial"], row["status"]) for row in read_ledger(out)]
+
+
+def test_sweep_runs_then_skips_finished_trials(tmp_path):
+    cfg = tiny_sweep(tmp_path)
+    summary = run_sweep(cfg)
+    assert summary["counts"] == {"finished": 2}
+    for spec in trial_specs(cfg):
+        rows = read_metrics(spec.run_dir)
+        assert rows[-1]["step"] == 200
+        assert json.loads((tmp_path / spec.trial_id / "config.json").read_text())["train"]["seed"] == spec.seed
+    first = statuses(tmp_path)
+    assert sorted(s for _, s in first) == ["finished", "finished", "started", "started"]
+    assert all(t["final"]["step"] == 200 and "eval/mean_reward" in t["final"] for t in summary["trials"])
+    assert (tmp_path / "ray").is_dir()
+
+    metrics_before = {s.trial_id: (tmp_path / s.trial_id / "metrics.jsonl").read_bytes() for s in trial_specs(cfg)}
+    again = run_sweep(cfg)
+    assert again["counts"] == {"skipped": 2}
+    new_events = statuses(tmp_path)[len(first) :]
+    assert sorted(s for _, s in new_events) == ["skipped", "skipped"]
+    for tid, before in metrics_before.items():
+        assert (tmp_path / tid / "metrics.jsonl").read_bytes() == before
+
+    runs = summarize_runs(tmp_path)
+    assert [(r["seed"], r["env_steps"], r["preset"]) for r in runs] == [(0, 200, "quick"), (1, 200, "quick")]
+
+
+def test_sweep_resumes_partly_finished_trial(tmp_path):
+    cfg = tiny_sweep(tmp_path, seeds=(0,))
+    (spec,) = trial_specs(cfg)
+    agent_config, train_config = trial_configs(spec)
+    train_config = dataclasses.replace(train_config, total_steps=100)
+    Trainer("sac", agent_config, train_config, spec.run_dir, progress=False, tensorboard=False).run()
+    head = [r for r in read_metrics(spec.run_dir) if r["step"] <= 100]
+    assert head and head[-1]["step"] == 100
+
+    summary = run_sweep(cfg)
+    assert summary["counts"] == {"finished": 1}
+    rows = read_metrics(spec.run_dir)
+    assert [r for r in rows if r["step"] <= 100] == head  # kept, not rewritten from scratch
+    assert rows[-1]["step"] == 200
+    started = [r for r in read_ledger(tmp_path) if r["status"] == "started"]
+    assert started[0]["resumed"] is True and started[0]["env_steps"] == 100
+
+
+def test_sweep_rejects_unknown_override(tmp_path):
+    with pytest.raises(ValueError, match="not an overridable"):
+        run_sweep(SweepConfig(out=tmp_path, train_overrides={"no_such_field": 1}))
+
+
+def test_run_mujoco_tiny_report(tmp_path):
+    from s2ac.experiments.mujoco import run_mujoco
+
+    summary = run_mujoco(tmp_path, envs=("Hopper-v5",), algos=("sac",), steps=300, seeds=(0,))
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "learning_curves.png").stat().st_size > 0
+    assert len(summary["final_table"]) == 1
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    (row,) = saved["final_table"]
+    assert row["env_id"] == "Hopper-v5" and row["step"] == 300 and row["deterministic"]["n"] == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "s2ac reproduce mujoco" in report and "trim_mean(x, 0.25)" in report
+    final_section = report.split("## Final returns")[1].split("##")[0]
+    assert sum(line.startswith("| sac") for line in final_section.splitlines()) == 1
+    assert "| sac/Hopper-v5/corrected/seed0 | finished |" in report
