@@ -142,6 +142,8 @@ class S2ACAgent:
         def one_state(obs_row: Array, u_init: Array, lq_init: Array) -> stein.SVGDResult:
             # Rows are independent, so the gradient of the summed energy is the row-wise score.
             score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs_row, u)))
+            if cfg.remat_score:  # only changes what the actor's backward pass stores
+                score_fn = jax.checkpoint(score_fn)
             return stein.svgd_sample(
                 score_fn,
                 u_init,
