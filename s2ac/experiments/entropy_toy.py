@@ -44,7 +44,7 @@ import numpy as np
 from jax.scipy.special import digamma, gammaln, logsumexp
 
 from s2ac import samplers, stein
-from s2ac.experiments.reporting import json_safe
+from s2ac.experiments.reporting import json_safe, markdown_table
 
 Array = jax.Array
 BandwidthSpec = Union[float, str]
@@ -875,12 +875,6 @@ def _fmt_list(values) -> str:
     return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
     """Human-readable report of :func:`run_entropy_toy`'s summary."""
     truth = summary["true_entropy"]
@@ -913,7 +907,7 @@ def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
         f"{acc['setting']}: **{acc['estimate']:.4f}** (|error| = {acc['abs_error']:.4f}; "
         f"{'PASS' if acc['passed'] else 'FAIL'}, tolerance 0.1). Seeds {head['seeds']}.",
         "",
-        _md_table(
+        markdown_table(
             ["setting (init N(0,6I), eps=0.5, 3 seeds)", "estimate", "per seed"],
             [[k, _fmt(v["mean"]), ", ".join(_fmt(x) for x in v["per_seed"])] for k, v in head["estimates"].items()],
         ),
@@ -927,7 +921,7 @@ def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
         f"Unadjusted Langevin at eps={cfg.langevin_step_size:g} has stationary entropy "
         f"{summary['sampler_comparison']['ula_stationary_entropy']:.4f}.",
         "",
-        _md_table(
+        markdown_table(
             ["init", "sampler", "log-det estimate", "within 0.1", "kNN of particles", "exact marginal", "accept"],
             [
                 [
@@ -977,7 +971,7 @@ def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
                     star = "*" if r["max_margin"] is not None and r["max_margin"] >= 1.0 else ""
                     cells.append(f"{_fmt(r['mean'], 2)} ± {_fmt(r['std'], 2)}{star}")
                 rows.append([f"{m}x{m}", *cells])
-            out += ["", f"### {mode}, init {spec.label}", "", _md_table(["m x L", *bws], rows)]
+            out += ["", f"### {mode}, init {spec.label}", "", markdown_table(["m x L", *bws], rows)]
     mix_rows = summary["mixture_sweep"]
     labels = list(mix_rows[0]["estimates"]) if mix_rows else []
     # One particle check per bandwidth (the particles do not depend on the accounting mode).
@@ -994,7 +988,7 @@ def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
         "(estimate - truth) mean ± std. 'particles' columns: E_q[-log p] - truth over the final particles "
         "(0 when they are distributed as the target; it bounds the particles' own entropy error from above).",
         "",
-        _md_table(
+        markdown_table(
             ["d", "K", "cov", "truth (MC)", "se", "1-D norm.", "H(q0)", *labels, *[f"particles {b}" for b in checks]],
             [
                 [
@@ -1017,7 +1011,7 @@ def summary_markdown(summary: dict[str, Any], cfg: EntropyToyConfig) -> str:
         "",
         "## Timing (s)",
         "",
-        _md_table(["part", "seconds"], [[k, f"{v:.1f}"] for k, v in summary["timing_s"].items()]),
+        markdown_table(["part", "seconds"], [[k, f"{v:.1f}"] for k, v in summary["timing_s"].items()]),
         "",
         "## Files",
         "",

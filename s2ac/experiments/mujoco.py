@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from s2ac.experiments.reporting import json_safe
+from s2ac.experiments.reporting import json_safe, markdown_table
 from s2ac.sweep import SweepConfig, last_ledger_status, run_sweep, summarize_runs
 
 DEFAULT_ENVS: tuple[str, ...] = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
@@ -152,12 +152,6 @@ def _fmt_stat(stat: dict) -> tuple[str, str]:
     return f"{stat['mean']:.1f} ± {ci}", f"{stat['iqm']:.1f}"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def returns_table(rows: list[dict]) -> str:
     """Markdown table of deterministic and stochastic return stats."""
     header = ["method", "env", "step", "seeds", "deterministic mean ± 95% CI", "det. IQM"]
@@ -167,7 +161,7 @@ def returns_table(rows: list[dict]) -> str:
         det, det_iqm = _fmt_stat(r["deterministic"])
         sto, sto_iqm = _fmt_stat(r["stochastic"])
         body.append([r["method"], r["env_id"], f"{r['step']:,}", len(r["seeds"]), det, det_iqm, sto, sto_iqm])
-    return _md_table(header, body)
+    return markdown_table(header, body)
 
 
 def reference_table(rows: list[dict]) -> str:
@@ -178,7 +172,7 @@ def reference_table(rows: list[dict]) -> str:
         ours, _ = _fmt_stat(r["ours"])
         cells = ["—" if v is None else str(v) for v in r["published"].values()]
         body.append([r["env_id"], f"{ours} ({r['method']}, {r['step']:,})", *cells])
-    return _md_table(header, body)
+    return markdown_table(header, body)
 
 
 def ledger_table(out_dir: Path) -> str:
@@ -188,7 +182,7 @@ def ledger_table(out_dir: Path) -> str:
         wall = row.get("wall_s")
         error = (row.get("error") or "").replace("|", "/")[:120]
         body.append([trial, row["status"], row.get("env_steps", ""), "" if wall is None else f"{wall:.0f}", error])
-    return _md_table(["trial", "status", "env steps", "wall s", "error"], body)
+    return markdown_table(["trial", "status", "env steps", "wall s", "error"], body)
 
 
 def machine_info(cluster: dict | None) -> dict[str, Any]:

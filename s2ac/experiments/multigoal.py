@@ -38,7 +38,7 @@ from s2ac.config import AgentConfig, make_agent_config, make_train_config
 from s2ac.envs import MULTIGOAL_SPECS, draw_multigoal, jax_env_for
 from s2ac.envs.multigoal import MultiGoalSpec
 from s2ac.experiments.entropy_toy import knn_entropy
-from s2ac.experiments.reporting import json_safe
+from s2ac.experiments.reporting import json_safe, markdown_table
 from s2ac.vec_train import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
 
 Array = jax.Array
@@ -527,12 +527,6 @@ def plot_learning_curves(path: Path, histories: dict[str, dict[str, dict[str, np
 # ----------------------------------------------------------------------------- report
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _arr(values) -> np.ndarray:
     """JSON lists (``None`` for NaN) back to float arrays."""
     return np.asarray([[math.nan if v is None else v for v in row] if isinstance(row, list) else row for row in values])
@@ -557,7 +551,7 @@ def coverage_table(env: dict, goals: int, variant: str, mode: str) -> str:
         if variant == "obstacle":
             row += [fmt_ci(_nan_arr(met[k])) for k in ("hit_wall", "hit_wall_and_goal", "goal_given_hit")]
         rows.append(row)
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 ESTIMATOR_LABELS = {
@@ -580,7 +574,7 @@ def entropy_table(env: dict, probes: list[tuple[float, float]]) -> str:
                 rows.append([algo, ESTIMATOR_LABELS[name]] + [fmt_ci(values[:, p]) for p in range(len(probes))])
         if not set(ent) - {"knn"}:
             rows.append([algo, "own log-density"] + ["not available (no tractable density)"] + [""] * (len(probes) - 1))
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def margin_table(results: dict) -> str:
@@ -592,7 +586,7 @@ def margin_table(results: dict) -> str:
                 rows.append([env_id, algo, "n/a (no SVGD density)", "n/a"])
             else:
                 rows.append([env_id, algo, fmt_ci(_nan_arr(mg["final"])), fmt_ci(_nan_arr(mg["max"]))])
-    return _md_table(["env", "method", "margin, last chunk", "margin, max over training"], rows)
+    return markdown_table(["env", "method", "margin, last chunk", "margin, max over training"], rows)
 
 
 def _probe_mean(values) -> np.ndarray:
@@ -633,7 +627,7 @@ def headline_table(results: dict) -> str:
                     "n/a" if margin is None else fmt_ci(_nan_arr(margin["final"])),
                 ]
             )
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def training_table(results: dict) -> str:
@@ -652,7 +646,7 @@ def training_table(results: dict) -> str:
                 ]
             )
     header = ["env", "method", "train return (last chunk)", "train goal rate (last chunk)", "train s", "eval s"]
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def report_markdown(summary: dict) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 
 from s2ac.bench import BenchAct, BenchUpdate, matmul_rate, run_bench_act, time_update
-from s2ac.experiments.reporting import json_safe
+from s2ac.experiments.reporting import json_safe, markdown_table
 
 CLI_COMMAND = "s2ac reproduce runtime --out results/runtime"
 """The command line that reproduces the full study."""
@@ -219,12 +219,6 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def update_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of the update rows."""
     header = ["method", "ms / update", "GFLOP / update", "GFLOP/s", "fraction of matmul", "ratio to SAC"]
@@ -239,7 +233,7 @@ def update_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows
     ]
-    return _md_table(header, body)
+    return markdown_table(header, body)
 
 
 def acting_table(acting: dict[str, Any]) -> str:
@@ -255,7 +249,7 @@ def acting_table(acting: dict[str, Any]) -> str:
         ]
         for algo, s in acting["algos"].items()
     ]
-    return _md_table(["method", "env steps/s", "ms / action", "throughput vs SAC"], body)
+    return markdown_table(["method", "env steps/s", "ms / action", "throughput vs SAC"], body)
 
 
 def _width_note(hidden: int) -> list[str]:
