@@ -131,10 +131,13 @@ class S2ACAgent:
         q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(u, self.box)), axis=0)
         return q + self.sampler_alpha * squash_log_det(u, self.box)
 
-    def sample_particles(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> Particles:
+    def sample_particles(
+        self, actor_params: Any, critic_params: Any, obs: Array, key: Array, diagnostics: bool = True
+    ) -> Particles:
         """Draw ``m`` particles per state from q0 and move them with ``L`` SVGD steps.
 
         ``log pi(a|s) = log q^L(u^L|s) - log|det d squash/du|`` (REFERENCE.md §1 "Squashing").
+        ``diagnostics=False`` skips the per-step invertibility margin (NaN then) where nobody reads it.
         """
         cfg = self.config
         u0, log_q0 = self.initial_particles(actor_params, obs, key)
@@ -156,6 +159,7 @@ class S2ACAgent:
                 normalizer=cfg.normalizer,
                 unroll=cfg.unroll_svgd,
                 max_margin=cfg.max_invertibility_margin,
+                diagnostics=diagnostics,
             )
 
         res = jax.vmap(one_state)(obs, u0, log_q0)
@@ -189,7 +193,7 @@ class S2ACAgent:
 
     def _act(self, state: S2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
         k_sample, k_select = jax.random.split(key)
-        particles = self.sample_particles(state.actor_params, state.critic_params, obs, k_sample)
+        particles = self.sample_particles(state.actor_params, state.critic_params, obs, k_sample, diagnostics=False)
         q = self.min_q(state.critic_params, obs, particles.action)
         return self.select(particles, q, k_select, mode)
 
@@ -205,7 +209,7 @@ class S2ACAgent:
 
     def actor_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler."""
-        particles = self.sample_particles(actor_params, critic_params, obs, key)
+        particles = self.sample_particles(actor_params, critic_params, obs, key, diagnostics=False)
         q = self.min_q(critic_params, obs, particles.action)
         loss = jnp.mean(self.config.alpha * particles.log_prob - q)
         mean, log_std = self.init_net.apply(actor_params, obs)
