@@ -11,27 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
 
 from s2ac import stein
 from s2ac.agents.amortized import AmortizedS2ACAgent, AmortizedS2ACConfig, mmd_loss
-from s2ac.agents.base import Batch, EnvSpec
 from s2ac.agents.sql import resolve_bandwidth, svgd_direction_anchored
 
-HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
-MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), amortizer_hidden=(32, 32))
-
-
-def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
-    k = jax.random.split(jax.random.PRNGKey(seed), 5)
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    return Batch(
-        obs=jax.random.normal(k[0], (batch_size, spec.obs_dim)),
-        action=jax.random.uniform(k[1], (batch_size, spec.act_dim), minval=low, maxval=high),
-        reward=jax.random.normal(k[2], (batch_size,)),
-        next_obs=jax.random.normal(k[3], (batch_size, spec.obs_dim)),
-        terminated=(jax.random.uniform(k[4], (batch_size,)) < 0.2).astype(jnp.float32),
-    )
 
 
 # -- the imitation loss ------------------------------------------------------------------------
@@ -166,13 +152,7 @@ def test_update_is_finite_and_traces_once(spec, fields):
 )
 def test_act_in_box_for_every_mode(spec, act_with):
     agent = AmortizedS2ACAgent(AmortizedS2ACConfig(act_with=act_with, **SMALL), spec)
-    state = agent.init(jax.random.PRNGKey(0))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (7, spec.obs_dim))
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    for mode in ("random", "max", "mean", "softmax"):
-        action = agent.act(state, obs, jax.random.PRNGKey(2), mode)
-        assert action.shape == (7, spec.act_dim)
-        assert bool(jnp.all(action >= low) & jnp.all(action <= high)), mode
+    assert_acts_in_box(agent, spec)
 
 
 def test_amortized_max_is_the_best_candidate_by_min_q():

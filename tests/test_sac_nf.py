@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
 
-from s2ac.agents.base import Batch, EnvSpec
+from s2ac.agents.base import EnvSpec
 from s2ac.agents.sac_nf import (
     FLOWS,
     FlowLayers,
@@ -20,22 +21,8 @@ from s2ac.agents.sac_nf import (
     radial_alpha_beta,
 )
 
-HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
-MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
 ODD_BOX = EnvSpec(4, 2, (-2.0, 0.0), (2.0, 1.0))
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), flow_hidden=(16, 16))
-
-
-def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
-    k = jax.random.split(jax.random.PRNGKey(seed), 5)
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    return Batch(
-        obs=jax.random.normal(k[0], (batch_size, spec.obs_dim)),
-        action=jax.random.uniform(k[1], (batch_size, spec.act_dim), minval=low, maxval=high),
-        reward=jax.random.normal(k[2], (batch_size,)),
-        next_obs=jax.random.normal(k[3], (batch_size, spec.obs_dim)),
-        terminated=(jax.random.uniform(k[4], (batch_size,)) < 0.2).astype(jnp.float32),
-    )
 
 
 def perturb(params, key, scale):
@@ -191,13 +178,7 @@ def test_update_is_finite_and_traces_once(flow, spec):
 )
 def test_act_in_box_for_every_mode(flow, spec):
     agent = SACNFAgent(SACNFConfig(flow=flow, **SMALL), spec)
-    state = agent.init(jax.random.PRNGKey(0))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (7, spec.obs_dim))
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    for mode in ("random", "max", "mean", "softmax"):
-        action = agent.act(state, obs, jax.random.PRNGKey(2), mode)
-        assert action.shape == (7, spec.act_dim)
-        assert bool(jnp.all(action >= low) & jnp.all(action <= high)), mode
+    assert_acts_in_box(agent, spec)
 
 
 def test_unknown_mode_is_rejected():

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from agent_helpers import HOPPER, MULTIGOAL, random_batch
 
 from s2ac import stein
-from s2ac.agents.base import Batch, EnvSpec
+from s2ac.agents.base import EnvSpec
 from s2ac.agents.sql import (
     SQL_PAPER_FIELDS,
     SQLAgent,
@@ -24,22 +25,8 @@ from s2ac.agents.sql import (
 )
 from s2ac.distributions import ActionBox
 
-HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
-MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
 ODD_BOX = EnvSpec(4, 2, (0.0, -2.0), (3.0, 2.0))
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32))
-
-
-def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
-    k = jax.random.split(jax.random.PRNGKey(seed), 5)
-    low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    return Batch(
-        obs=jax.random.normal(k[0], (batch_size, spec.obs_dim)),
-        action=jax.random.uniform(k[1], (batch_size, spec.act_dim), minval=low, maxval=high),
-        reward=jax.random.normal(k[2], (batch_size,)),
-        next_obs=jax.random.normal(k[3], (batch_size, spec.obs_dim)),
-        terminated=(jax.random.uniform(k[4], (batch_size,)) < 0.2).astype(jnp.float32),
-    )
 
 
 # -- soft value -------------------------------------------------------------------------
