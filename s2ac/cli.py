@@ -223,7 +223,7 @@ class RuntimeCommand:
 
 @dataclasses.dataclass(frozen=True)
 class MujocoCommand:
-    """MuJoCo benchmark (Gymnasium v5) through a Ray sweep; rerunning continues unfinished trials."""
+    """MuJoCo benchmark (Gymnasium v5) through a Ray sweep or lockstep groups; rerunning continues unfinished trials."""
 
     out: Path = Path("results/mujoco")
     """Output folder: one sub-folder per trial, ledger.jsonl, report.md, summary.json, learning_curves.png."""
@@ -241,6 +241,11 @@ class MujocoCommand:
     """Address of an existing Ray cluster; default: a local one on this machine's cores."""
     cpus_per_trial: int = 1
     """CPUs (and XLA threads) per trial."""
+    lockstep: bool = False
+    """Run the trials in this process as vmapped groups (one per algorithm and env shape) instead of on
+    Ray: the way to use a GPU; see ``s2ac.lockstep``."""
+    stop_after_s: Optional[float] = None
+    """With ``--lockstep``: checkpoint and stop each group after this many seconds; rerun to continue."""
     json: bool = False
     """Print the summary as one JSON object."""
 
@@ -281,7 +286,16 @@ def cmd_reproduce(argv: list[str]) -> int:
 
         args = tyro.cli(MujocoCommand, args=rest, prog="s2ac reproduce mujoco")
         summary = run_mujoco(
-            args.out, args.envs, args.algos, args.steps, args.seeds, args.presets, args.address, args.cpus_per_trial
+            args.out,
+            args.envs,
+            args.algos,
+            args.steps,
+            args.seeds,
+            args.presets,
+            args.address,
+            args.cpus_per_trial,
+            lockstep=args.lockstep,
+            stop_after_s=args.stop_after_s,
         )
         print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
     return 0

@@ -10,7 +10,9 @@ The run folders are the source of truth for resuming: a trial whose folder holds
 checkpoint is resumed from it, and one whose checkpoint already reached ``total_steps`` is
 skipped before any Ray work is started. So a sweep that was interrupted (killed driver, lost
 node) is continued by running the same command again. The ledger only records events
-(``started``, ``finished``, ``failed``, ``skipped``), one JSON line each.
+(``started``, ``finished``, ``stopped`` (a lockstep group's time limit), ``failed``, ``skipped``),
+one JSON line each. With ``lockstep`` the trials run in this process as vmapped groups
+(:mod:`s2ac.lockstep`) rather than on Ray.
 
 Threads: each trial reserves ``cpus_per_trial`` CPUs in Ray and its XLA runtime is limited to
 that many threads through ``XLA_FLAGS`` (set for the Ray workers with ``runtime_env`` so they are
@@ -61,6 +63,12 @@ class SweepConfig:
     (e.g. ``(("eval_freq", 10_000), ("eval_episodes", 10))``); a dict is accepted and converted."""
     tensorboard: bool = True
     """Also write TensorBoard events in each trial folder."""
+    lockstep: bool = False
+    """Run the trials in this process, those of one algorithm, preset and env shape together as one
+    :class:`s2ac.lockstep.LockstepTrainer` group (one vmapped update for all: the way to fill a GPU),
+    instead of as separate Ray trials (the better choice on CPU cores)."""
+    stop_after_s: float | None = None
+    """With ``lockstep``: checkpoint and stop each group after this many seconds (a later run resumes)."""
 
     def __post_init__(self) -> None:
         # Accept lists and dicts from callers; store hashable tuples (the dataclass is frozen).
@@ -85,6 +93,8 @@ class SweepConfig:
             raise ValueError("a sweep needs at least one algo, env and seed")
         if self.cpus_per_trial < 1:
             raise ValueError(f"cpus_per_trial must be >= 1; got {self.cpus_per_trial}")
+        if self.stop_after_s is not None and not (self.stop_after_s > 0 and self.stop_after_s != float("inf")):
+            raise ValueError(f"stop_after_s must be a positive number of seconds; got {self.stop_after_s}")
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None; got {self.total_steps}")
         known = set(TrainConfig.__dataclass_fields__)
@@ -336,6 +346,78 @@ def _run_tune(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]:
             ray.shutdown()
 
 
+def lockstep_groups(specs: list[TrialSpec]) -> list[list[TrialSpec]]:
+    """Trials that can share one lockstep group: same algorithm, preset, env shapes and resume step."""
+    from s2ac.agents import EnvSpec
+    from s2ac.train import make_env
+
+    shapes: dict[str, EnvSpec] = {}
+    groups: dict[tuple, list[TrialSpec]] = {}
+    for spec in specs:
+        if spec.env_id not in shapes:
+            shapes[spec.env_id] = EnvSpec.from_env(make_env(spec.env_id))
+        key = (spec.algo, spec.preset, shapes[spec.env_id], checkpoint_steps(spec.run_dir))
+        groups.setdefault(key, []).append(spec)
+    return list(groups.values())
+
+
+def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]:
+    """Run ``pending`` as lockstep groups, one after the other in this process; results by trial id."""
+    from s2ac.lockstep import LockstepTrainer
+
+    results: dict[str, dict] = {}
+    for group in lockstep_groups(pending):
+        start = time.perf_counter()
+        resume = checkpoint_steps(group[0].run_dir) is not None
+        for spec in group:
+            append_ledger(
+                spec.ledger,
+                spec.trial_id,
+                "started",
+                env_steps=checkpoint_steps(spec.run_dir) or 0,
+                resumed=resume,
+                lockstep=[s.trial_id for s in group],
+            )
+        try:
+            configs = [trial_configs(spec) for spec in group]
+            trainer = LockstepTrainer(
+                group[0].algo,
+                configs[0][0],
+                [train for _, train in configs],
+                [spec.run_dir for spec in group],
+                resume=resume,
+                progress=True,
+                tensorboard=cfg.tensorboard,
+                stop_after_s=cfg.stop_after_s,
+            )
+            outcome = trainer.run()
+        except Exception as err:  # one failed group must not stop the others; the ledger keeps why
+            wall = time.perf_counter() - start
+            message = f"{type(err).__name__}: {err}"
+            for spec in group:
+                append_ledger(
+                    spec.ledger,
+                    spec.trial_id,
+                    "failed",
+                    env_steps=checkpoint_steps(spec.run_dir) or 0,
+                    wall_s=wall,
+                    error=message,
+                    traceback=traceback.format_exc(limit=5),
+                )
+                results[spec.trial_id] = {"trial": spec.trial_id, "status": "failed", "error": message, "wall_s": wall}
+            continue
+        status = "stopped" if outcome["stopped"] else "finished"
+        for spec in group:
+            append_ledger(spec.ledger, spec.trial_id, status, env_steps=outcome["env_steps"], wall_s=outcome["wall_s"])
+            results[spec.trial_id] = {
+                "trial": spec.trial_id,
+                "status": status,
+                "env_steps": outcome["env_steps"],
+                "wall_s": outcome["wall_s"],
+            }
+    return results
+
+
 def _trial_dirname(trial) -> str:
     """Short, file-system-safe Tune trial folder name."""
     spec = trial.config["trial"]
@@ -346,7 +428,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     """Run every trial of ``cfg`` not yet finished (resuming partly finished ones); return a summary.
 
     The summary holds ``trials`` (one dict per trial: id, algo, env_id, preset, seed, status
-    ``finished`` / ``failed`` / ``skipped``, env steps, wall time, error, final eval metrics),
+    ``finished`` / ``stopped`` / ``failed`` / ``skipped``, env steps, wall time, error, final eval metrics),
     ``counts`` per status, and ``cluster`` (Ray's CPU/memory totals, when Ray was used).
     """
     cfg.validate()
@@ -355,7 +437,10 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     ledger = cfg.out.resolve() / LEDGER_FILE
     for spec in done:
         append_ledger(ledger, spec.trial_id, "skipped", env_steps=checkpoint_steps(spec.run_dir))
-    results = _run_tune(cfg, pending) if pending else {}
+    if cfg.lockstep:
+        results = _run_lockstep(cfg, pending)
+    else:
+        results = _run_tune(cfg, pending) if pending else {}
     cluster = results.pop("_cluster", None)
     rows = []
     for spec in trial_specs(cfg):

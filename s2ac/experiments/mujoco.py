@@ -192,10 +192,18 @@ def machine_info(cluster: dict | None) -> dict[str, Any]:
     if cpuinfo.exists():
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
         model = names[0] if names else model
-    return {"cpu": model, "cpu_count": os.cpu_count(), "platform": platform.platform(), "ray_cluster": cluster}
+    import jax
+
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "ray_cluster": cluster,
+        "jax_devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
+    }
 
 
-def mujoco_command(out_dir: Path, envs, algos, steps, seeds, presets, address, cpus_per_trial) -> str:
+def mujoco_command(out_dir: Path, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep=False) -> str:
     """The command line that reruns (or continues) this benchmark."""
     parts = ["s2ac reproduce mujoco", f"--out {out_dir}", "--envs " + " ".join(envs), "--algos " + " ".join(algos)]
     parts += [f"--steps {steps}", "--seeds " + " ".join(str(s) for s in seeds), "--presets " + " ".join(presets)]
@@ -203,6 +211,8 @@ def mujoco_command(out_dir: Path, envs, algos, steps, seeds, presets, address, c
         parts.append(f"--address {address}")
     if cpus_per_trial != 1:
         parts.append(f"--cpus-per-trial {cpus_per_trial}")
+    if lockstep:
+        parts.append("--lockstep")
     return " ".join(parts)
 
 
@@ -216,11 +226,15 @@ def report_markdown(summary: dict[str, Any], out_dir: Path) -> str:
         "",
         f"Budget: {summary['steps']:,} env steps per run; seeds {summary['seeds']}; evaluation every "
         f"{summary['eval_freq']:,} steps over {summary['eval_episodes']} episodes, deterministic (`max`) "
-        "and stochastic (`random`) policy. Trials ran on Ray, "
-        f"{summary['cpus_per_trial']} CPU(s) and XLA thread(s) each.",
+        "and stochastic (`random`) policy. "
+        + (
+            "This invocation ran its trials in lockstep groups (one vmapped update per algorithm and env shape)."
+            if summary.get("lockstep")
+            else f"This invocation ran its trials on Ray, {summary['cpus_per_trial']} CPU(s) and XLA thread(s) each."
+        ),
         "",
         f"Hardware: driver `{m['cpu']}`, {m['cpu_count']} cores, {m['platform']}; Ray cluster resources: "
-        f"{m['ray_cluster'] or 'Ray not started (all trials already finished)'}.",
+        f"{m['ray_cluster'] or 'Ray not started'}; JAX devices: {', '.join(m.get('jax_devices', []))}.",
         "",
         "Statistics over seeds: mean ± half-width of the 95% Student-t interval (n/a for one seed) and "
         "IQM, the interquartile mean computed as `scipy.stats.trim_mean(x, 0.25)`.",
@@ -303,6 +317,8 @@ def run_mujoco(
     presets: tuple[str, ...] = ("corrected",),
     address: str | None = None,
     cpus_per_trial: int = 1,
+    lockstep: bool = False,
+    stop_after_s: float | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the benchmark in ``out_dir`` and write its report; return the summary."""
     out_dir = Path(out_dir)
@@ -317,18 +333,21 @@ def run_mujoco(
         address=address,
         cpus_per_trial=cpus_per_trial,
         train_overrides=(("eval_freq", eval_freq), ("eval_episodes", EVAL_EPISODES)),
+        lockstep=lockstep,
+        stop_after_s=stop_after_s,
     )
     sweep = run_sweep(cfg)
     wanted = {t["trial"] for t in sweep["trials"]}
     runs = [r for r in summarize_runs(out_dir) if r["trial"] in wanted]  # ignore other runs in the folder
     final_rows = table_rows(runs, None)
     summary = {
-        "command": mujoco_command(out_dir, envs, algos, steps, seeds, presets, address, cpus_per_trial),
+        "command": mujoco_command(out_dir, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep),
         "steps": steps,
         "seeds": list(seeds),
         "eval_freq": eval_freq,
         "eval_episodes": EVAL_EPISODES,
         "cpus_per_trial": cpus_per_trial,
+        "lockstep": lockstep,
         "machine": machine_info(sweep["cluster"]),
         "trials": sweep["trials"],
         "counts": sweep["counts"],

@@ -1,0 +1,466 @@
+"""Several training runs in lockstep in one process: one compiled, ``jax.vmap``-ed update for all.
+
+A *member* is one ordinary run (an env id and a seed, with its own run folder). Members of a
+group share the algorithm, the agent config, the env's shapes and the training schedule, and
+may differ in env id (Walker2d and HalfCheetah have the same shapes) and seed. Every env step,
+each member's Gymnasium env is stepped on the host; acting and the gradient steps of all
+members are each one vectorised call. On an accelerator this turns many small launches into
+one (an S²AC update is several hundred small kernels); on a CPU with few cores it gives little,
+and :class:`s2ac.sweep` trials side by side are the better choice there.
+
+Each member follows the same schedule and draws the same random numbers as
+:class:`s2ac.train.Trainer` with its seed (init key, acting keys ``fold_in(act_key, step)``,
+host RNG for warm-up actions and replay sampling, seeded resets, evaluation keys), so a
+member's run is the run ``s2ac train`` would make, up to the rounding of batched kernels.
+
+Checkpoints are taken for all members at the same env step (every ``checkpoint_freq`` steps,
+and when ``stop_after_s`` has passed), in each member's own run folder and in the ordinary
+format, plus the mid-episode loop state (the env's simulation state, the observation, the
+episode's return so far and the next action), so resuming continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2ac import checkpoint as ckpt
+from s2ac.agents import EnvSpec, make_agent
+from s2ac.agents.base import scan_updates
+from s2ac.config import AgentConfig, TrainConfig
+from s2ac.envs.snapshot import restore_env, snapshot_env
+from s2ac.evaluate import EpisodeStats, episode_seed
+from s2ac.logger import MetricLogger, make_progress
+from s2ac.train import RUN_CONFIG_FILE, LoopCounters, TrainingDiverged, _config_differences, make_env, run_config_dict
+
+# TrainConfig fields that every member of a group must share (the schedule is run once for all).
+SHARED_SCHEDULE = (
+    "total_steps",
+    "learning_starts",
+    "random_steps",
+    "train_freq",
+    "gradient_steps",
+    "buffer_size",
+    "eval_freq",
+    "eval_episodes",
+    "checkpoint_freq",
+    "log_every",
+)
+LOCKSTEP_KEY = "lockstep"
+"""Key of the mid-episode loop state inside a lockstep checkpoint's trainer state."""
+
+
+@dataclass
+class _Member:
+    """Host-side state of one member."""
+
+    config: TrainConfig
+    run_dir: Path
+    env: Any
+    rng: np.random.Generator
+    buffer: Any
+    counters: LoopCounters
+    obs: np.ndarray | None = None
+    ep_return: float = 0.0
+    ep_len: int = 0
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=100))
+    recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
+    metric_sums: dict = field(default_factory=dict)
+    metric_count: int = 0
+    logger: MetricLogger | None = None
+
+
+def check_group(agent_config: AgentConfig, train_configs: list[TrainConfig], specs: list[EnvSpec]) -> None:
+    """Raise ``ValueError`` naming what differs when the members cannot run in one group."""
+    if not train_configs:
+        raise ValueError("a lockstep group needs at least one member")
+    first = train_configs[0]
+    for cfg, spec in zip(train_configs[1:], specs[1:]):
+        if spec != specs[0]:
+            raise ValueError(
+                f"lockstep members need envs of the same shapes: {first.env_id} has {specs[0]}, {cfg.env_id} has {spec}"
+            )
+        for name in SHARED_SCHEDULE:
+            if getattr(cfg, name) != getattr(first, name):
+                raise ValueError(
+                    f"lockstep members must share the schedule: {name} is {getattr(first, name)!r} for "
+                    f"{first.env_id} seed {first.seed} and {getattr(cfg, name)!r} for {cfg.env_id} seed {cfg.seed}"
+                )
+    keys = [(c.env_id, c.seed) for c in train_configs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"lockstep members must be distinct (env, seed) pairs; got {keys}")
+
+
+class LockstepTrainer:
+    """Runs ``algo`` for every ``(train_config, run_dir)`` member in lockstep."""
+
+    def __init__(
+        self,
+        algo: str,
+        agent_config: AgentConfig,
+        train_configs: list[TrainConfig],
+        run_dirs: list[str | Path],
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        tensorboard: bool = True,
+        stop_after_s: float | None = None,
+        callback: Callable[[int, list[dict]], None] | None = None,
+    ):
+        agent_config.validate()
+        for cfg in train_configs:
+            cfg.validate()
+        if len(run_dirs) != len(train_configs):
+            raise ValueError(f"{len(train_configs)} train configs but {len(run_dirs)} run folders")
+        if stop_after_s is not None and not (math.isfinite(stop_after_s) and stop_after_s > 0):
+            raise ValueError(f"stop_after_s must be a positive number of seconds; got {stop_after_s!r}")
+        envs = [make_env(cfg.env_id) for cfg in train_configs]
+        specs = [EnvSpec.from_env(env) for env in envs]
+        check_group(agent_config, train_configs, specs)
+        self.algo, self.agent_config = algo, agent_config
+        self.cfg = train_configs[0]  # the shared schedule
+        self.spec = specs[0]
+        self.agent = make_agent(agent_config, self.spec)
+        self.progress_enabled, self.tensorboard, self.stop_after_s = progress, tensorboard, stop_after_s
+        self.callback = callback
+        self.eval_envs = [[make_env(cfg.env_id) for _ in range(self.cfg.eval_episodes)] for cfg in train_configs]
+
+        from s2ac.replay import ReplayBuffer
+
+        self.members: list[_Member] = []
+        init_keys, act_keys, eval_keys = [], [], []
+        for cfg, run_dir, env in zip(train_configs, run_dirs, envs):
+            k_init, k_act, k_eval = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)  # as in Trainer
+            init_keys.append(k_init)
+            act_keys.append(k_act)
+            eval_keys.append(k_eval)
+            capacity = min(cfg.buffer_size, cfg.total_steps)
+            self.members.append(
+                _Member(
+                    config=cfg,
+                    run_dir=Path(run_dir),
+                    env=env,
+                    rng=np.random.default_rng(cfg.seed),
+                    buffer=ReplayBuffer(capacity, self.spec.obs_dim, self.spec.act_dim),
+                    counters=LoopCounters(next_checkpoint=cfg.checkpoint_freq),
+                )
+            )
+        self.act_keys, self.eval_keys = jnp.stack(act_keys), jnp.stack(eval_keys)
+        self.state = jax.vmap(self.agent.init)(jnp.stack(init_keys))
+        self.env_steps, self.updates = 0, 0
+        self.pending_actions: np.ndarray | None = None
+        self._compile()
+        for member in self.members:
+            self._check_run_dir(member, resume)
+        self.resumed_at: int | None = self._restore() if resume else None
+
+    # -- compiled pieces ---------------------------------------------------------------
+    def _compile(self) -> None:
+        agent = self.agent
+
+        def policy(state, obs, key, mode):
+            return agent.act(state, obs[None], key, mode=mode)[0]
+
+        def act_all(states, obs, act_keys, step):
+            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(act_keys, step)
+            return jax.vmap(lambda s, o, k: policy(s, o, k, "random"))(states, obs, keys)
+
+        def train_and_act(states, batches, obs, act_keys, step):
+            states, metrics = jax.vmap(scan_updates(agent.update))(states, batches)
+            return states, metrics, act_all(states, obs, act_keys, step)
+
+        def eval_actions(states, obs, eval_keys, step, t, mode):
+            # obs: (members, episodes, obs_dim); key per (member, episode, t) as in Trainer.evaluate.
+            def member(state, member_obs, key):
+                key = jax.random.fold_in(key, step)
+                episodes = jnp.arange(member_obs.shape[0])
+                keys = jax.vmap(lambda ep: jax.random.fold_in(jax.random.fold_in(key, ep), t))(episodes)
+                return jax.vmap(lambda o, k: policy(state, o, k, mode))(member_obs, keys)
+
+            return jax.vmap(member)(states, obs, eval_keys)
+
+        self._act_all = jax.jit(act_all)
+        self._train_and_act = jax.jit(train_and_act)
+        self._eval_actions = jax.jit(eval_actions, static_argnames="mode")
+
+    # -- run folders and checkpoints -----------------------------------------------------
+    def _check_run_dir(self, member: _Member, resume: bool) -> None:
+        current = run_config_dict(self.algo, self.agent_config, member.config)
+        cfg_path = member.run_dir / RUN_CONFIG_FILE
+        if resume:
+            if not cfg_path.is_file():
+                raise FileNotFoundError(f"resume: no run to resume in {member.run_dir} ({RUN_CONFIG_FILE} missing)")
+            diffs = _config_differences(json.loads(cfg_path.read_text()), current)
+            if diffs:
+                raise ckpt.CheckpointError(
+                    f"cannot resume {member.run_dir}: its checkpoint was made with another config: " + "; ".join(diffs)
+                )
+        elif ckpt.list_checkpoints(member.run_dir / "checkpoints"):
+            raise FileExistsError(f"{member.run_dir} already holds a run with checkpoints; resume it instead")
+        member.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(json.dumps(current, indent=2))
+
+    def _save(self) -> None:
+        """One checkpoint per member, all at the current env step."""
+        states = jax.device_get(self.state)
+        for i, m in enumerate(self.members):
+            trainer_state = {
+                "counters": {**m.counters.__dict__, "env_steps": self.env_steps, "updates": self.updates},
+                "rng_state": m.rng.bit_generator.state,
+                "recent_returns": list(m.recent_returns),
+                "recent_lengths": list(m.recent_lengths),
+                "metric_sums": m.metric_sums,
+                "metric_count": m.metric_count,
+                LOCKSTEP_KEY: {
+                    "env": snapshot_env(m.env),
+                    "obs": m.obs.tolist(),
+                    "ep_return": m.ep_return,
+                    "ep_len": m.ep_len,
+                    "pending_action": None if self.pending_actions is None else self.pending_actions[i].tolist(),
+                },
+            }
+            member_state = jax.tree_util.tree_map(lambda x, i=i: x[i], states)
+            ckpt.save_checkpoint(m.run_dir / "checkpoints", self.env_steps, member_state, trainer_state, m.buffer.save)
+
+    def _restore(self) -> int:
+        paths = [ckpt.latest_valid_checkpoint(m.run_dir / "checkpoints") for m in self.members]
+        missing = [str(m.run_dir) for m, p in zip(self.members, paths) if p is None]
+        if missing:
+            raise ckpt.CheckpointError(f"resume: no valid checkpoint in {', '.join(missing)}")
+        saved = [ckpt.load_trainer_state(p) for p in paths]
+        steps = {int(s["counters"]["env_steps"]) for s in saved}
+        if len(steps) != 1:
+            raise ckpt.CheckpointError(
+                f"resume: lockstep members must resume from one env step; their checkpoints are at {sorted(steps)}"
+            )
+        template = jax.tree_util.tree_map(lambda x: x[0], jax.device_get(self.state))
+        states = [ckpt.load_agent_state(p, template) for p in paths]
+        self.state = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+        pending = []
+        for m, path, s in zip(self.members, paths, saved):
+            m.buffer.load(path / ckpt.REPLAY_FILE)
+            m.counters = LoopCounters(**s["counters"])
+            m.rng.bit_generator.state = s["rng_state"]
+            m.recent_returns.extend(s["recent_returns"])
+            m.recent_lengths.extend(s["recent_lengths"])
+            m.metric_sums, m.metric_count = s["metric_sums"], s["metric_count"]
+            loop = s.get(LOCKSTEP_KEY)
+            if loop is None:  # a Trainer checkpoint: taken at an episode boundary
+                m.obs = self._reset(m, m.counters.episodes)
+                pending.append(None)
+            else:
+                m.env.reset(seed=episode_seed(m.config.seed, m.counters.episodes))
+                restore_env(m.env, loop["env"])
+                m.obs = np.asarray(loop["obs"], np.float32)
+                m.ep_return, m.ep_len = loop["ep_return"], loop["ep_len"]
+                pending.append(loop["pending_action"])
+        self.env_steps, self.updates = steps.pop(), self.members[0].counters.updates
+        if all(p is not None for p in pending):
+            self.pending_actions = np.asarray(pending, np.float32)
+        return self.env_steps
+
+    # -- pieces of the loop -----------------------------------------------------------------
+    def _reset(self, m: _Member, episode: int) -> np.ndarray:
+        obs, _ = m.env.reset(seed=episode_seed(m.config.seed, episode))
+        return np.asarray(obs, np.float32)
+
+    def _obs(self) -> jax.Array:
+        return jnp.asarray(np.stack([m.obs for m in self.members]))
+
+    def _random_actions(self) -> np.ndarray:
+        low, high = self.spec.action_low, self.spec.action_high
+        return np.stack([m.rng.uniform(low, high).astype(np.float32) for m in self.members])
+
+    def _train_and_next_actions(self, train: bool, need_action: bool) -> None:
+        """Gradient steps (if due) and the next actions, in at most one device call."""
+        step = self.env_steps
+        policy = need_action and step >= self.cfg.random_steps
+        if train:
+            batches = [
+                m.buffer.sample(m.rng, self.cfg.gradient_steps, self.agent_config.batch_size) for m in self.members
+            ]
+            batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
+            self.state, metrics, actions = self._train_and_act(self.state, batches, self._obs(), self.act_keys, step)
+            metrics, actions = jax.device_get((metrics, actions))  # one host sync per round
+            self._record_metrics(metrics)
+            self.updates += self.cfg.gradient_steps
+        elif policy:
+            actions = jax.device_get(self._act_all(self.state, self._obs(), self.act_keys, step))
+        if need_action:
+            self.pending_actions = np.asarray(actions) if policy else self._random_actions()
+
+    def _record_metrics(self, metrics: dict[str, np.ndarray]) -> None:
+        for i, m in enumerate(self.members):
+            for key, values in metrics.items():
+                value = float(values[i])
+                if not math.isfinite(value):
+                    last = ckpt.latest_valid_checkpoint(m.run_dir / "checkpoints")
+                    raise TrainingDiverged(
+                        f"non-finite train/{key} = {value} in {m.config.env_id} seed {m.config.seed} after "
+                        f"{self.updates + self.cfg.gradient_steps} updates (env step {self.env_steps}); "
+                        f"training stopped; last good checkpoint: {last}"
+                    )
+                m.metric_sums[key] = m.metric_sums.get(key, 0.0) + value
+            m.metric_count += 1
+
+    def evaluate(self) -> list[dict[str, float]]:
+        """Deterministic (``max``) and stochastic (``random``) evaluation of every member, all
+        members' episodes stepped together; keys and resets as in :meth:`Trainer.evaluate`."""
+        n_members, n_eps = len(self.members), self.cfg.eval_episodes
+        out: list[dict[str, float]] = [{} for _ in self.members]
+        for mode, prefix in (("max", "eval/"), ("random", "eval/stochastic_")):
+            stats = [EpisodeStats() for _ in self.members]
+            obs = np.zeros((n_members, n_eps, self.spec.obs_dim), np.float32)
+            for i, m in enumerate(self.members):
+                for ep, env in enumerate(self.eval_envs[i]):
+                    obs[i, ep] = env.reset(seed=episode_seed(m.config.seed, ep, stream=1))[0]
+            active = np.ones((n_members, n_eps), bool)
+            returns = np.zeros((n_members, n_eps))
+            lengths = np.zeros((n_members, n_eps), int)
+            goals = -np.ones((n_members, n_eps), int)
+            hits = np.zeros((n_members, n_eps), bool)
+            has_goal = False
+            t = 0
+            while active.any():
+                actions = np.asarray(
+                    self._eval_actions(self.state, jnp.asarray(obs), self.eval_keys, self.env_steps, t, mode=mode)
+                )
+                for i, ep in zip(*np.nonzero(active)):
+                    o, reward, terminated, truncated, info = self.eval_envs[i][ep].step(actions[i, ep])
+                    obs[i, ep] = o
+                    returns[i, ep] += float(reward)
+                    lengths[i, ep] += 1
+                    if "goal_index" in info:
+                        has_goal = True
+                        goals[i, ep] = int(info["goal_index"]) if terminated else goals[i, ep]
+                    hits[i, ep] |= bool(info.get("hit_wall", False))
+                    active[i, ep] = not (terminated or truncated)
+                t += 1
+            for i in range(n_members):
+                stats[i].returns, stats[i].lengths = returns[i].tolist(), lengths[i].tolist()
+                if has_goal:
+                    stats[i].goals, stats[i].hit_wall = goals[i].tolist(), hits[i].tolist()
+                out[i].update(stats[i].summary(prefix))
+        return out
+
+    def _log(self, m: _Member, extra: dict[str, float], fps: float, ups: float) -> dict[str, float]:
+        row = {f"train/{k}": v / m.metric_count for k, v in m.metric_sums.items()} if m.metric_count else {}
+        if m.recent_returns:
+            row["rollout/ep_rew_mean"] = float(np.mean(m.recent_returns))
+            row["rollout/ep_len_mean"] = float(np.mean(m.recent_lengths))
+        row.update(
+            {
+                "train/n_updates": self.updates,
+                "time/episodes": m.counters.episodes,
+                "time/fps": fps,
+                "time/updates_per_s": ups,
+            }
+        )
+        row.update(extra)
+        m.logger.log(self.env_steps, row)
+        m.metric_sums, m.metric_count = {}, 0
+        return row
+
+    def _step_envs(self, actions: np.ndarray) -> list[tuple[float, int] | None]:
+        """Step every member's env; returns each member's finished episode (return, length) or None."""
+        finished: list[tuple[float, int] | None] = []
+        for m, action in zip(self.members, actions):
+            next_obs, reward, terminated, truncated, _ = m.env.step(action)
+            next_obs = np.asarray(next_obs, np.float32)
+            if not (np.all(np.isfinite(next_obs)) and math.isfinite(float(reward))):
+                raise TrainingDiverged(
+                    f"non-finite observation or reward from {m.config.env_id} (seed {m.config.seed}) "
+                    f"at step {self.env_steps}"
+                )
+            m.buffer.add(m.obs, action, float(reward), next_obs, bool(terminated))
+            m.obs = next_obs
+            m.ep_return += float(reward)
+            m.ep_len += 1
+            finished.append((m.ep_return, m.ep_len) if (terminated or truncated) else None)
+        return finished
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train every member to ``total_steps`` (or until ``stop_after_s``); return a summary."""
+        cfg = self.cfg
+        start = time.perf_counter()
+        for m in self.members:
+            m.logger = MetricLogger(m.run_dir, resume_step=self.resumed_at, tensorboard=self.tensorboard)
+            if m.obs is None:
+                m.obs = self._reset(m, m.counters.episodes)
+        if self.pending_actions is None:
+            self._train_and_next_actions(train=False, need_action=True)
+        t_last, steps_last, updates_last, fps = time.perf_counter(), self.env_steps, self.updates, 0.0
+        stopped = False
+        progress = make_progress(self.progress_enabled)
+        label = f"{self.algo} " + ", ".join(f"{m.config.env_id}/{m.config.seed}" for m in self.members)
+        try:
+            with progress:
+                task = progress.add_task(label, total=cfg.total_steps, completed=self.env_steps, fps=0.0, ret="-")
+                while self.env_steps < cfg.total_steps:
+                    finished = self._step_envs(self.pending_actions)
+                    self.env_steps += 1
+                    for m, done in zip(self.members, finished):
+                        if done is not None:  # reset now (the next action needs the new obs); count after logging
+                            m.obs = self._reset(m, m.counters.episodes + 1)
+                    train = self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0
+                    self._train_and_next_actions(train, need_action=self.env_steps < cfg.total_steps)
+
+                    evals = self.evaluate() if cfg.eval_freq and self.env_steps % cfg.eval_freq == 0 else None
+                    if self.env_steps % cfg.log_every == 0 or evals:
+                        now = time.perf_counter()
+                        dt = max(now - t_last, 1e-9)
+                        fps = (self.env_steps - steps_last) * len(self.members) / dt
+                        ups = (self.updates - updates_last) * len(self.members) / dt
+                        n = len(self.members)
+                        rows = [
+                            self._log(m, evals[i] if evals else {}, fps / n, ups / n)
+                            for i, m in enumerate(self.members)
+                        ]
+                        if self.callback is not None:
+                            self.callback(self.env_steps, rows)
+                        t_last, steps_last, updates_last = now, self.env_steps, self.updates
+
+                    for m, done in zip(self.members, finished):
+                        if done is not None:
+                            m.recent_returns.append(done[0])
+                            m.recent_lengths.append(done[1])
+                            m.counters.episodes += 1
+                            m.counters.last_return = done[0]
+                            m.ep_return, m.ep_len = 0.0, 0
+
+                    out_of_time = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
+                    if out_of_time or (cfg.checkpoint_freq and self.env_steps % cfg.checkpoint_freq == 0):
+                        self._save()
+                    if out_of_time:
+                        stopped = True
+                        break
+                    if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
+                        last = [m.counters.last_return for m in self.members if m.counters.last_return is not None]
+                        ret = f"{np.mean(last):.1f}" if last else "-"
+                        progress.update(task, completed=self.env_steps, ret=ret, fps=fps)
+            if not stopped:
+                self._save()
+        finally:
+            for m in self.members:
+                m.logger.close()
+        return {
+            "run_dirs": [str(m.run_dir) for m in self.members],
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "stopped": stopped,
+            "wall_s": time.perf_counter() - start,
+        }
+
+
+__all__ = ["LockstepTrainer", "check_group", "SHARED_SCHEDULE"]
