@@ -246,6 +246,8 @@ class MujocoCommand:
     Ray: the way to use a GPU; see ``s2ac.lockstep``."""
     stop_after_s: Optional[float] = None
     """With ``--lockstep``: checkpoint and stop each group after this many seconds; rerun to continue."""
+    report_only: bool = False
+    """Train nothing: write the report from the runs already in ``--out`` (e.g. copied from other machines)."""
     json: bool = False
     """Print the summary as one JSON object."""
 
@@ -296,6 +298,7 @@ def cmd_reproduce(argv: list[str]) -> int:
             args.cpus_per_trial,
             lockstep=args.lockstep,
             stop_after_s=args.stop_after_s,
+            report_only=args.report_only,
         )
         print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
     return 0

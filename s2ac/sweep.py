@@ -209,6 +209,14 @@ def append_ledger(path: str | Path, trial: str, status: str, **fields: Any) -> N
         fh.write(json.dumps(row, default=str) + "\n")
 
 
+def device_description() -> str:
+    """Where this process computes: JAX's devices (``gpu:NVIDIA H200``, ``cpu:cpu``) and the core count."""
+    import jax
+
+    kinds = sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()})
+    return f"{', '.join(kinds)}; {os.cpu_count()} cores"
+
+
 def read_ledger(out: str | Path) -> list[dict]:
     """All events of a sweep's ledger, oldest first (empty if none)."""
     path = Path(out) / LEDGER_FILE
@@ -243,7 +251,14 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
     start = time.perf_counter()
     steps = checkpoint_steps(spec.run_dir)
-    append_ledger(spec.ledger, spec.trial_id, "started", env_steps=steps or 0, resumed=steps is not None)
+    append_ledger(
+        spec.ledger,
+        spec.trial_id,
+        "started",
+        env_steps=steps or 0,
+        resumed=steps is not None,
+        device=device_description(),
+    )
     try:
         agent_config, train_config = trial_configs(spec)
         trainer = Trainer(
@@ -377,6 +392,7 @@ def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]
                 env_steps=checkpoint_steps(spec.run_dir) or 0,
                 resumed=resume,
                 lockstep=[s.trial_id for s in group],
+                device=device_description(),
             )
         try:
             configs = [trial_configs(spec) for spec in group]

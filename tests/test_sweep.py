@@ -102,3 +102,48 @@ def test_run_mujoco_tiny_report(tmp_path):
     final_section = report.split("## Final returns")[1].split("##")[0]
     assert sum(line.startswith("| sac") for line in final_section.splitlines()) == 1
     assert "| sac/Hopper-v5/corrected/seed0 | finished |" in report
+
+
+def test_lockstep_sweep_groups_by_shape_stops_and_resumes(tmp_path):
+    # Walker2d and HalfCheetah share shapes (one group of 2); Hopper is a group of its own.
+    base = dict(
+        algos=("sac",),
+        envs=("Walker2d-v5", "HalfCheetah-v5", "Hopper-v5"),
+        seeds=(0,),
+        presets=("quick",),
+        total_steps=120,
+        out=tmp_path,
+        train_overrides={**TINY, "eval_freq": 0},
+        lockstep=True,
+        tensorboard=False,
+    )
+    stopped = run_sweep(SweepConfig(**base, stop_after_s=1e-9))
+    assert stopped["counts"] == {"stopped": 3}
+    started = [r for r in read_ledger(tmp_path) if r["status"] == "started"]
+    assert sorted(len(r["lockstep"]) for r in started) == [1, 2, 2]
+    assert all(r["device"].startswith("cpu:") for r in started)
+
+    finished = run_sweep(SweepConfig(**base))
+    assert finished["counts"] == {"finished": 3}
+    resumed = [r for r in read_ledger(tmp_path) if r["status"] == "started"][3:]
+    assert all(r["resumed"] and r["env_steps"] == 1 for r in resumed)
+    assert all(t["env_steps"] == 120 for t in finished["trials"])
+    assert run_sweep(SweepConfig(**base))["counts"] == {"skipped": 3}
+
+
+def test_run_mujoco_report_only_tabulates_copied_runs_without_training(tmp_path):
+    import shutil
+
+    from s2ac.experiments.mujoco import run_mujoco
+
+    ran = tmp_path / "ran"
+    run_mujoco(ran, envs=("Hopper-v5",), algos=("sac",), steps=300, seeds=(0,))
+    copied = tmp_path / "copied"  # config, metrics and ledger only, as when collected from other machines
+    shutil.copytree(ran, copied, ignore=shutil.ignore_patterns("checkpoints", "tb", "ray"))
+    events = len(read_ledger(copied))
+    summary = run_mujoco(copied, envs=("Hopper-v5",), algos=("sac",), steps=300, seeds=(0,), report_only=True)
+    assert len(read_ledger(copied)) == events  # nothing ran
+    assert summary["final_table"][0]["deterministic"]["n"] == 1
+    report = (copied / "report.md").read_text()
+    assert "--report-only" in report and "trained nothing" in report
+    assert "| sac/Hopper-v5/corrected/seed0 | finished | 300 |" in report

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from s2ac.experiments.reporting import json_safe, markdown_table
-from s2ac.sweep import SweepConfig, last_ledger_status, run_sweep, summarize_runs
+from s2ac.sweep import SweepConfig, last_ledger_status, read_ledger, run_sweep, summarize_runs, trial_specs
 
 DEFAULT_ENVS: tuple[str, ...] = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
 """The locomotion tasks of the benchmark."""
@@ -175,14 +175,28 @@ def reference_table(rows: list[dict]) -> str:
     return markdown_table(header, body)
 
 
-def ledger_table(out_dir: Path) -> str:
-    """Markdown table of each trial's latest ledger event."""
+def ledger_table(out_dir: Path, trials: set[str] | None = None) -> str:
+    """Markdown table per trial: its latest outcome (a ``skipped`` re-check does not hide the
+    ``finished`` before it), env steps, wall time summed over every session that trained it, and
+    the device of its last start."""
+    events: dict[str, list[dict]] = {}
+    for row in read_ledger(out_dir):
+        events.setdefault(row["trial"], []).append(row)
     body = []
-    for trial, row in sorted(last_ledger_status(out_dir).items()):
-        wall = row.get("wall_s")
-        error = (row.get("error") or "").replace("|", "/")[:120]
-        body.append([trial, row["status"], row.get("env_steps", ""), "" if wall is None else f"{wall:.0f}", error])
-    return markdown_table(["trial", "status", "env steps", "wall s", "error"], body)
+    for trial, rows in sorted(events.items()):
+        if trials is not None and trial not in trials:
+            continue
+        outcomes = [r for r in rows if r["status"] not in ("started", "skipped")] or rows
+        last = outcomes[-1]
+        wall = sum(r.get("wall_s") or 0.0 for r in rows if r["status"] in ("finished", "stopped", "failed"))
+        starts = [r for r in rows if r["status"] == "started"]
+        device = starts[-1].get("device", "") if starts else ""
+        if starts and starts[-1].get("lockstep"):
+            device += f" (lockstep group of {len(starts[-1]['lockstep'])})"
+        sessions = len(starts)
+        error = (last.get("error") or "").replace("|", "/")[:120]
+        body.append([trial, last["status"], last.get("env_steps", ""), f"{wall:.0f}", sessions, device, error])
+    return markdown_table(["trial", "status", "env steps", "wall s", "sessions", "device", "error"], body)
 
 
 def machine_info(cluster: dict | None) -> dict[str, Any]:
@@ -203,7 +217,9 @@ def machine_info(cluster: dict | None) -> dict[str, Any]:
     }
 
 
-def mujoco_command(out_dir: Path, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep=False) -> str:
+def mujoco_command(
+    out_dir: Path, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep=False, report_only=False
+) -> str:
     """The command line that reruns (or continues) this benchmark."""
     parts = ["s2ac reproduce mujoco", f"--out {out_dir}", "--envs " + " ".join(envs), "--algos " + " ".join(algos)]
     parts += [f"--steps {steps}", "--seeds " + " ".join(str(s) for s in seeds), "--presets " + " ".join(presets)]
@@ -213,7 +229,18 @@ def mujoco_command(out_dir: Path, envs, algos, steps, seeds, presets, address, c
         parts.append(f"--cpus-per-trial {cpus_per_trial}")
     if lockstep:
         parts.append("--lockstep")
+    if report_only:
+        parts.append("--report-only")
     return " ".join(parts)
+
+
+def run_mode_sentence(summary: dict[str, Any]) -> str:
+    """How this invocation ran its trials (the trials table says where each one ran)."""
+    if summary.get("report_only"):
+        return "This invocation trained nothing: it tabulated the runs in the folder (device per trial below)."
+    if summary.get("lockstep"):
+        return "This invocation ran its trials in lockstep groups (one vmapped update per algorithm and env shape)."
+    return f"This invocation ran its trials on Ray, {summary['cpus_per_trial']} CPU(s) and XLA thread(s) each."
 
 
 def report_markdown(summary: dict[str, Any], out_dir: Path) -> str:
@@ -226,15 +253,11 @@ def report_markdown(summary: dict[str, Any], out_dir: Path) -> str:
         "",
         f"Budget: {summary['steps']:,} env steps per run; seeds {summary['seeds']}; evaluation every "
         f"{summary['eval_freq']:,} steps over {summary['eval_episodes']} episodes, deterministic (`max`) "
-        "and stochastic (`random`) policy. "
-        + (
-            "This invocation ran its trials in lockstep groups (one vmapped update per algorithm and env shape)."
-            if summary.get("lockstep")
-            else f"This invocation ran its trials on Ray, {summary['cpus_per_trial']} CPU(s) and XLA thread(s) each."
-        ),
+        "and stochastic (`random`) policy. " + run_mode_sentence(summary),
         "",
-        f"Hardware: driver `{m['cpu']}`, {m['cpu_count']} cores, {m['platform']}; Ray cluster resources: "
-        f"{m['ray_cluster'] or 'Ray not started'}; JAX devices: {', '.join(m.get('jax_devices', []))}.",
+        f"Machine that wrote this report: `{m['cpu']}`, {m['cpu_count']} cores, {m['platform']}; "
+        f"Ray cluster resources: {m['ray_cluster'] or 'Ray not started'}; "
+        f"JAX devices: {', '.join(m.get('jax_devices', []))}.",
         "",
         "Statistics over seeds: mean ± half-width of the 95% Student-t interval (n/a for one seed) and "
         "IQM, the interquartile mean computed as `scipy.stats.trim_mean(x, 0.25)`.",
@@ -260,7 +283,7 @@ def report_markdown(summary: dict[str, Any], out_dir: Path) -> str:
     ]
     lines += [f"- {src}: {ref['protocol']} ({ref['source']})" for src, ref in REFERENCE_SAC.items()]
     lines += ["- Tianshou SAC, Ant-v4 at 100k / 300k / 500k: 286 / 3307 / 4951", ""]
-    lines += ["## Trials (latest ledger event)", "", ledger_table(out_dir), ""]
+    lines += ["## Trials (latest ledger event)", "", ledger_table(out_dir, {t["trial"] for t in summary["trials"]}), ""]
     lines += ["![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
 
@@ -319,8 +342,13 @@ def run_mujoco(
     cpus_per_trial: int = 1,
     lockstep: bool = False,
     stop_after_s: float | None = None,
+    report_only: bool = False,
 ) -> dict[str, Any]:
-    """Run (or continue) the benchmark in ``out_dir`` and write its report; return the summary."""
+    """Run (or continue) the benchmark in ``out_dir`` and write its report; return the summary.
+
+    ``report_only``: train nothing; tabulate the runs already in ``out_dir`` (e.g. runs made on
+    several machines whose folders were copied together, checkpoints left behind).
+    """
     out_dir = Path(out_dir)
     eval_freq = eval_schedule(steps)
     cfg = SweepConfig(
@@ -336,18 +364,32 @@ def run_mujoco(
         lockstep=lockstep,
         stop_after_s=stop_after_s,
     )
-    sweep = run_sweep(cfg)
+    if report_only:
+        latest = last_ledger_status(out_dir)
+        rows = [
+            {"trial": t.trial_id, "status": latest.get(t.trial_id, {}).get("status", "missing")}
+            for t in trial_specs(cfg)
+        ]
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        sweep = {"trials": rows, "counts": counts, "cluster": None}
+    else:
+        sweep = run_sweep(cfg)
     wanted = {t["trial"] for t in sweep["trials"]}
     runs = [r for r in summarize_runs(out_dir) if r["trial"] in wanted]  # ignore other runs in the folder
     final_rows = table_rows(runs, None)
     summary = {
-        "command": mujoco_command(out_dir, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep),
+        "command": mujoco_command(
+            out_dir, envs, algos, steps, seeds, presets, address, cpus_per_trial, lockstep, report_only
+        ),
         "steps": steps,
         "seeds": list(seeds),
         "eval_freq": eval_freq,
         "eval_episodes": EVAL_EPISODES,
         "cpus_per_trial": cpus_per_trial,
         "lockstep": lockstep,
+        "report_only": report_only,
         "machine": machine_info(sweep["cluster"]),
         "trials": sweep["trials"],
         "counts": sweep["counts"],
