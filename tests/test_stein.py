@@ -262,3 +262,32 @@ def test_bad_arguments_name_the_problem(kwargs, message):
     particles, log_q0 = args.pop("particles"), args.pop("log_q0")
     with pytest.raises(ValueError, match=message):
         stein.svgd_sample(banana_score, particles, log_q0, **args)
+
+
+@pytest.mark.parametrize("mode", ["closed_form", "closed_form_self", "exact", "exact_noself", "none"])
+def test_batched_sampler_equals_vmap_of_the_single_set_sampler(mode):
+    # Each set has its own energy (its own centre), as each state has its own Q in RL.
+    with jax.enable_x64(True):
+        n_sets, m, d = 4, 6, 3
+        a = jax.random.normal(jax.random.PRNGKey(0), (d, d), jnp.float64)
+        precision = a @ a.T + jnp.eye(d)
+        centres = jax.random.normal(jax.random.PRNGKey(1), (n_sets, d), jnp.float64)
+
+        def energy(x, c):
+            return -0.5 * (x - c) @ precision @ (x - c) + 0.3 * jnp.sum(jnp.sin(2 * x))
+
+        def set_score(c):
+            return jax.vmap(jax.grad(lambda x: energy(x, c)))
+
+        def all_scores(x):
+            return jax.vmap(lambda c, xs: set_score(c)(xs))(centres, x)
+
+        p0 = jax.random.normal(jax.random.PRNGKey(2), (n_sets, m, d), jnp.float64)
+        lq0 = -jnp.sum(p0**2, axis=-1)
+        kw = dict(steps=3, step_size=0.1, alpha=0.37, log_density=mode, trajectory=True, max_margin=0.5)
+        ref = jax.vmap(lambda c, x, lq: stein.svgd_sample(set_score(c), x, lq, **kw))(centres, p0, lq0)
+        got = stein.svgd_sample_batched(all_scores, p0, lq0, **kw)
+        for field in ref._fields:
+            np.testing.assert_allclose(getattr(got, field), getattr(ref, field), rtol=1e-10, atol=1e-12, err_msg=field)
+    with pytest.raises(ValueError, match=r"shape \(B, m, d\)"):
+        stein.svgd_sample_batched(all_scores, p0[0], lq0[0], steps=1, step_size=0.1)

@@ -119,13 +119,14 @@ class S2ACAgent:
         return u0, log_q0
 
     def energy(self, critic_params: Any, obs: Array, u: Array) -> Array:
-        """Energy whose gradient drives SVGD, for one state's particles ``u`` of shape ``(m, d)``.
+        """Energy whose gradient drives SVGD: ``u`` of shape ``(..., m, d)`` at states ``obs`` of
+        shape ``(..., obs_dim)`` (one state's particles, or all states' at once); shape ``(..., m)``.
 
         ``"squashed"``: ``min_k Q_k(s, squash(u)) + alpha_s * log|det d squash / du|``, i.e. alpha_s
         times the log of the u-space target ``exp(Q/alpha_s) |squash'(u)|``.
         ``"unsquashed"`` (authors' code): ``min_k Q_k(s, u)`` evaluated at the raw ``u``.
         """
-        obs_rep = jnp.broadcast_to(obs, (u.shape[0], obs.shape[-1]))
+        obs_rep = jnp.broadcast_to(obs[..., None, :], (*u.shape[:-1], obs.shape[-1]))
         if self.config.score_space == "unsquashed":
             return jnp.min(self.critic.apply(critic_params, obs_rep, u), axis=0)
         q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(u, self.box)), axis=0)
@@ -142,27 +143,25 @@ class S2ACAgent:
         cfg = self.config
         u0, log_q0 = self.initial_particles(actor_params, obs, key)
 
-        def one_state(obs_row: Array, u_init: Array, lq_init: Array) -> stein.SVGDResult:
-            # Rows are independent, so the gradient of the summed energy is the row-wise score.
-            score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs_row, u)))
-            if cfg.remat_score:  # only changes what the actor's backward pass stores
-                score_fn = jax.checkpoint(score_fn)
-            return stein.svgd_sample(
-                score_fn,
-                u_init,
-                lq_init,
-                steps=cfg.svgd_steps,
-                step_size=cfg.svgd_step_size,
-                bandwidth=cfg.bandwidth,
-                alpha=self.sampler_alpha,
-                log_density=cfg.log_density,
-                normalizer=cfg.normalizer,
-                unroll=cfg.unroll_svgd,
-                max_margin=cfg.max_invertibility_margin,
-                diagnostics=diagnostics,
-            )
-
-        res = jax.vmap(one_state)(obs, u0, log_q0)
+        # Rows are independent, so the gradient of the summed energy is the row-wise score; one
+        # call scores every state's particles (no vmap over states: see svgd_sample_batched).
+        score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs, u)))
+        if cfg.remat_score:  # only changes what the actor's backward pass stores
+            score_fn = jax.checkpoint(score_fn)
+        res = stein.svgd_sample_batched(
+            score_fn,
+            u0,
+            log_q0,
+            steps=cfg.svgd_steps,
+            step_size=cfg.svgd_step_size,
+            bandwidth=cfg.bandwidth,
+            alpha=self.sampler_alpha,
+            log_density=cfg.log_density,
+            normalizer=cfg.normalizer,
+            unroll=cfg.unroll_svgd,
+            max_margin=cfg.max_invertibility_margin,
+            diagnostics=diagnostics,
+        )
         log_prob = res.log_q - squash_log_det(res.particles, self.box)
         return Particles(
             res.particles,
