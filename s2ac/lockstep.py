@@ -21,7 +21,6 @@ episode's return so far and the next action), so resuming continues exactly.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -41,7 +40,7 @@ from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.evaluate import EpisodeStats, episode_seed
 from s2ac.logger import MetricLogger, make_progress
-from s2ac.train import RUN_CONFIG_FILE, LoopCounters, TrainingDiverged, _config_differences, make_env, run_config_dict
+from s2ac.train import LoopCounters, TrainingDiverged, make_env, prepare_run_dir, run_config_dict
 
 # TrainConfig fields that every member of a group must share (the schedule is run once for all).
 SHARED_SCHEDULE = (
@@ -161,7 +160,7 @@ class LockstepTrainer:
         self.pending_actions: np.ndarray | None = None
         self._compile()
         for member in self.members:
-            self._check_run_dir(member, resume)
+            prepare_run_dir(member.run_dir, run_config_dict(algo, agent_config, member.config), resume)
         self.resumed_at: int | None = self._restore() if resume else None
 
     # -- compiled pieces ---------------------------------------------------------------
@@ -194,22 +193,6 @@ class LockstepTrainer:
         self._eval_actions = jax.jit(eval_actions, static_argnames="mode")
 
     # -- run folders and checkpoints -----------------------------------------------------
-    def _check_run_dir(self, member: _Member, resume: bool) -> None:
-        current = run_config_dict(self.algo, self.agent_config, member.config)
-        cfg_path = member.run_dir / RUN_CONFIG_FILE
-        if resume:
-            if not cfg_path.is_file():
-                raise FileNotFoundError(f"resume: no run to resume in {member.run_dir} ({RUN_CONFIG_FILE} missing)")
-            diffs = _config_differences(json.loads(cfg_path.read_text()), current)
-            if diffs:
-                raise ckpt.CheckpointError(
-                    f"cannot resume {member.run_dir}: its checkpoint was made with another config: " + "; ".join(diffs)
-                )
-        elif ckpt.list_checkpoints(member.run_dir / "checkpoints"):
-            raise FileExistsError(f"{member.run_dir} already holds a run with checkpoints; resume it instead")
-        member.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(json.dumps(current, indent=2))
-
     def _save(self) -> None:
         """One checkpoint per member, all at the current env step."""
         states = jax.device_get(self.state)

@@ -180,15 +180,6 @@ def closed_form_log_q_change(
     return step_size / (n_norm * sigma**2) * jnp.sum(k * bracket, axis=1)
 
 
-def _self_jacobians(score_fn: ScoreFn, particles: Array, m: int) -> Array:
-    """``(m, d, d)``: ``(1/m) grad s(a_i)`` (energy Hessian / m), the ``j = i`` summand's Jacobian."""
-
-    def row_score(x: Array) -> Array:
-        return score_fn(x[None, :])[0]
-
-    return jax.vmap(jax.jacfwd(row_score))(particles) / m
-
-
 def _batched_self_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
     """``(B, m, d, d)``: ``(1/m) grad s(a_bi)`` for a score that maps ``(B, m, d)`` row-wise.
 
@@ -287,10 +278,11 @@ def svgd_step(
     ``eps * min(1, max_margin / margin)`` (not differentiated) so the map stays invertible;
     the returned ``step`` is the one used, in the move and in the density alike.
     """
-    m = particles.shape[0]
     sigma = _resolve_bandwidth(particles, bandwidth)
     scores = score_fn(particles)
-    j_self = _self_jacobians(score_fn, particles, m) if log_density in ("closed_form_self", "exact") else None
+    j_self = None
+    if log_density in ("closed_form_self", "exact"):
+        j_self = _batched_self_jacobians(lambda x: score_fn(x[0])[None], particles[None])[0]
     return svgd_update(
         particles,
         scores,
@@ -396,35 +388,22 @@ def svgd_sample(
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
     validate_svgd_args(particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer, max_margin)
-
-    def body(carry, _):
-        a, log_q = carry
-        a_next, delta, sigma, margin, step = svgd_step(
-            score_fn,
-            a,
-            step_size=step_size,
-            bandwidth=bandwidth,
-            alpha=alpha,
-            log_density=log_density,
-            normalizer=normalizer,
-            diagnostics=diagnostics,
-            max_margin=max_margin,
-        )
-        log_q_next = log_q + delta
-        out = (sigma, margin, step, a_next, log_q_next) if trajectory else (sigma, margin, step)
-        return (a_next, log_q_next), out
-
-    (a_final, log_q_final), outs = jax.lax.scan(
-        body, (particles, log_q0), None, length=steps, unroll=max(steps, 1) if unroll else 1
+    result = svgd_sample_batched(
+        lambda x: score_fn(x[0])[None],
+        particles[None],
+        log_q0[None],
+        steps=steps,
+        step_size=step_size,
+        bandwidth=bandwidth,
+        alpha=alpha,
+        log_density=log_density,
+        normalizer=normalizer,
+        diagnostics=diagnostics,
+        trajectory=trajectory,
+        unroll=unroll,
+        max_margin=max_margin,
     )
-    traj = log_q_traj = None
-    if trajectory:
-        sigmas, margins, steps_used, a_hist, lq_hist = outs
-        traj = jnp.concatenate([particles[None], a_hist], axis=0)
-        log_q_traj = jnp.concatenate([log_q0[None], lq_hist], axis=0)
-    else:
-        sigmas, margins, steps_used = outs
-    return SVGDResult(a_final, log_q_final, sigmas, margins, steps_used, traj, log_q_traj)
+    return SVGDResult(*(None if field is None else field[0] for field in result))
 
 
 def svgd_sample_batched(

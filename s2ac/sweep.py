@@ -245,6 +245,21 @@ def thread_env_vars(cpus: int) -> dict[str, str]:
     return {"XLA_FLAGS": flags, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus)}
 
 
+def record_failure(spec: TrialSpec, err: Exception, wall: float) -> dict[str, Any]:
+    """Write a ``failed`` ledger event for ``spec`` (message and traceback); return its result row."""
+    message = f"{type(err).__name__}: {err}"
+    append_ledger(
+        spec.ledger,
+        spec.trial_id,
+        "failed",
+        env_steps=checkpoint_steps(spec.run_dir) or 0,
+        wall_s=wall,
+        error=message,
+        traceback=traceback.format_exc(limit=5),
+    )
+    return {"trial": spec.trial_id, "status": "failed", "error": message, "wall_s": wall}
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train (or resume) one trial and record it in the ledger; never raises for a failed run."""
     from s2ac.train import Trainer
@@ -272,18 +287,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         )
         result = trainer.run()
     except Exception as err:  # a failed trial must not stop the others; the ledger keeps why
-        wall = time.perf_counter() - start
-        message = f"{type(err).__name__}: {err}"
-        append_ledger(
-            spec.ledger,
-            spec.trial_id,
-            "failed",
-            env_steps=checkpoint_steps(spec.run_dir) or 0,
-            wall_s=wall,
-            error=message,
-            traceback=traceback.format_exc(limit=5),
-        )
-        return {"trial": spec.trial_id, "status": "failed", "error": message, "wall_s": wall}
+        return record_failure(spec, err, time.perf_counter() - start)
     wall = time.perf_counter() - start
     append_ledger(spec.ledger, spec.trial_id, "finished", env_steps=result["env_steps"], wall_s=wall)
     return {"trial": spec.trial_id, "status": "finished", "env_steps": result["env_steps"], "wall_s": wall}
@@ -408,19 +412,8 @@ def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]
             )
             outcome = trainer.run()
         except Exception as err:  # one failed group must not stop the others; the ledger keeps why
-            wall = time.perf_counter() - start
-            message = f"{type(err).__name__}: {err}"
             for spec in group:
-                append_ledger(
-                    spec.ledger,
-                    spec.trial_id,
-                    "failed",
-                    env_steps=checkpoint_steps(spec.run_dir) or 0,
-                    wall_s=wall,
-                    error=message,
-                    traceback=traceback.format_exc(limit=5),
-                )
-                results[spec.trial_id] = {"trial": spec.trial_id, "status": "failed", "error": message, "wall_s": wall}
+                results[spec.trial_id] = record_failure(spec, err, time.perf_counter() - start)
             continue
         status = "stopped" if outcome["stopped"] else "finished"
         for spec in group:

@@ -79,6 +79,29 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
     return diffs
 
 
+def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
+    """Check that ``run_dir`` can hold the run of config ``current`` and write its ``config.json``.
+
+    Resuming needs a run made with the same config (``total_steps`` aside; the differing
+    fields are listed); a fresh run refuses a folder that already holds checkpoints.
+    """
+    cfg_path = run_dir / RUN_CONFIG_FILE
+    if resume:
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"--resume: no run to resume in {run_dir} ({RUN_CONFIG_FILE} missing)")
+        diffs = _config_differences(json.loads(cfg_path.read_text()), current)
+        if diffs:
+            raise ckpt.CheckpointError(
+                f"cannot resume {run_dir}: its checkpoint was made with another config: " + "; ".join(diffs)
+            )
+    elif ckpt.list_checkpoints(run_dir / "checkpoints"):
+        raise FileExistsError(
+            f"{run_dir} already holds a run with checkpoints; pass --resume to continue it or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(current, indent=2))
+
+
 class Trainer:
     """Runs ``algo`` with ``agent_config`` on ``train_config.env_id``, writing into ``run_dir``."""
 
@@ -132,23 +155,7 @@ class Trainer:
 
     # -- run folder ----------------------------------------------------------------
     def _check_run_dir(self, resume: bool) -> None:
-        current = run_config_dict(self.algo, self.agent_config, self.cfg)
-        cfg_path = self.run_dir / RUN_CONFIG_FILE
-        if resume:
-            if not cfg_path.is_file():
-                raise FileNotFoundError(f"--resume: no run to resume in {self.run_dir} ({RUN_CONFIG_FILE} missing)")
-            diffs = _config_differences(json.loads(cfg_path.read_text()), current)
-            if diffs:
-                raise ckpt.CheckpointError(
-                    f"cannot resume {self.run_dir}: its checkpoint was made with another config: " + "; ".join(diffs)
-                )
-        elif ckpt.list_checkpoints(self.ckpt_root):
-            raise FileExistsError(
-                f"{self.run_dir} already holds a run with checkpoints; "
-                "pass --resume to continue it or choose another --out"
-            )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(json.dumps(current, indent=2))
+        prepare_run_dir(self.run_dir, run_config_dict(self.algo, self.agent_config, self.cfg), resume)
 
     def _restore(self) -> None:
         path = ckpt.latest_valid_checkpoint(self.ckpt_root)
