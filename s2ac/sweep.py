@@ -95,6 +95,8 @@ class SweepConfig:
             raise ValueError(f"cpus_per_trial must be >= 1; got {self.cpus_per_trial}")
         if self.stop_after_s is not None and not (self.stop_after_s > 0 and self.stop_after_s != float("inf")):
             raise ValueError(f"stop_after_s must be a positive number of seconds; got {self.stop_after_s}")
+        if self.stop_after_s is not None and not self.lockstep:
+            raise ValueError("stop_after_s applies to lockstep groups only; add lockstep (--lockstep)")
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None; got {self.total_steps}")
         known = set(TrainConfig.__dataclass_fields__)

@@ -147,3 +147,16 @@ def test_run_mujoco_report_only_tabulates_copied_runs_without_training(tmp_path)
     report = (copied / "report.md").read_text()
     assert "--report-only" in report and "trained nothing" in report
     assert "| sac/Hopper-v5/corrected/seed0 | finished | 300 |" in report
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"stop_after_s": 10.0}, "lockstep groups only"),
+        ({"stop_after_s": float("nan"), "lockstep": True}, "positive number of seconds"),
+        ({"stop_after_s": -1.0, "lockstep": True}, "positive number of seconds"),
+    ],
+)
+def test_sweep_rejects_bad_stop_after_s(tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        run_sweep(SweepConfig(out=tmp_path, **fields))
