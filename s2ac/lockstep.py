@@ -264,10 +264,14 @@ class LockstepTrainer:
         low, high = self.spec.action_low, self.spec.action_high
         return np.stack([m.rng.uniform(low, high).astype(np.float32) for m in self.members])
 
-    def _train_and_next_actions(self, train: bool, need_action: bool) -> None:
-        """Gradient steps (if due) and the next actions, in at most one device call."""
+    def _train_and_next_actions(self, train: bool) -> None:
+        """Gradient steps (if due) and the next actions, in at most one device call.
+
+        The next actions are drawn after the last step too, so that the final checkpoint holds
+        them and an extended run continues exactly as an uninterrupted longer one.
+        """
         step = self.env_steps
-        policy = need_action and step >= self.cfg.random_steps
+        policy = step >= self.cfg.random_steps
         if train:
             batches = [
                 m.buffer.sample(m.rng, self.cfg.gradient_steps, self.agent_config.batch_size) for m in self.members
@@ -279,8 +283,7 @@ class LockstepTrainer:
             self.updates += self.cfg.gradient_steps
         elif policy:
             actions = jax.device_get(self._act_all(self.state, self._obs(), self.act_keys, step))
-        if need_action:
-            self.pending_actions = np.asarray(actions) if policy else self._random_actions()
+        self.pending_actions = np.asarray(actions) if policy else self._random_actions()
 
     def _record_metrics(self, metrics: dict[str, np.ndarray]) -> None:
         for i, m in enumerate(self.members):
@@ -382,7 +385,7 @@ class LockstepTrainer:
             if m.obs is None:
                 m.obs = self._reset(m, m.counters.episodes)
         if self.pending_actions is None:
-            self._train_and_next_actions(train=False, need_action=True)
+            self._train_and_next_actions(train=False)
         t_last, steps_last, updates_last, fps = time.perf_counter(), self.env_steps, self.updates, 0.0
         stopped = False
         progress = make_progress(self.progress_enabled)
@@ -397,7 +400,7 @@ class LockstepTrainer:
                         if done is not None:  # reset now (the next action needs the new obs); count after logging
                             m.obs = self._reset(m, m.counters.episodes + 1)
                     train = self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0
-                    self._train_and_next_actions(train, need_action=self.env_steps < cfg.total_steps)
+                    self._train_and_next_actions(train)
 
                     evals = self.evaluate() if cfg.eval_freq and self.env_steps % cfg.eval_freq == 0 else None
                     if self.env_steps % cfg.log_every == 0 or evals:

@@ -77,6 +77,24 @@ def test_resume_mid_episode_equals_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+def test_extending_a_finished_run_equals_the_longer_run(tmp_path):
+    # The final checkpoint is mid-episode and holds the next action, so raising total_steps and
+    # resuming continues exactly.
+    def group(name, total, **kwargs):
+        cfgs = [train_cfg("Hopper-v5", seed, total=total) for seed in (0, 1)]
+        dirs = [tmp_path / name / f"seed{seed}" for seed in (0, 1)]
+        return LockstepTrainer("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False, **kwargs)
+
+    group("long", 500).run()
+    group("extended", 320).run()
+    extended = group("extended", 500, resume=True)
+    assert extended.resumed_at == 320
+    extended.run()
+    for seed in (0, 1):
+        rows = comparable(read_rows(tmp_path / "extended" / f"seed{seed}"))
+        assert rows == comparable(read_rows(tmp_path / "long" / f"seed{seed}"))
+
+
 def test_members_may_be_different_envs_of_the_same_shapes(tmp_path):
     cfgs = [train_cfg("Walker2d-v5", 0, total=120, eval_freq=0), train_cfg("HalfCheetah-v5", 3, total=120, eval_freq=0)]
     dirs = [tmp_path / "walker", tmp_path / "cheetah"]
