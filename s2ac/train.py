@@ -30,8 +30,9 @@ from s2ac.evaluate import episode_seed, run_episodes
 from s2ac.logger import MetricLogger, make_progress
 
 RUN_CONFIG_FILE = "config.json"
-# Fields that may differ between a run and its resumption (extending a run is allowed).
-RESUMABLE_CHANGES = {"total_steps"}
+# Fields that may differ between a run and its resumption: extending a run, and settings that only
+# change how the same values are computed (so a run made before such a field existed still resumes).
+RESUMABLE_CHANGES = {"total_steps", "remat_keep_matmuls"}
 
 
 class TrainingDiverged(RuntimeError):

@@ -304,3 +304,24 @@ def test_unknown_algo_and_preset():
         make_agent_config("ppo", "paper", "Hopper-v5")
     with pytest.raises(ValueError, match="unknown preset"):
         make_agent_config("s2ac", "fast", "Hopper-v5")
+
+
+def test_recomputation_settings_change_no_value():
+    # remat_score and remat_keep_matmuls only choose what the actor's backward pass stores; the
+    # loss and its gradient through the SVGD steps must be the same (hidden width 32 >= the
+    # input width, so the kept products are exactly the hidden-layer ones).
+    base = small("s2ac")
+    obs = jax.random.normal(jax.random.PRNGKey(5), (6, HOPPER.obs_dim))
+    results = []
+    for remat, keep in ((False, False), (True, False), (True, True)):
+        agent = make_agent(dataclasses.replace(base, remat_score=remat, remat_keep_matmuls=keep), HOPPER)
+        state = agent.init(jax.random.PRNGKey(0))
+        loss, grads = jax.value_and_grad(
+            lambda p, agent=agent, state=state: agent.actor_loss(p, state.critic_params, obs, jax.random.PRNGKey(7))[0]
+        )(state.actor_params)
+        results.append((loss, grads))
+    for loss, grads in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=1e-5)
+        for x, y in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(results[0][1])):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(results[0][1]))

@@ -147,7 +147,9 @@ class S2ACAgent:
         # call scores every state's particles (no vmap over states: see svgd_sample_batched).
         score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs, u)))
         if cfg.remat_score:  # only changes what the actor's backward pass stores
-            score_fn = jax.checkpoint(score_fn)
+            keep_matmuls = cfg.remat_keep_matmuls if cfg.remat_keep_matmuls is not None else cfg.svgd_steps <= 3
+            keep = keep_wide_matmuls(min(cfg.critic_hidden)) if keep_matmuls else None
+            score_fn = jax.checkpoint(score_fn, policy=keep)
         res = stein.svgd_sample_batched(
             score_fn,
             u0,
@@ -254,6 +256,22 @@ class S2ACAgent:
             step=state.step + 1,
         )
         return new_state, metrics
+
+
+def keep_wide_matmuls(min_contraction: int):
+    """``jax.checkpoint`` policy: save the output of every matrix product that contracts over at least
+    ``min_contraction`` elements (the critic's hidden-to-hidden products and their transposes), and
+    recompute everything else. Those products are most of the FLOPs of a recomputation, while their
+    outputs are a few tensors per SVGD step; the element-wise passes are cheap to redo.
+    """
+
+    def policy(prim, *avals, **params) -> bool:
+        if prim is not jax.lax.dot_general_p:
+            return False
+        (lhs_contracting, _), _ = params["dimension_numbers"]
+        return math.prod(avals[0].shape[d] for d in lhs_contracting) >= min_contraction
+
+    return policy
 
 
 def particle_diagnostics(particles: Particles) -> Metrics:
