@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,15 @@ from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.evaluate import EpisodeStats, episode_seed
 from s2ac.logger import MetricLogger, make_progress
-from s2ac.train import LoopCounters, TrainingDiverged, make_env, prepare_run_dir, run_config_dict
+from s2ac.train import (
+    LoopCounters,
+    RunRecord,
+    TrainingDiverged,
+    first_non_finite,
+    make_env,
+    prepare_run_dir,
+    run_config_dict,
+)
 
 # TrainConfig fields that every member of a group must share (the schedule is run once for all).
 SHARED_SCHEDULE = (
@@ -66,16 +73,11 @@ class _Member:
     config: TrainConfig
     run_dir: Path
     env: Any
-    rng: np.random.Generator
     buffer: Any
-    counters: LoopCounters
+    record: RunRecord
     obs: np.ndarray | None = None
     ep_return: float = 0.0
     ep_len: int = 0
-    recent_returns: deque = field(default_factory=lambda: deque(maxlen=100))
-    recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
-    metric_sums: dict = field(default_factory=dict)
-    metric_count: int = 0
     logger: MetricLogger | None = None
 
 
@@ -149,19 +151,29 @@ class LockstepTrainer:
                     config=cfg,
                     run_dir=Path(run_dir),
                     env=env,
-                    rng=np.random.default_rng(cfg.seed),
                     buffer=ReplayBuffer(capacity, self.spec.obs_dim, self.spec.act_dim),
-                    counters=LoopCounters(next_checkpoint=cfg.checkpoint_freq),
+                    record=RunRecord(
+                        LoopCounters(next_checkpoint=cfg.checkpoint_freq), np.random.default_rng(cfg.seed)
+                    ),
                 )
             )
         self.act_keys, self.eval_keys = jnp.stack(act_keys), jnp.stack(eval_keys)
         self.state = jax.vmap(self.agent.init)(jnp.stack(init_keys))
-        self.env_steps, self.updates = 0, 0
         self.pending_actions: np.ndarray | None = None
         self._compile()
         for member in self.members:
             prepare_run_dir(member.run_dir, run_config_dict(algo, agent_config, member.config), resume)
         self.resumed_at: int | None = self._restore() if resume else None
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps of every member (they move together)."""
+        return self.members[0].record.counters.env_steps
+
+    @property
+    def updates(self) -> int:
+        """Gradient steps of every member."""
+        return self.members[0].record.counters.updates
 
     # -- compiled pieces ---------------------------------------------------------------
     def _compile(self) -> None:
@@ -198,12 +210,7 @@ class LockstepTrainer:
         states = jax.device_get(self.state)
         for i, m in enumerate(self.members):
             trainer_state = {
-                "counters": {**m.counters.__dict__, "env_steps": self.env_steps, "updates": self.updates},
-                "rng_state": m.rng.bit_generator.state,
-                "recent_returns": list(m.recent_returns),
-                "recent_lengths": list(m.recent_lengths),
-                "metric_sums": m.metric_sums,
-                "metric_count": m.metric_count,
+                **m.record.state_dict(),
                 LOCKSTEP_KEY: {
                     "env": snapshot_env(m.env),
                     "obs": m.obs.tolist(),
@@ -232,22 +239,17 @@ class LockstepTrainer:
         pending = []
         for m, path, s in zip(self.members, paths, saved):
             m.buffer.load(path / ckpt.REPLAY_FILE)
-            m.counters = LoopCounters(**s["counters"])
-            m.rng.bit_generator.state = s["rng_state"]
-            m.recent_returns.extend(s["recent_returns"])
-            m.recent_lengths.extend(s["recent_lengths"])
-            m.metric_sums, m.metric_count = s["metric_sums"], s["metric_count"]
+            m.record.load_state_dict(s)
             loop = s.get(LOCKSTEP_KEY)
             if loop is None:  # a Trainer checkpoint: taken at an episode boundary
-                m.obs = self._reset(m, m.counters.episodes)
+                m.obs = self._reset(m, m.record.counters.episodes)
                 pending.append(None)
             else:
-                m.env.reset(seed=episode_seed(m.config.seed, m.counters.episodes))
+                m.env.reset(seed=episode_seed(m.config.seed, m.record.counters.episodes))
                 restore_env(m.env, loop["env"])
                 m.obs = np.asarray(loop["obs"], np.float32)
                 m.ep_return, m.ep_len = loop["ep_return"], loop["ep_len"]
                 pending.append(loop["pending_action"])
-        self.env_steps, self.updates = steps.pop(), self.members[0].counters.updates
         if all(p is not None for p in pending):
             self.pending_actions = np.asarray(pending, np.float32)
         return self.env_steps
@@ -262,7 +264,7 @@ class LockstepTrainer:
 
     def _random_actions(self) -> np.ndarray:
         low, high = self.spec.action_low, self.spec.action_high
-        return np.stack([m.rng.uniform(low, high).astype(np.float32) for m in self.members])
+        return np.stack([m.record.rng.uniform(low, high).astype(np.float32) for m in self.members])
 
     def _train_and_next_actions(self, train: bool) -> None:
         """Gradient steps (if due) and the next actions, in at most one device call.
@@ -274,30 +276,32 @@ class LockstepTrainer:
         policy = step >= self.cfg.random_steps
         if train:
             batches = [
-                m.buffer.sample(m.rng, self.cfg.gradient_steps, self.agent_config.batch_size) for m in self.members
+                m.buffer.sample(m.record.rng, self.cfg.gradient_steps, self.agent_config.batch_size)
+                for m in self.members
             ]
             batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
             self.state, metrics, actions = self._train_and_act(self.state, batches, self._obs(), self.act_keys, step)
             metrics, actions = jax.device_get((metrics, actions))  # one host sync per round
             self._record_metrics(metrics)
-            self.updates += self.cfg.gradient_steps
         elif policy:
             actions = jax.device_get(self._act_all(self.state, self._obs(), self.act_keys, step))
         self.pending_actions = np.asarray(actions) if policy else self._random_actions()
 
     def _record_metrics(self, metrics: dict[str, np.ndarray]) -> None:
+        """Check every member's round metrics, add them to its sums, and count the round's updates."""
         for i, m in enumerate(self.members):
-            for key, values in metrics.items():
-                value = float(values[i])
-                if not math.isfinite(value):
-                    last = ckpt.latest_valid_checkpoint(m.run_dir / "checkpoints")
-                    raise TrainingDiverged(
-                        f"non-finite train/{key} = {value} in {m.config.env_id} seed {m.config.seed} after "
-                        f"{self.updates + self.cfg.gradient_steps} updates (env step {self.env_steps}); "
-                        f"training stopped; last good checkpoint: {last}"
-                    )
-                m.metric_sums[key] = m.metric_sums.get(key, 0.0) + value
-            m.metric_count += 1
+            member_metrics = {key: float(values[i]) for key, values in metrics.items()}
+            bad = first_non_finite(member_metrics)
+            if bad is not None:
+                last = ckpt.latest_valid_checkpoint(m.run_dir / "checkpoints")
+                raise TrainingDiverged(
+                    f"non-finite train/{bad[0]} = {bad[1]} in {m.config.env_id} seed {m.config.seed} after "
+                    f"{self.updates + self.cfg.gradient_steps} updates (env step {self.env_steps}); "
+                    f"training stopped; last good checkpoint: {last}"
+                )
+            m.record.add_metrics(member_metrics)
+        for m in self.members:
+            m.record.counters.updates += self.cfg.gradient_steps
 
     def evaluate(self) -> list[dict[str, float]]:
         """Deterministic (``max``) and stochastic (``random``) evaluation of every member, all
@@ -340,25 +344,13 @@ class LockstepTrainer:
         return out
 
     def _log(self, m: _Member, extra: dict[str, float], fps: float, ups: float) -> dict[str, float]:
-        row = {f"train/{k}": v / m.metric_count for k, v in m.metric_sums.items()} if m.metric_count else {}
-        if m.recent_returns:
-            row["rollout/ep_rew_mean"] = float(np.mean(m.recent_returns))
-            row["rollout/ep_len_mean"] = float(np.mean(m.recent_lengths))
-        row.update(
-            {
-                "train/n_updates": self.updates,
-                "time/episodes": m.counters.episodes,
-                "time/fps": fps,
-                "time/updates_per_s": ups,
-            }
-        )
-        row.update(extra)
+        row = m.record.log_row(fps, ups, extra)
         m.logger.log(self.env_steps, row)
-        m.metric_sums, m.metric_count = {}, 0
         return row
 
     def _step_envs(self, actions: np.ndarray) -> list[tuple[float, int] | None]:
-        """Step every member's env; returns each member's finished episode (return, length) or None."""
+        """Step every member's env and count the step; returns each member's finished episode
+        (return, length) or None."""
         finished: list[tuple[float, int] | None] = []
         for m, action in zip(self.members, actions):
             next_obs, reward, terminated, truncated, _ = m.env.step(action)
@@ -373,6 +365,8 @@ class LockstepTrainer:
             m.ep_return += float(reward)
             m.ep_len += 1
             finished.append((m.ep_return, m.ep_len) if (terminated or truncated) else None)
+        for m in self.members:
+            m.record.counters.env_steps += 1
         return finished
 
     # -- main loop ----------------------------------------------------------------------------
@@ -383,7 +377,7 @@ class LockstepTrainer:
         for m in self.members:
             m.logger = MetricLogger(m.run_dir, resume_step=self.resumed_at, tensorboard=self.tensorboard)
             if m.obs is None:
-                m.obs = self._reset(m, m.counters.episodes)
+                m.obs = self._reset(m, m.record.counters.episodes)
         if self.pending_actions is None:
             self._train_and_next_actions(train=False)
         t_last, steps_last, updates_last, fps = time.perf_counter(), self.env_steps, self.updates, 0.0
@@ -395,10 +389,9 @@ class LockstepTrainer:
                 task = progress.add_task(label, total=cfg.total_steps, completed=self.env_steps, fps=0.0, ret="-")
                 while self.env_steps < cfg.total_steps:
                     finished = self._step_envs(self.pending_actions)
-                    self.env_steps += 1
                     for m, done in zip(self.members, finished):
                         if done is not None:  # reset now (the next action needs the new obs); count after logging
-                            m.obs = self._reset(m, m.counters.episodes + 1)
+                            m.obs = self._reset(m, m.record.counters.episodes + 1)
                     train = self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0
                     self._train_and_next_actions(train)
 
@@ -406,23 +399,16 @@ class LockstepTrainer:
                     if self.env_steps % cfg.log_every == 0 or evals:
                         now = time.perf_counter()
                         dt = max(now - t_last, 1e-9)
-                        fps = (self.env_steps - steps_last) * len(self.members) / dt
-                        ups = (self.updates - updates_last) * len(self.members) / dt
-                        n = len(self.members)
-                        rows = [
-                            self._log(m, evals[i] if evals else {}, fps / n, ups / n)
-                            for i, m in enumerate(self.members)
-                        ]
+                        fps = (self.env_steps - steps_last) / dt  # per member; the bar shows the group's
+                        ups = (self.updates - updates_last) / dt
+                        rows = [self._log(m, evals[i] if evals else {}, fps, ups) for i, m in enumerate(self.members)]
                         if self.callback is not None:
                             self.callback(self.env_steps, rows)
                         t_last, steps_last, updates_last = now, self.env_steps, self.updates
 
                     for m, done in zip(self.members, finished):
                         if done is not None:
-                            m.recent_returns.append(done[0])
-                            m.recent_lengths.append(done[1])
-                            m.counters.episodes += 1
-                            m.counters.last_return = done[0]
+                            m.record.end_episode(*done)
                             m.ep_return, m.ep_len = 0.0, 0
 
                     out_of_time = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
@@ -432,9 +418,9 @@ class LockstepTrainer:
                         stopped = True
                         break
                     if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
-                        last = [m.counters.last_return for m in self.members if m.counters.last_return is not None]
+                        last = [r for r in (m.record.counters.last_return for m in self.members) if r is not None]
                         ret = f"{np.mean(last):.1f}" if last else "-"
-                        progress.update(task, completed=self.env_steps, ret=ret, fps=fps)
+                        progress.update(task, completed=self.env_steps, ret=ret, fps=fps * len(self.members))
             if not stopped:
                 self._save()
         finally:

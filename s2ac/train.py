@@ -14,7 +14,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,76 @@ class LoopCounters:
     updates: int = 0
     next_checkpoint: int = 0
     last_return: float | None = None
+
+
+@dataclass
+class RunRecord:
+    """The host-side bookkeeping of one run that a checkpoint carries: loop counters, the host RNG
+    (warm-up actions, replay sampling), the last 100 episodes, and the training metrics summed
+    since the last log row. :class:`Trainer` keeps one; a lockstep group keeps one per member."""
+
+    counters: LoopCounters
+    rng: np.random.Generator
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=100))
+    recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
+    metric_sums: dict = field(default_factory=dict)
+    metric_count: int = 0
+
+    def state_dict(self) -> dict:
+        """JSON-ready trainer state of a checkpoint."""
+        return {
+            "counters": dict(self.counters.__dict__),
+            "rng_state": self.rng.bit_generator.state,
+            "recent_returns": list(self.recent_returns),
+            "recent_lengths": list(self.recent_lengths),
+            "metric_sums": dict(self.metric_sums),
+            "metric_count": self.metric_count,
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Restore from :meth:`state_dict` in place (the counters and RNG objects are kept)."""
+        self.counters.__dict__.update(LoopCounters(**saved["counters"]).__dict__)
+        self.rng.bit_generator.state = saved["rng_state"]
+        self.recent_returns.clear()
+        self.recent_returns.extend(saved["recent_returns"])
+        self.recent_lengths.clear()
+        self.recent_lengths.extend(saved["recent_lengths"])
+        self.metric_sums, self.metric_count = dict(saved["metric_sums"]), saved["metric_count"]
+
+    def add_metrics(self, metrics: dict[str, float]) -> None:
+        """Add one training round's (finite) metrics to the sums of the next log row."""
+        for key, value in metrics.items():
+            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + value
+        self.metric_count += 1
+
+    def end_episode(self, episode_return: float, length: int) -> None:
+        self.recent_returns.append(episode_return)
+        self.recent_lengths.append(length)
+        self.counters.episodes += 1
+        self.counters.last_return = episode_return
+
+    def log_row(self, fps: float, updates_per_s: float, extra: dict[str, float]) -> dict[str, float]:
+        """The metric row (SB3 key names) of this log point; resets the metric sums."""
+        row = {f"train/{k}": v / self.metric_count for k, v in self.metric_sums.items()} if self.metric_count else {}
+        if self.recent_returns:
+            row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
+            row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
+        row.update(
+            {
+                "train/n_updates": self.counters.updates,
+                "time/episodes": self.counters.episodes,
+                "time/fps": fps,
+                "time/updates_per_s": updates_per_s,
+            }
+        )
+        row.update(extra)
+        self.metric_sums, self.metric_count = {}, 0
+        return row
+
+
+def first_non_finite(metrics: dict[str, float]) -> tuple[str, float] | None:
+    """``(key, value)`` of the first non-finite metric, or None."""
+    return next(((k, v) for k, v in metrics.items() if not math.isfinite(v)), None)
 
 
 def run_config_dict(algo: str, agent_config: AgentConfig, train_config: TrainConfig) -> dict:
@@ -135,17 +205,12 @@ class Trainer:
         seed = train_config.seed
         k_init, self.act_key, self.eval_key = jax.random.split(jax.random.PRNGKey(seed), 3)
         self.state = self.agent.init(k_init)
-        self.rng = np.random.default_rng(seed)
+        self.record = RunRecord(LoopCounters(next_checkpoint=train_config.checkpoint_freq), np.random.default_rng(seed))
         from s2ac.replay import ReplayBuffer
 
         self.buffer = ReplayBuffer(
             min(train_config.buffer_size, train_config.total_steps), self.spec.obs_dim, self.spec.act_dim
         )
-        self.counters = LoopCounters(next_checkpoint=train_config.checkpoint_freq)
-        self.recent_returns: deque[float] = deque(maxlen=100)
-        self.recent_lengths: deque[int] = deque(maxlen=100)
-        self.metric_sums: dict[str, float] = {}
-        self.metric_count = 0
         self.update_many = jax.jit(scan_updates(self.agent.update))
         self._policy = jax.jit(
             lambda state, obs, step: self.agent.act(state, obs, jax.random.fold_in(self.act_key, step), mode="random")
@@ -153,6 +218,14 @@ class Trainer:
         self.resumed_from: Path | None = None
         if resume:
             self._restore()
+
+    @property
+    def counters(self) -> LoopCounters:
+        return self.record.counters
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.record.rng
 
     # -- run folder ----------------------------------------------------------------
     def _check_run_dir(self, resume: bool) -> None:
@@ -164,25 +237,16 @@ class Trainer:
             raise ckpt.CheckpointError(f"--resume: no valid checkpoint under {self.ckpt_root}")
         self.state = ckpt.load_agent_state(path, self.state)
         self.buffer.load(path / ckpt.REPLAY_FILE)
-        saved = ckpt.load_trainer_state(path)
-        self.counters = LoopCounters(**saved["counters"])
-        self.rng.bit_generator.state = saved["rng_state"]
-        self.recent_returns.extend(saved["recent_returns"])
-        self.recent_lengths.extend(saved["recent_lengths"])
-        self.metric_sums, self.metric_count = saved["metric_sums"], saved["metric_count"]
+        self.record.load_state_dict(ckpt.load_trainer_state(path))
         self.resumed_from = path
 
     def _save(self) -> Path:
-        trainer_state = {
-            "counters": self.counters.__dict__,
-            "rng_state": self.rng.bit_generator.state,
-            "recent_returns": list(self.recent_returns),
-            "recent_lengths": list(self.recent_lengths),
-            "metric_sums": self.metric_sums,
-            "metric_count": self.metric_count,
-        }
         return ckpt.save_checkpoint(
-            self.ckpt_root, self.counters.env_steps, jax.device_get(self.state), trainer_state, self.buffer.save
+            self.ckpt_root,
+            self.counters.env_steps,
+            jax.device_get(self.state),
+            self.record.state_dict(),
+            self.buffer.save,
         )
 
     # -- pieces of the loop ----------------------------------------------------------
@@ -200,15 +264,14 @@ class Trainer:
         batches = self.buffer.sample(self.rng, self.cfg.gradient_steps, self.agent_config.batch_size)
         self.state, metrics = self.update_many(self.state, batches)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # one host sync per chunk
-        for key, value in metrics.items():
-            if not math.isfinite(value):
-                last = ckpt.latest_valid_checkpoint(self.ckpt_root)
-                raise TrainingDiverged(
-                    f"non-finite train/{key} = {value} after {self.counters.updates + self.cfg.gradient_steps} "
-                    f"updates (env step {self.counters.env_steps}); training stopped; last good checkpoint: {last}"
-                )
-            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + value
-        self.metric_count += 1
+        bad = first_non_finite(metrics)
+        if bad is not None:
+            last = ckpt.latest_valid_checkpoint(self.ckpt_root)
+            raise TrainingDiverged(
+                f"non-finite train/{bad[0]} = {bad[1]} after {self.counters.updates + self.cfg.gradient_steps} "
+                f"updates (env step {self.counters.env_steps}); training stopped; last good checkpoint: {last}"
+            )
+        self.record.add_metrics(metrics)
         self.counters.updates += self.cfg.gradient_steps
 
     def evaluate(self, n_episodes: int | None = None, keep_trajectories: bool = False) -> dict[str, Any]:
@@ -229,23 +292,10 @@ class Trainer:
         return out
 
     def _log(self, logger: MetricLogger, extra: dict[str, float], fps: float, ups: float) -> None:
-        row = {f"train/{k}": v / self.metric_count for k, v in self.metric_sums.items()} if self.metric_count else {}
-        if self.recent_returns:
-            row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
-            row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
-        row.update(
-            {
-                "train/n_updates": self.counters.updates,
-                "time/episodes": self.counters.episodes,
-                "time/fps": fps,
-                "time/updates_per_s": ups,
-            }
-        )
-        row.update(extra)
+        row = self.record.log_row(fps, ups, extra)
         logger.log(self.counters.env_steps, row)
         if self.callback is not None:
             self.callback(self.counters.env_steps, row)
-        self.metric_sums, self.metric_count = {}, 0
 
     # -- main loop -------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -290,10 +340,7 @@ class Trainer:
                         t_last, steps_last, updates_last = now, c.env_steps, c.updates
 
                     if terminated or truncated:
-                        self.recent_returns.append(ep_return)
-                        self.recent_lengths.append(ep_len)
-                        c.episodes += 1
-                        c.last_return = ep_return
+                        self.record.end_episode(ep_return, ep_len)
                         ep_return, ep_len = 0.0, 0
                         obs = self._reset()
                         if cfg.checkpoint_freq and c.env_steps >= c.next_checkpoint:
