@@ -247,6 +247,19 @@ def thread_env_vars(cpus: int) -> dict[str, str]:
     return {"XLA_FLAGS": flags, "OMP_NUM_THREADS": str(cpus), "MKL_NUM_THREADS": str(cpus)}
 
 
+def record_start(spec: TrialSpec, steps: int | None, **fields: Any) -> None:
+    """Write a ``started`` ledger event for ``spec``: env steps it starts from and the device it runs on."""
+    append_ledger(spec.ledger, spec.trial_id, "started", env_steps=steps or 0, device=device_description(), **fields)
+
+
+def status_counts(rows: list[dict]) -> dict[str, int]:
+    """How many trial rows have each ``status``."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
 def record_failure(spec: TrialSpec, err: Exception, wall: float) -> dict[str, Any]:
     """Write a ``failed`` ledger event for ``spec`` (message and traceback); return its result row."""
     message = f"{type(err).__name__}: {err}"
@@ -268,14 +281,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
     start = time.perf_counter()
     steps = checkpoint_steps(spec.run_dir)
-    append_ledger(
-        spec.ledger,
-        spec.trial_id,
-        "started",
-        env_steps=steps or 0,
-        resumed=steps is not None,
-        device=device_description(),
-    )
+    record_start(spec, steps, resumed=steps is not None)
     try:
         agent_config, train_config = trial_configs(spec)
         trainer = Trainer(
@@ -391,15 +397,7 @@ def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]
         start = time.perf_counter()
         resume = checkpoint_steps(group[0].run_dir) is not None
         for spec in group:
-            append_ledger(
-                spec.ledger,
-                spec.trial_id,
-                "started",
-                env_steps=checkpoint_steps(spec.run_dir) or 0,
-                resumed=resume,
-                lockstep=[s.trial_id for s in group],
-                device=device_description(),
-            )
+            record_start(spec, checkpoint_steps(spec.run_dir), resumed=resume, lockstep=[s.trial_id for s in group])
         try:
             configs = [trial_configs(spec) for spec in group]
             trainer = LockstepTrainer(
@@ -457,10 +455,7 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     for spec in trial_specs(cfg):
         run = results.get(spec.trial_id, {"status": "skipped"})
         rows.append(_trial_row(spec, run))
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return {"out": str(cfg.out), "trials": rows, "counts": counts, "cluster": cluster}
+    return {"out": str(cfg.out), "trials": rows, "counts": status_counts(rows), "cluster": cluster}
 
 
 def _trial_row(spec: TrialSpec, run: dict) -> dict[str, Any]:

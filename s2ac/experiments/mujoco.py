@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from s2ac.experiments.reporting import json_safe, markdown_table
-from s2ac.sweep import SweepConfig, last_ledger_status, read_ledger, run_sweep, summarize_runs, trial_specs
+from s2ac.sweep import (
+    SweepConfig,
+    last_ledger_status,
+    read_ledger,
+    run_sweep,
+    status_counts,
+    summarize_runs,
+    trial_specs,
+)
 
 DEFAULT_ENVS: tuple[str, ...] = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
 """The locomotion tasks of the benchmark."""
@@ -370,10 +378,7 @@ def run_mujoco(
             {"trial": t.trial_id, "status": latest.get(t.trial_id, {}).get("status", "missing")}
             for t in trial_specs(cfg)
         ]
-        counts: dict[str, int] = {}
-        for row in rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        sweep = {"trials": rows, "counts": counts, "cluster": None}
+        sweep = {"trials": rows, "counts": status_counts(rows), "cluster": None}
     else:
         sweep = run_sweep(cfg)
     wanted = {t["trial"] for t in sweep["trials"]}
