@@ -227,9 +227,22 @@ def read_ledger(out: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def last_ledger_status(out: str | Path) -> dict[str, dict]:
-    """The latest event per trial id."""
-    return {row["trial"]: row for row in read_ledger(out)}
+OUTCOMES = ("finished", "stopped", "failed")
+"""Ledger statuses that end a session of a trial (``started`` opens one; ``skipped`` is a re-check)."""
+
+
+def ledger_events(out: str | Path) -> dict[str, list[dict]]:
+    """Every ledger event of each trial id, oldest first."""
+    events: dict[str, list[dict]] = {}
+    for row in read_ledger(out):
+        events.setdefault(row["trial"], []).append(row)
+    return events
+
+
+def latest_outcome(events: list[dict]) -> dict:
+    """A trial's latest ending event (a later ``skipped`` re-check does not hide the ``finished``
+    before it); its latest event when no session has ended yet."""
+    return ([r for r in events if r["status"] in OUTCOMES] or events)[-1]
 
 
 # -- one trial -----------------------------------------------------------------------------
@@ -526,5 +539,6 @@ __all__ = [
     "trial_specs",
     "trial_configs",
     "read_ledger",
-    "last_ledger_status",
+    "ledger_events",
+    "latest_outcome",
 ]

@@ -24,9 +24,10 @@ import numpy as np
 
 from s2ac.experiments.reporting import json_safe, markdown_table
 from s2ac.sweep import (
+    OUTCOMES,
     SweepConfig,
-    last_ledger_status,
-    read_ledger,
+    latest_outcome,
+    ledger_events,
     run_sweep,
     status_counts,
     summarize_runs,
@@ -184,26 +185,20 @@ def reference_table(rows: list[dict]) -> str:
 
 
 def ledger_table(out_dir: Path, trials: set[str] | None = None) -> str:
-    """Markdown table per trial: its latest outcome (a ``skipped`` re-check does not hide the
-    ``finished`` before it), env steps, wall time summed over every session that trained it, and
-    the device of its last start."""
-    events: dict[str, list[dict]] = {}
-    for row in read_ledger(out_dir):
-        events.setdefault(row["trial"], []).append(row)
+    """Markdown table per trial: its latest outcome (:func:`s2ac.sweep.latest_outcome`), env steps,
+    wall time summed over every session that trained it, and the device of its last start."""
     body = []
-    for trial, rows in sorted(events.items()):
+    for trial, rows in sorted(ledger_events(out_dir).items()):
         if trials is not None and trial not in trials:
             continue
-        outcomes = [r for r in rows if r["status"] not in ("started", "skipped")] or rows
-        last = outcomes[-1]
-        wall = sum(r.get("wall_s") or 0.0 for r in rows if r["status"] in ("finished", "stopped", "failed"))
+        last = latest_outcome(rows)
+        wall = sum(r.get("wall_s") or 0.0 for r in rows if r["status"] in OUTCOMES)
         starts = [r for r in rows if r["status"] == "started"]
         device = starts[-1].get("device", "") if starts else ""
         if starts and starts[-1].get("lockstep"):
             device += f" (lockstep group of {len(starts[-1]['lockstep'])})"
-        sessions = len(starts)
         error = (last.get("error") or "").replace("|", "/")[:120]
-        body.append([trial, last["status"], last.get("env_steps", ""), f"{wall:.0f}", sessions, device, error])
+        body.append([trial, last["status"], last.get("env_steps", ""), f"{wall:.0f}", len(starts), device, error])
     return markdown_table(["trial", "status", "env steps", "wall s", "sessions", "device", "error"], body)
 
 
@@ -291,7 +286,12 @@ def report_markdown(summary: dict[str, Any], out_dir: Path) -> str:
     ]
     lines += [f"- {src}: {ref['protocol']} ({ref['source']})" for src, ref in REFERENCE_SAC.items()]
     lines += ["- Tianshou SAC, Ant-v4 at 100k / 300k / 500k: 286 / 3307 / 4951", ""]
-    lines += ["## Trials (latest ledger event)", "", ledger_table(out_dir, {t["trial"] for t in summary["trials"]}), ""]
+    lines += [
+        "## Trials (latest outcome in the ledger)",
+        "",
+        ledger_table(out_dir, {t["trial"] for t in summary["trials"]}),
+        "",
+    ]
     lines += ["![learning curves](learning_curves.png)", ""]
     return "\n".join(lines)
 
@@ -373,9 +373,12 @@ def run_mujoco(
         stop_after_s=stop_after_s,
     )
     if report_only:
-        latest = last_ledger_status(out_dir)
+        events = ledger_events(out_dir)
         rows = [
-            {"trial": t.trial_id, "status": latest.get(t.trial_id, {}).get("status", "missing")}
+            {
+                "trial": t.trial_id,
+                "status": latest_outcome(events[t.trial_id])["status"] if t.trial_id in events else "missing",
+            }
             for t in trial_specs(cfg)
         ]
         sweep = {"trials": rows, "counts": status_counts(rows), "cluster": None}
