@@ -50,6 +50,8 @@ class BenchUpdate:
     """Timed updates (median reported)."""
     compare_sac: bool = True
     """Also time SAC's update in the same process and report the ratio."""
+    compare_step_rules: bool = True
+    """S²AC: also time the update under the fixed step (margin logged, and not) in alternating rounds."""
     json: bool = False
     """Print one JSON line."""
 
@@ -82,10 +84,36 @@ def _random_batch(spec: EnvSpec, batch: int, seed: int = 0) -> Batch:
     )
 
 
-def compiled_update(algo: str, preset: str, args: BenchUpdate):
+STEP_RULE_VARIANTS = {
+    "adaptive": dict(svgd_step_control="adaptive"),
+    "fixed (margin logged)": dict(svgd_step_control="fixed", log_margin=True),
+    "fixed (no margin)": dict(svgd_step_control="fixed", log_margin=False),
+}
+"""Step rules compared by :func:`step_rule_costs` (the last is the update's cost floor: no Jacobian at all)."""
+
+
+def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
+    """Median ms of the S²AC update under each of :data:`STEP_RULE_VARIANTS`, timed in alternating
+    rounds (so a drift of the machine's speed hits all alike), and each one's ratio to the fixed step."""
+    updates = {}
+    for name, fields in STEP_RULE_VARIANTS.items():
+        update, state, batch, _ = compiled_update(args.algo, args.preset, args, overrides=fields, count_flops=False)
+        updates[name] = (update, state, batch)
+        jax.block_until_ready(update(state, batch))
+    times: dict[str, list[float]] = {name: [] for name in updates}
+    for _ in range(rounds):
+        for name, (update, state, batch) in updates.items():
+            times[name].append(_median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
+    ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+    base = ms["fixed (margin logged)"]
+    return {"ms": ms, "ratio_to_fixed": {name: v / base for name, v in ms.items()}}
+
+
+def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict | None = None, count_flops=True):
     """``(update, state, batch, flops)``: the jitted update as training runs it, its inputs, and
-    its useful FLOPs (see the module docstring)."""
-    config = make_agent_config(algo, preset, "bench")
+    its useful FLOPs (see the module docstring; NaN unless ``count_flops``). ``overrides``: agent
+    config fields to change (the step-rule comparison)."""
+    config = dataclasses.replace(make_agent_config(algo, preset, "bench"), **(overrides or {}))
     fields = dict(
         batch_size=args.batch,
         critic_hidden=(args.hidden,) * len(config.critic_hidden),
@@ -101,7 +129,7 @@ def compiled_update(algo: str, preset: str, args: BenchUpdate):
         counted = dataclasses.replace(counted, remat_score=False)
     counting_agent = make_agent(counted, spec)
     state = counting_agent.init(jax.random.PRNGKey(0))
-    flops = _flops(jax.jit(counting_agent._update).lower(state, batch).compile())
+    flops = _flops(jax.jit(counting_agent._update).lower(state, batch).compile()) if count_flops else float("nan")
     # Time: the update as training runs it (the config's own loop and recomputation settings).
     fields.pop("unroll_svgd", None)
     agent = make_agent(dataclasses.replace(config, **fields), spec)
@@ -182,6 +210,8 @@ def run_bench_update(args: BenchUpdate) -> dict:
         fraction_of_matmul_range=[low, high],
         rounds=rounds,
     )
+    if args.compare_step_rules and args.algo in ("s2ac", "s2ac-phi", "s2ac-amortized"):
+        result["step_rules"] = step_rule_costs(args)
     if args.compare_sac and args.algo != "sac":
         sac = time_update("sac", "corrected", args)
         result.update(sac_median_ms=sac["ms"], sac_flops=sac["flops"], ratio_to_sac=result["median_ms"] / sac["ms"])

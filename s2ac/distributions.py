@@ -65,7 +65,11 @@ def truncated_normal_sample(key: Array, mean: Array, std: Array, bound: float) -
     """
     z = jax.random.truncated_normal(key, -bound, bound, shape=mean.shape, dtype=mean.dtype)
     x = mean + std * z
-    return x, truncated_normal_log_prob(x, mean, std, bound)
+    # The density from z itself: recomputing z = (x - mean) / std in float32 can land just outside
+    # [-bound, bound] when |mean| >> std and give -inf, which would poison a whole batch's target.
+    log_mass = math.log(math.erf(bound / math.sqrt(2.0)))
+    log_prob = jnp.sum(-0.5 * z * z - jnp.log(std) - LOG_SQRT_2PI - log_mass, axis=-1)
+    return x, log_prob
 
 
 def truncated_normal_log_prob(x: Array, mean: Array, std: Array, bound: float) -> Array:

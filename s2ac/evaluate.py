@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PolicyFn = Callable[[np.ndarray, int, int], np.ndarray]  # (obs, episode, t) -> action
+COVERAGE_SHARE = 0.05
+"""A goal is covered when at least this share of the test episodes end there (a goal reached once
+by noise in 50 episodes does not count)."""
 
 
 def episode_seed(seed: int, episode: int, stream: int = 0) -> int:
@@ -39,8 +42,10 @@ class EpisodeStats:
             reached = [g for g in self.goals if g >= 0]
             out[f"{prefix}success_rate"] = len(reached) / len(self.goals)
             out[f"{prefix}n_goals_reached"] = float(len(set(reached)))
-            for goal in sorted(set(reached)):
-                out[f"{prefix}goal_{goal}_fraction"] = self.goals.count(goal) / len(self.goals)
+            shares = {goal: self.goals.count(goal) / len(self.goals) for goal in sorted(set(reached))}
+            out[f"{prefix}goals_covered"] = float(sum(share >= COVERAGE_SHARE for share in shares.values()))
+            for goal, share in shares.items():
+                out[f"{prefix}goal_{goal}_fraction"] = share
             hits = [g for g, hit in zip(self.goals, self.hit_wall) if hit]
             if hits:  # obstacle variants: did the episodes that touched the wall still reach a goal?
                 out[f"{prefix}wall_hit_rate"] = len(hits) / len(self.goals)

@@ -68,8 +68,11 @@ def critic_grid(agent: Any, state: Any, obs: np.ndarray, low: float, high: float
     return np.asarray(jnp.min(q, axis=0)).reshape(res, res)
 
 
-def plot_multigoal(run_dir: Path, agent: Any, state: Any, env_id: str, trajectories: list[np.ndarray]) -> list[Path]:
-    """Trajectories on the env, and policy samples over Q contours at each probe state."""
+def plot_multigoal(
+    run_dir: Path, agent: Any, state: Any, env_id: str, trajectories: list[np.ndarray], goals: list[int]
+) -> list[Path]:
+    """Trajectories on the env coloured by the goal they reach (with the count per goal), and policy
+    samples over Q contours at each probe state."""
     from s2ac.envs import multigoal_spec
     from s2ac.envs.multigoal import draw_multigoal
 
@@ -79,9 +82,13 @@ def plot_multigoal(run_dir: Path, agent: Any, state: Any, env_id: str, trajector
 
     fig, ax = plt.subplots(figsize=(5, 5))
     draw_multigoal(ax, spec)
-    for path in trajectories:
-        ax.plot(path[:, 0], path[:, 1], lw=0.8, alpha=0.7)
-    ax.set_title(f"{len(trajectories)} stochastic episodes")
+    for path, goal in zip(trajectories, goals):
+        ax.plot(path[:, 0], path[:, 1], lw=0.8, alpha=0.7, color=f"C{goal}" if goal >= 0 else "0.5")
+    for g in range(len(spec.goals)):
+        ax.plot([], [], color=f"C{g}", label=f"G{g + 1}: {goals.count(g)}")
+    ax.plot([], [], color="0.5", label=f"none: {goals.count(-1)}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{len(trajectories)} stochastic episodes (colour = goal reached)")
     fig.tight_layout()
     paths.append(Path(run_dir) / "trajectories.png")
     fig.savefig(paths[-1], dpi=100)
@@ -99,7 +106,7 @@ def plot_multigoal(run_dir: Path, agent: Any, state: Any, env_id: str, trajector
         ax.scatter(samples[:, 0], samples[:, 1], s=4, c="red", alpha=0.6)
         ax.set_title(f"s = ({probe[0]:g}, {probe[1]:g})", fontsize=9)
         ax.set_aspect("equal")
-    fig.suptitle("min Q(s, a) contours and 200 policy samples (red)")
+    fig.suptitle("min Q(s, a) contours (yellow = high) and 200 policy samples (red)")
     fig.tight_layout()
     paths.append(Path(run_dir) / "particles_on_q.png")
     fig.savefig(paths[-1], dpi=100)
@@ -114,6 +121,8 @@ def plot_run(run_dir: Path, trainer: Any) -> list[Path]:
     paths = [plot_learning_curves(run_dir, f"{trainer.algo} on {trainer.cfg.env_id}")]
     if is_multigoal(trainer.cfg.env_id):
         out = trainer.evaluate(n_episodes=50, keep_trajectories=True)
-        trajectories = out["eval/stochastic_stats"].trajectories
-        paths += plot_multigoal(run_dir, trainer.agent, trainer.state, trainer.cfg.env_id, trajectories)
+        stats = out["eval/stochastic_stats"]
+        paths += plot_multigoal(
+            run_dir, trainer.agent, trainer.state, trainer.cfg.env_id, stats.trajectories, stats.goals
+        )
     return paths

@@ -39,6 +39,7 @@ BandwidthRule = Literal["mean/2", "median"]
 Bandwidth = Union[float, BandwidthRule]
 LogDensityMode = Literal["closed_form", "closed_form_self", "exact", "exact_noself", "none"]
 Normalizer = Literal["m", "m-1"]
+StepControl = Literal["fixed", "adaptive"]
 
 BANDWIDTH_RULES: tuple[str, ...] = ("mean/2", "median")
 LOG_DENSITY_MODES: tuple[str, ...] = (
@@ -49,6 +50,14 @@ LOG_DENSITY_MODES: tuple[str, ...] = (
     "none",
 )
 NORMALIZERS: tuple[str, ...] = ("m", "m-1")
+STEP_CONTROLS: tuple[str, ...] = ("fixed", "adaptive")
+DEFAULT_TARGET_MARGIN = 0.5
+"""Margin the adaptive rule keeps every step below: the log-det's first-order error per step is then
+at most about ``d * 0.5^2 / 2`` nats in the worst direction, and typically far less (tested)."""
+EXACT_JACOBIAN_MAX_DIM = 8
+"""Up to this action dimension the margin uses the exact ``d x d`` per-particle Jacobian (``d`` JVPs);
+above it, a power-iteration bound (:data:`POWER_ITERATIONS` Hessian-vector products)."""
+POWER_ITERATIONS = 4
 
 
 class SVGDResult(NamedTuple):
@@ -58,11 +67,11 @@ class SVGDResult(NamedTuple):
         particles: ``(m, d)`` final particles ``a^L``.
         log_q: ``(m,)`` log-density of each final particle under ``q^L``.
         bandwidth: ``(L,)`` kernel bandwidth sigma used at each step.
-        invertibility_margin: ``(L,)`` ``eps * max_i ||d phi_i / d a_i||`` per step
-            (spectral norm in the ``exact*`` and ``closed_form_self`` modes; the
-            Frobenius upper bound of the interaction part in ``closed_form``).
-            The step map is invertible when it is below 1.
-        step_size: ``(L,)`` step actually taken (``eps``, or less under ``max_margin``).
+        invertibility_margin: ``(L,)`` ``eps * max_i ||d phi_i / d a_i||_2`` per step, with the
+            full per-particle Jacobian (self term included) in every mode; the step map is
+            invertible when it is below 1 (see :func:`svgd_step`). NaN if not computed.
+        step_size: ``(L,)`` step ``eps`` actually taken (see :func:`controlled_step`).
+        folded: ``(L,)`` fraction of particles whose step has ``det(I + eps J_i) <= 0``.
         trajectory: ``(L + 1, m, d)`` particles after every step (``None`` unless
             ``trajectory=True``).
         log_q_trajectory: ``(L + 1, m)`` log-densities after every step (or ``None``).
@@ -73,6 +82,7 @@ class SVGDResult(NamedTuple):
     bandwidth: Array
     invertibility_margin: Array
     step_size: Array
+    folded: Array
     trajectory: Array | None = None
     log_q_trajectory: Array | None = None
 
@@ -192,12 +202,97 @@ def _batched_self_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
     return jnp.moveaxis(columns, 0, -1) / m  # (B, m, d_out, d_in)
 
 
-def _log_abs_det(mat: Array) -> Array:
-    return jnp.linalg.slogdet(mat)[1]
+def _self_term_norm_power(score_fn: ScoreFn, particles: Array, n_iter: int) -> Array:
+    """``(B, m)``: ``||(1/m) grad s(a_bi)||_2`` by power iteration with ``n_iter`` Hessian-vector products.
+
+    ``grad s`` is the energy's Hessian, symmetric, so ``v <- H v / ||H v||`` converges to its
+    eigenvalue of largest modulus, i.e. its spectral norm (from below). Used above
+    :data:`EXACT_JACOBIAN_MAX_DIM`, where ``d`` JVPs per step would cost more than ``n_iter``.
+    """
+    m = particles.shape[-2]
+    hvp = lambda v: jax.jvp(score_fn, (particles,), (v,))[1]  # noqa: E731 - row-wise H_i v_i
+    # Start away from any coordinate axis (a Hessian's eigenvectors often are axes).
+    v = jnp.broadcast_to(jnp.linspace(1.0, 2.0, particles.shape[-1], dtype=particles.dtype), particles.shape)
+    v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+    norm = jnp.zeros(particles.shape[:-1], particles.dtype)
+    for _ in range(n_iter):
+        hv = hvp(v)
+        norm = jnp.linalg.norm(hv, axis=-1)
+        v = hv / jnp.maximum(norm, 1e-30)[..., None]
+    return norm / m
 
 
-def _spectral_norm(mats: Array) -> Array:
-    return jnp.linalg.norm(mats, ord=2, axis=(-2, -1))
+def spectral_norm(mats: Array) -> Array:
+    """Largest singular value of each ``(..., d, d)`` matrix: ``sqrt(lambda_max(A^T A))``.
+
+    For ``d <= 3`` from the closed-form eigenvalues of the symmetric ``A^T A`` (the quadratic
+    formula; the trigonometric solution of the cubic), because a batched SVD of a thousand tiny
+    matrices per SVGD step cost a CPU update 40% of its time. Above, an SVD. Tested against
+    ``numpy.linalg.norm(ord=2)``.
+    """
+    d = mats.shape[-1]
+    if d > 3:
+        return jnp.linalg.norm(mats, ord=2, axis=(-2, -1))
+    g = jnp.swapaxes(mats, -1, -2) @ mats
+    if d == 1:
+        return jnp.sqrt(g[..., 0, 0])
+    if d == 2:
+        tr = g[..., 0, 0] + g[..., 1, 1]
+        det = g[..., 0, 0] * g[..., 1, 1] - g[..., 0, 1] ** 2
+        return jnp.sqrt(0.5 * (tr + jnp.sqrt(jnp.maximum(tr * tr - 4.0 * det, 0.0))))
+    q = jnp.trace(g, axis1=-2, axis2=-1) / 3.0
+    off = g[..., 0, 1] ** 2 + g[..., 0, 2] ** 2 + g[..., 1, 2] ** 2
+    diag = sum((g[..., k, k] - q) ** 2 for k in range(3))
+    p = jnp.sqrt(jnp.maximum(diag + 2.0 * off, 0.0) / 6.0)
+    safe_p = jnp.where(p > 0, p, 1.0)
+    shifted = (g - q[..., None, None] * jnp.eye(3, dtype=g.dtype)) / safe_p[..., None, None]
+    r = jnp.clip(small_det(shifted) / 2.0, -1.0, 1.0)
+    lam = q + 2.0 * p * jnp.cos(jnp.arccos(r) / 3.0)  # p = 0: A^T A = q I
+    return jnp.sqrt(jnp.maximum(lam, 0.0))
+
+
+def small_det(mats: Array) -> Array:
+    """Determinant of each ``(..., d, d)`` matrix: cofactor formulas for ``d <= 3``, LU above."""
+    d = mats.shape[-1]
+    if d == 1:
+        return mats[..., 0, 0]
+    if d == 2:
+        return mats[..., 0, 0] * mats[..., 1, 1] - mats[..., 0, 1] * mats[..., 1, 0]
+    if d == 3:
+        a = mats
+        return (
+            a[..., 0, 0] * (a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1])
+            - a[..., 0, 1] * (a[..., 1, 0] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 0])
+            + a[..., 0, 2] * (a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0])
+        )
+    return jnp.linalg.det(mats)
+
+
+# ---------------------------------------------------------------------------
+# Step control
+# ---------------------------------------------------------------------------
+
+
+def controlled_step(norm: Array, step_size: float | Array, step_control: StepControl, target_margin: float) -> Array:
+    """The step ``eps`` of one particle set given ``norm = max_i ||d phi_i / d a_i||_2``.
+
+    * ``"fixed"``: ``eps = step_size`` (the authors' rule; invertible only while
+      ``step_size * norm < 1``).
+    * ``"adaptive"``: ``eps = min(step_size, target_margin / norm)``, so every step's margin
+      ``eps * norm`` is at most ``target_margin < 1``: the map ``a -> a + eps phi(a)`` is then
+      invertible (invertible-ResNet argument) and the closed form is within
+      ``O(target_margin^2)`` of the exact log-det. Near a mode the score and its Jacobian
+      shrink and the step grows back to ``step_size``; on a steep energy it moves each
+      particle by about ``target_margin`` bandwidths per step (``|phi| / ||d phi / d a||`` is
+      of the order of sigma), so transport is measured in bandwidths, not in score units.
+
+    ``eps`` is held fixed (not differentiated), like the bandwidth: it is a property of the
+    particle set, and the density update uses exactly this ``eps``.
+    """
+    step = jnp.asarray(step_size, norm.dtype)
+    if step_control == "fixed":
+        return step
+    return jax.lax.stop_gradient(jnp.minimum(step, target_margin / jnp.maximum(norm, 1e-30)))
 
 
 # ---------------------------------------------------------------------------
@@ -214,7 +309,8 @@ def validate_svgd_args(
     alpha: float,
     log_density: str,
     normalizer: str,
-    max_margin: float | None = None,
+    step_control: str = "fixed",
+    target_margin: float = DEFAULT_TARGET_MARGIN,
 ) -> None:
     """Raise ``ValueError`` naming the offending argument (shapes and static values only)."""
     if particles.ndim != 2:
@@ -226,8 +322,11 @@ def validate_svgd_args(
         raise ValueError(f"log_q0 must have shape ({m},) to match particles; got {tuple(log_q0.shape)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int; got {steps!r}")
-    if isinstance(step_size, (int, float)) and not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be finite and > 0; got {step_size!r}")
+    if isinstance(step_size, (int, float)):
+        if not (math.isfinite(step_size) and step_size > 0):
+            raise ValueError(f"step_size must be finite and > 0; got {step_size!r}")
+    elif jnp.ndim(step_size) not in (0, 1) or (jnp.ndim(step_size) == 1 and jnp.shape(step_size) != (steps,)):
+        raise ValueError(f"step_size must be a scalar or a schedule of shape ({steps},); got {jnp.shape(step_size)}")
     if isinstance(alpha, (int, float)) and not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be finite and > 0; got {alpha!r}")
     if isinstance(bandwidth, str):
@@ -239,8 +338,19 @@ def validate_svgd_args(
         raise ValueError(f"unknown log_density {log_density!r}; expected one of {LOG_DENSITY_MODES}")
     if normalizer not in NORMALIZERS:
         raise ValueError(f"unknown normalizer {normalizer!r}; expected one of {NORMALIZERS}")
-    if max_margin is not None and not (math.isfinite(max_margin) and 0 < max_margin < 1):
-        raise ValueError(f"max_margin must be in (0, 1) (invertibility needs margin < 1); got {max_margin!r}")
+    if step_control not in STEP_CONTROLS:
+        raise ValueError(f"unknown step_control {step_control!r}; expected one of {STEP_CONTROLS}")
+    if not (isinstance(target_margin, (int, float)) and math.isfinite(target_margin) and 0 < target_margin < 1):
+        raise ValueError(f"target_margin must be in (0, 1) (invertibility needs margin < 1); got {target_margin!r}")
+
+
+class StepInfo(NamedTuple):
+    """Per-set diagnostics of one SVGD step (see :func:`svgd_update`)."""
+
+    bandwidth: Array
+    margin: Array
+    step: Array
+    folded: Array
 
 
 def svgd_step(
@@ -253,9 +363,10 @@ def svgd_step(
     log_density: LogDensityMode = "closed_form",
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
-    max_margin: float | None = None,
-) -> tuple[Array, Array, Array, Array, Array]:
-    """One SVGD step: returns ``(new_particles, delta_log_q, sigma, margin, step)``.
+    step_control: StepControl = "fixed",
+    target_margin: float = DEFAULT_TARGET_MARGIN,
+) -> tuple[Array, Array, StepInfo]:
+    """One SVGD step on one particle set: returns ``(new_particles, delta_log_q, info)``.
 
     ``delta_log_q`` by mode (all per particle, shape ``(m,)``):
 
@@ -268,33 +379,50 @@ def svgd_step(
       first-order error of the closed form).
     * ``"none"``: zeros (skip the accounting).
 
-    ``margin = eps * max_i ||d phi_i / d a_i||``: the spectral norm of the full Jacobian in
-    the ``exact`` and ``closed_form_self`` modes, of the interaction part in ``exact_noself``,
-    and the Frobenius norm (an upper bound of the spectral one) of the interaction part in
-    ``closed_form`` (the self term's Hessian is not computed there). The step map
-    ``a -> a + eps phi(a)`` is invertible when ``margin < 1`` (invertible-ResNet argument).
-
-    ``max_margin``: if set, the step of this particle set is shrunk to
-    ``eps * min(1, max_margin / margin)`` (not differentiated) so the map stays invertible;
-    the returned ``step`` is the one used, in the move and in the density alike.
+    ``info.margin = eps * max_i ||d phi_i / d a_i||_2`` of the step actually taken, with the FULL
+    per-particle Jacobian (interaction part plus the self term ``(1/m) grad^2 E(a_i)``) in every
+    mode: exact (``d`` JVPs of the score) for ``d <=`` :data:`EXACT_JACOBIAN_MAX_DIM`; above, the
+    triangle bound ``||J_int||_2 + ||J_self||_2`` with the self term's norm by power iteration
+    (:data:`POWER_ITERATIONS` Hessian-vector products). Below 1 the step map is invertible.
+    ``info.folded``: fraction of particles with ``det(I + eps J_i) <= 0`` (a folded map whose
+    log-density is meaningless; possible only at margin >= 1). ``info.step``: the ``eps`` used
+    (see :func:`controlled_step`). Margin and folding are NaN when ``diagnostics=False`` under
+    the fixed rule (the adaptive rule always computes the margin it needs).
     """
     sigma = _resolve_bandwidth(particles, bandwidth)
+    single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
-    j_self = None
-    if log_density in ("closed_form_self", "exact"):
-        j_self = _batched_self_jacobians(lambda x: score_fn(x[0])[None], particles[None])[0]
+    needs_margin = diagnostics or step_control == "adaptive"
+    j_self, self_norm = _self_term(single, particles[None], log_density, needs_margin)
     return svgd_update(
         particles,
         scores,
         sigma,
-        j_self,
+        None if j_self is None else j_self[0],
+        None if self_norm is None else self_norm[0],
         step_size=step_size,
         alpha=alpha,
         log_density=log_density,
         normalizer=normalizer,
         diagnostics=diagnostics,
-        max_margin=max_margin,
+        step_control=step_control,
+        target_margin=target_margin,
     )
+
+
+def _self_term(
+    score_fn: ScoreFn, particles: Array, log_density: str, needs_margin: bool
+) -> tuple[Array | None, Array | None]:
+    """``(j_self, self_norm)`` for a batch ``(B, m, d)``: the self-term Jacobians when the density
+    mode or an exact margin needs them, else (large ``d``, margin only) the power-iteration norm."""
+    if log_density in ("closed_form_self", "exact"):  # the density uses it: keep it differentiable
+        return _batched_self_jacobians(score_fn, particles), None
+    if not needs_margin:
+        return None, None
+    fixed = jax.lax.stop_gradient(particles)  # the margin is a diagnostic / step rule, never differentiated
+    if particles.shape[-1] <= EXACT_JACOBIAN_MAX_DIM:
+        return _batched_self_jacobians(score_fn, fixed), None
+    return None, _self_term_norm_power(score_fn, fixed, POWER_ITERATIONS)
 
 
 def svgd_update(
@@ -302,48 +430,56 @@ def svgd_update(
     scores: Array,
     sigma: Array,
     j_self: Array | None,
+    self_norm: Array | None,
     *,
-    step_size: float,
+    step_size: float | Array,
     alpha: float,
     log_density: LogDensityMode,
     normalizer: Normalizer,
     diagnostics: bool,
-    max_margin: float | None,
-) -> tuple[Array, Array, Array, Array, Array]:
-    """The body of :func:`svgd_step` once the scores (and, for the modes that need it, the
-    self-term Jacobians ``(1/m) grad s(a_i)``) are known; same outputs."""
+    step_control: StepControl,
+    target_margin: float,
+) -> tuple[Array, Array, StepInfo]:
+    """The body of :func:`svgd_step` once the scores and the self term are known; same outputs.
+
+    ``j_self``: ``(m, d, d)`` self-term Jacobians ``(1/m) grad s(a_i)``, or None; ``self_norm``:
+    ``(m,)`` their spectral norms (power iteration) when ``j_self`` is not computed, or None.
+    """
     m, d = particles.shape
     phi = svgd_direction(particles, scores, sigma, alpha)
     n_norm = m if normalizer == "m" else m - 1
     eye = jnp.eye(d, dtype=particles.dtype)
+    nan = jnp.asarray(jnp.nan, particles.dtype)
 
-    needs_interaction = log_density in ("exact", "exact_noself") or diagnostics or max_margin is not None
+    needs_margin = diagnostics or step_control == "adaptive"
+    needs_interaction = log_density in ("exact", "exact_noself") or needs_margin
     j_int = interaction_jacobian(particles, scores, sigma, alpha) if needs_interaction else None
+    j_full = None if j_self is None or j_int is None else j_int + j_self
 
-    if j_int is None:
-        norm = jnp.asarray(jnp.nan, particles.dtype)
-    elif j_self is not None:
-        norm = jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int + j_self)))
-    elif log_density == "exact_noself":
-        norm = jnp.max(_spectral_norm(jax.lax.stop_gradient(j_int)))
-    else:
-        norm = jnp.max(jnp.sqrt(jnp.sum(jax.lax.stop_gradient(j_int) ** 2, axis=(-2, -1))))
-    step = jnp.asarray(step_size, particles.dtype)
-    if max_margin is not None:
-        step = step * jnp.minimum(1.0, max_margin / jnp.maximum(step * norm, 1e-30))
+    norm = nan
+    if needs_margin and j_full is not None:
+        norm = jnp.max(spectral_norm(jax.lax.stop_gradient(j_full)))
+    elif needs_margin:  # large d: triangle bound with the power-iteration norm of the self term
+        norm = jnp.max(spectral_norm(jax.lax.stop_gradient(j_int)) + jax.lax.stop_gradient(self_norm))
+    step = controlled_step(norm, step_size, step_control, target_margin)
 
+    folded = nan
     if log_density == "closed_form":
         delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
     elif log_density == "closed_form_self":
         delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
         delta = delta - step * jnp.trace(j_self, axis1=-2, axis2=-1)
-    elif log_density == "exact":
-        delta = -jax.vmap(_log_abs_det)(eye + step * (j_int + j_self))
-    elif log_density == "exact_noself":
-        delta = -jax.vmap(_log_abs_det)(eye + step * j_int)
+    elif log_density in ("exact", "exact_noself"):
+        sign, log_abs = jnp.linalg.slogdet(eye + step * (j_full if log_density == "exact" else j_int))
+        delta = -log_abs
+        if log_density == "exact":  # slogdet drops the sign: a folded step must not pass unflagged
+            folded = jnp.mean((jax.lax.stop_gradient(sign) <= 0).astype(particles.dtype))
     else:
         delta = jnp.zeros((m,), particles.dtype)
-    return particles + step * phi, delta, sigma, step * norm, step
+    if needs_margin and j_full is not None and log_density != "exact":
+        det = small_det(eye + jax.lax.stop_gradient(step * j_full))
+        folded = jnp.mean((det <= 0).astype(particles.dtype))
+    return particles + step * phi, delta, StepInfo(sigma, step * norm, step, folded)
 
 
 def svgd_sample(
@@ -360,7 +496,8 @@ def svgd_sample(
     diagnostics: bool = True,
     trajectory: bool = False,
     unroll: bool = False,
-    max_margin: float | None = None,
+    step_control: StepControl = "fixed",
+    target_margin: float = DEFAULT_TARGET_MARGIN,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -375,19 +512,23 @@ def svgd_sample(
         particles: ``(m, d)`` initial particles ``a^0``.
         log_q0: ``(m,)`` log-density of ``a^0`` under the initial distribution.
         steps: number of SVGD steps ``L``.
-        step_size: ``eps``.
+        step_size: ``eps`` (``"fixed"``), or its upper bound (``"adaptive"``); a scalar, or a
+            schedule of shape ``(steps,)`` (e.g. the ``step_size`` of an adaptive run, to replay it).
         bandwidth: a fixed sigma, or a rule re-evaluated on the particles at every step.
         alpha: temperature multiplying the repulsion (and the density terms).
         log_density: accounting mode, see :func:`svgd_step`.
         normalizer: ``"m"`` (poster) or ``"m-1"`` (authors' code) in the closed form.
-        diagnostics: compute the per-step invertibility margin.
+        diagnostics: compute the per-step invertibility margin and folding under the fixed rule.
         trajectory: also return particles and log-densities after every step.
         unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
-        max_margin: shrink a step whose invertibility margin would exceed this (see :func:`svgd_step`).
+        step_control: ``"fixed"`` or ``"adaptive"`` (see :func:`controlled_step`).
+        target_margin: the margin the adaptive rule keeps every step below (in ``(0, 1)``).
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
-    validate_svgd_args(particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer, max_margin)
+    validate_svgd_args(
+        particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer, step_control, target_margin
+    )
     result = svgd_sample_batched(
         lambda x: score_fn(x[0])[None],
         particles[None],
@@ -401,7 +542,8 @@ def svgd_sample(
         diagnostics=diagnostics,
         trajectory=trajectory,
         unroll=unroll,
-        max_margin=max_margin,
+        step_control=step_control,
+        target_margin=target_margin,
     )
     return SVGDResult(*(None if field is None else field[0] for field in result))
 
@@ -420,7 +562,8 @@ def svgd_sample_batched(
     diagnostics: bool = True,
     trajectory: bool = False,
     unroll: bool = False,
-    max_margin: float | None = None,
+    step_control: StepControl = "fixed",
+    target_margin: float = DEFAULT_TARGET_MARGIN,
 ) -> SVGDResult:
     """:func:`svgd_sample` for ``B`` independent particle sets at once, with ONE score call per step.
 
@@ -429,7 +572,8 @@ def svgd_sample_batched(
     Equal to ``jax.vmap`` of :func:`svgd_sample` (tested); the difference is for the compiler:
     under ``vmap`` the score's network sees the set axis outside its own batch axes, which on a
     CPU costs a transpose of every hidden activation, while here it sees one flat batch. The
-    result has a leading ``B`` axis on every field (per-step fields: ``(B, L)``).
+    result has a leading ``B`` axis on every field (per-step fields: ``(B, L)``). Each set gets
+    its own adaptive step.
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
@@ -439,45 +583,58 @@ def svgd_sample_batched(
         raise ValueError(
             f"log_q0 must have shape {tuple(particles.shape[:2])} to match particles; got {tuple(log_q0.shape)}"
         )
-    validate_svgd_args(particles[0], log_q0[0], steps, step_size, bandwidth, alpha, log_density, normalizer, max_margin)
-    needs_self = log_density in ("closed_form_self", "exact")
+    validate_svgd_args(
+        particles[0],
+        log_q0[0],
+        steps,
+        step_size,
+        bandwidth,
+        alpha,
+        log_density,
+        normalizer,
+        step_control,
+        target_margin,
+    )
+    needs_margin = diagnostics or step_control == "adaptive"
     update = jax.vmap(
-        lambda a, s, sigma, j: svgd_update(
+        lambda a, s, sigma, j, n, eps: svgd_update(
             a,
             s,
             sigma,
             j,
-            step_size=step_size,
+            n,
+            step_size=eps,
             alpha=alpha,
             log_density=log_density,
             normalizer=normalizer,
             diagnostics=diagnostics,
-            max_margin=max_margin,
-        )
+            step_control=step_control,
+            target_margin=target_margin,
+        ),
+        in_axes=(0, 0, 0, 0, 0, None),
     )
 
-    def body(carry, _):
+    def body(carry, eps):
         a, log_q = carry
         sigma = jax.vmap(lambda x: _resolve_bandwidth(x, bandwidth))(a)
         scores = score_fn(a)
-        j_self = _batched_self_jacobians(score_fn, a) if needs_self else None
-        a_next, delta, sigma, margin, step = update(a, scores, sigma, j_self)
+        j_self, self_norm = _self_term(score_fn, a, log_density, needs_margin)
+        a_next, delta, info = update(a, scores, sigma, j_self, self_norm, eps)
         log_q_next = log_q + delta
-        out = (sigma, margin, step, a_next, log_q_next) if trajectory else (sigma, margin, step)
+        out = (info, a_next, log_q_next) if trajectory else (info,)
         return (a_next, log_q_next), out
 
+    schedule = jnp.broadcast_to(jnp.asarray(step_size, particles.dtype), (steps,))
     (a_final, log_q_final), outs = jax.lax.scan(
-        body, (particles, log_q0), None, length=steps, unroll=max(steps, 1) if unroll else 1
+        body, (particles, log_q0), schedule, length=steps, unroll=max(steps, 1) if unroll else 1
     )
-    per_set = [jnp.moveaxis(x, 0, 1) for x in outs]  # (L, B, ...) -> (B, L, ...)
+    per_set = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), outs)  # (L, B, ...) -> (B, L, ...)
+    info = per_set[0]
     traj = log_q_traj = None
     if trajectory:
-        sigmas, margins, steps_used, a_hist, lq_hist = per_set
-        traj = jnp.concatenate([particles[:, None], a_hist], axis=1)
-        log_q_traj = jnp.concatenate([log_q0[:, None], lq_hist], axis=1)
-    else:
-        sigmas, margins, steps_used = per_set
-    return SVGDResult(a_final, log_q_final, sigmas, margins, steps_used, traj, log_q_traj)
+        traj = jnp.concatenate([particles[:, None], per_set[1]], axis=1)
+        log_q_traj = jnp.concatenate([log_q0[:, None], per_set[2]], axis=1)
+    return SVGDResult(a_final, log_q_final, info.bandwidth, info.margin, info.step, info.folded, traj, log_q_traj)
 
 
 def stein_entropy(log_q: Array) -> Array:

@@ -24,7 +24,7 @@ import numpy as np
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents import EnvSpec, make_agent
-from s2ac.agents.base import scan_updates
+from s2ac.agents.base import WORST_CASE_METRICS, scan_updates
 from s2ac.config import AgentConfig, TrainConfig, config_to_dict
 from s2ac.evaluate import episode_seed, run_episodes
 from s2ac.logger import MetricLogger, make_progress
@@ -69,6 +69,7 @@ class RunRecord:
     recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
     metric_sums: dict = field(default_factory=dict)
     metric_count: int = 0
+    metric_maxima: dict = field(default_factory=dict)  # WORST_CASE_METRICS: a bound must hold at every round
 
     def state_dict(self) -> dict:
         """JSON-ready trainer state of a checkpoint."""
@@ -79,6 +80,7 @@ class RunRecord:
             "recent_lengths": list(self.recent_lengths),
             "metric_sums": dict(self.metric_sums),
             "metric_count": self.metric_count,
+            "metric_maxima": dict(self.metric_maxima),
         }
 
     def load_state_dict(self, saved: dict) -> None:
@@ -90,11 +92,14 @@ class RunRecord:
         self.recent_lengths.clear()
         self.recent_lengths.extend(saved["recent_lengths"])
         self.metric_sums, self.metric_count = dict(saved["metric_sums"]), saved["metric_count"]
+        self.metric_maxima = dict(saved.get("metric_maxima", {}))
 
     def add_metrics(self, metrics: dict[str, float]) -> None:
         """Add one training round's (finite) metrics to the sums of the next log row."""
         for key, value in metrics.items():
             self.metric_sums[key] = self.metric_sums.get(key, 0.0) + value
+            if key in WORST_CASE_METRICS:
+                self.metric_maxima[key] = max(self.metric_maxima.get(key, -math.inf), value)
         self.metric_count += 1
 
     def end_episode(self, episode_return: float, length: int) -> None:
@@ -106,6 +111,7 @@ class RunRecord:
     def log_row(self, fps: float, updates_per_s: float, extra: dict[str, float]) -> dict[str, float]:
         """The metric row (SB3 key names) of this log point; resets the metric sums."""
         row = {f"train/{k}": v / self.metric_count for k, v in self.metric_sums.items()} if self.metric_count else {}
+        row.update({f"train/{k}_max": v for k, v in self.metric_maxima.items()})
         if self.recent_returns:
             row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
             row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
@@ -118,7 +124,7 @@ class RunRecord:
             }
         )
         row.update(extra)
-        self.metric_sums, self.metric_count = {}, 0
+        self.metric_sums, self.metric_count, self.metric_maxima = {}, 0, {}
         return row
 
 

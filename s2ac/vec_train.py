@@ -43,7 +43,7 @@ from s2ac.logger import make_progress
 
 Array = jax.Array
 
-MAX_METRICS = ("invertibility_margin",)
+MAX_METRICS = ("invertibility_margin", "actor_invertibility_margin", "invalid_state_fraction", "folded_fraction")
 """Update metrics whose per-chunk maximum is recorded next to the mean (a bound must hold at every step)."""
 
 

@@ -169,7 +169,8 @@ def test_action_selection_modes():
     actions = jnp.array([[[0.1, 0.1], [0.5, -0.5], [-0.9, 0.2]]])
     from s2ac.agents.s2ac import Particles
 
-    parts = Particles(actions, actions, jnp.zeros((1, 3)), jnp.zeros((1, 1)), jnp.zeros((1, 1)), jnp.zeros((1, 1)))
+    zeros = jnp.zeros((1, 1))
+    parts = Particles(actions, actions, jnp.zeros((1, 3)), zeros, zeros, zeros, zeros)
     q = jnp.array([[0.0, 0.3, 0.1]])
     np.testing.assert_allclose(agent.select(parts, q, jax.random.PRNGKey(0), "max"), [[0.5, -0.5]])
     keys = jax.random.split(jax.random.PRNGKey(1), 4000)
@@ -272,11 +273,67 @@ def test_presets_differ_exactly_in_the_documented_fields():
     paper = make_agent_config("s2ac", "paper", "Hopper-v5")
     corrected = make_agent_config("s2ac", "corrected", "Hopper-v5")
     diff = {f.name for f in dataclasses.fields(S2ACConfig) if getattr(paper, f.name) != getattr(corrected, f.name)}
-    assert diff == {"sampler_alpha", "score_space", "normalizer", "init_density"}
+    assert diff == {"sampler_alpha", "score_space", "normalizer", "init_density", "svgd_step_control"}
     assert paper.effective_sampler_alpha == 1.0 and corrected.effective_sampler_alpha == 0.2
-    assert make_agent_config("s2ac-phi", "paper", "s2ac/MultiGoal3-v0").svgd_steps == 10
+    assert paper.svgd_step_control == "fixed" and corrected.svgd_step_control == "adaptive"
     assert make_agent_config("s2ac", "corrected", "Hopper-v5").svgd_steps == 3
     assert make_agent_config("sac", "corrected", "Hopper-v5").auto_alpha
+    for preset in ("paper", "corrected", "quick"):  # the authors' L = 10 on multigoal, in every preset
+        for algo in ("s2ac", "s2ac-phi"):
+            assert make_agent_config(algo, preset, "s2ac/MultiGoal3-v0").svgd_steps == 10, (algo, preset)
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "sac", "sql", "sac-nf"])
+def test_multigoal_presets_share_soft_q_learnings_temperature(algo):
+    for preset in ("corrected", "quick"):
+        cfg = make_agent_config(algo, preset, "s2ac/MultiGoal3-v0")
+        assert (cfg.alpha, cfg.reward_scale) == (1.0, 0.1), preset  # alpha = 10 in raw reward units
+        assert not getattr(cfg, "auto_alpha", False)
+    paper = make_agent_config(algo, "paper", "s2ac/MultiGoal3-v0")
+    assert (paper.alpha, paper.reward_scale) == (0.2, 1.0)
+    assert make_agent_config(algo, "corrected", "Hopper-v5").reward_scale == 1.0
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "sac", "sql"])
+def test_reward_scale_multiplies_the_reward_in_the_critic_target(algo):
+    # All transitions terminal: the target is exactly reward_scale * r (no bootstrap term).
+    batch = random_batch(MULTIGOAL, n=16)._replace(terminated=jnp.ones(16))
+    expected = float(jnp.mean(batch.reward))
+    for scale in (1.0, 0.1):
+        agent = make_agent(small(algo, "corrected", "s2ac/MultiGoal3-v0", reward_scale=scale), MULTIGOAL)
+        state = agent.init(jax.random.PRNGKey(0))
+        _, metrics = agent.update(state, batch)
+        np.testing.assert_allclose(float(metrics["target_mean"]), scale * expected, rtol=1e-5, atol=1e-6)
+
+
+def _steep_critic(state, factor):
+    """The same critic with its output layer scaled by ``factor`` (a steep energy, like a multigoal critic)."""
+    names = lambda path: [str(getattr(p, "key", "")) for p in path]  # noqa: E731
+    paths = [names(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.critic_params)[0]]
+    last = max((n for path in paths for n in path if n.startswith("Dense_")), key=lambda n: int(n.split("_")[1]))
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, x: x * factor if last in names(path) else x, state.critic_params
+    )
+    return state.replace(critic_params=scaled)
+
+
+def test_adaptive_preset_keeps_every_training_step_invertible_where_the_fixed_step_folds():
+    obs = jax.random.normal(jax.random.PRNGKey(3), (32, MULTIGOAL.obs_dim))
+    margins = {}
+    for control in ("fixed", "adaptive"):
+        agent = make_agent(small("s2ac", "corrected", "s2ac/MultiGoal3-v0", svgd_step_control=control), MULTIGOAL)
+        state = _steep_critic(agent.init(jax.random.PRNGKey(0)), 300.0)
+        p = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(4))
+        margins[control] = float(jnp.max(p.invertibility_margin))
+        if control == "adaptive":
+            assert float(jnp.max(p.step_size)) <= agent.config.svgd_step_size + 1e-7
+        _, metrics = agent.update(state, random_batch(MULTIGOAL, n=16))
+        assert set(metrics) >= {"invertibility_margin", "invertibility_margin_median", "invalid_state_fraction"}
+        if control == "adaptive":
+            assert float(metrics["invertibility_margin"]) <= 0.5 + 1e-5
+            assert float(metrics["actor_invertibility_margin"]) <= 0.5 + 1e-5
+            assert float(metrics["invalid_state_fraction"]) == 0.0
+    assert margins["fixed"] > 1.0 and margins["adaptive"] <= 0.5 + 1e-5
 
 
 @pytest.mark.parametrize(

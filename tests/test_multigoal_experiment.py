@@ -46,26 +46,40 @@ def test_episode_metrics_counts_goals_and_wall_outcomes():
 
 
 def test_budgets_are_valid_schedules():
-    quick = mg.MultigoalBudget.quick()
-    for budget in (quick, mg.MultigoalBudget()):
+    default, full = mg.MultigoalBudget(), mg.MultigoalBudget.full()
+    for budget in (default, full):
         check_schedule(budget.train_config(MG3))
-    # Rounds end at 50, 100, ...; the first with n >= 1000 is n = 1000: 181 rounds of 10 updates.
-    assert quick.n_updates == 181 * 10
-    assert quick.agent_config("s2ac", MG3).critic_hidden == (64, 64)
+    # Rounds end at 50, 100, ...; the first with n >= 1000 is n = 1000: 181 rounds.
+    assert default.n_updates == 181 * default.gradient_steps
+    assert full.agent_config("s2ac", MG3).critic_hidden == (256, 256)
 
 
 def test_cli_defaults_and_command_line():
-    assert MultigoalCommand().algos == mg.DEFAULT_ALGOS and MultigoalCommand().envs == mg.DEFAULT_ENVS
-    cmd = mg.cli_command("results/multigoal", True, 5, list(mg.DEFAULT_ALGOS), None)
-    assert cmd == "s2ac reproduce multigoal --quick --seeds 5 --out results/multigoal"
+    assert MultigoalCommand().algos == mg.DEFAULT_ALGOS and not MultigoalCommand().full
+    cmd = mg.cli_command("results/multigoal", False, 5, list(mg.DEFAULT_ALGOS), None)
+    assert cmd == "s2ac reproduce multigoal --seeds 5 --out results/multigoal"
+    assert (
+        mg.cli_command("out", True, 5, None, list(mg.FULL_ENVS))
+        == "s2ac reproduce multigoal --full --seeds 5 --out out"
+    )
     assert "--algos sac" in mg.cli_command("out", False, 2, ["sac"], None)
+
+
+def test_coverage_counts_goals_with_at_least_five_percent_of_episodes():
+    # 40 episodes: G1 30, G2 2 (5%), G3 1 (2.5%: noise), 7 failures.
+    goals = np.array([[0] * 30 + [1] * 2 + [2] + [-1] * 7])
+    ro = Rollouts(np.zeros((1, 2, 40, 2)), np.zeros((1, 40)), np.ones((1, 40)), goals, np.zeros((1, 40), bool))
+    met = mg.episode_metrics(ro, 3)
+    assert met["goals_covered"][0] == 2 and met["n_goals_reached"][0] == 3
+    np.testing.assert_allclose(met["goal_fractions"][0], [0.75, 0.05, 0.025])
+    np.testing.assert_allclose(met["success_rate"][0], 33 / 40)
 
 
 def test_unknown_algos_are_skipped_and_bad_envs_rejected(tmp_path):
     ok, skipped = mg.available_algos(["sac", "no-such-algo"], MG3)
     assert ok == ["sac"] and "no-such-algo" in skipped
     with pytest.raises(ValueError, match="multigoal training env"):
-        mg.run_multigoal(tmp_path, True, 2, ["sac"], ["s2ac/MultiGoal3Obstacle-v0"])
+        mg.run_multigoal(tmp_path, False, 2, ["sac"], ["s2ac/MultiGoal3Obstacle-v0"])
 
 
 TINY = mg.MultigoalBudget(
@@ -86,7 +100,7 @@ TINY = mg.MultigoalBudget(
 
 def test_run_multigoal_end_to_end_tiny(tmp_path):
     summary = mg.run_multigoal(
-        tmp_path, True, 2, ["s2ac-phi", "sac", "no-such-algo"], [MG3], budget=TINY, progress=False
+        tmp_path, False, 2, ["s2ac-phi", "sac", "no-such-algo"], [MG3], budget=TINY, progress=False
     )
     assert summary["algos"] == ["s2ac-phi", "sac"] and "no-such-algo" in summary["skipped_algos"]
     for name in summary["files"]:

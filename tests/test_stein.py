@@ -210,25 +210,142 @@ def test_gradient_through_sampler_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
-def test_max_margin_shrinks_steps_and_keeps_the_accounting_consistent():
+def test_adaptive_step_is_fixed_step_replayed_with_its_own_schedule():
     a0 = _particles(m=6, d=2, seed=8, scale=0.3)
     steep = jax.vmap(jax.grad(lambda x: 40.0 * banana_energy(x)))  # a steep energy: eps = 0.1 is not invertible
-    free = stein.svgd_sample(steep, a0, jnp.zeros(6), steps=3, step_size=0.1, bandwidth=0.5, log_density="exact")
+    kw = dict(steps=3, bandwidth=0.5, log_density="exact")
+    free = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=0.1, **kw)
     assert float(jnp.max(free.invertibility_margin)) > 1.0
-    capped = stein.svgd_sample(
-        steep, a0, jnp.zeros(6), steps=3, step_size=0.1, bandwidth=0.5, log_density="exact", max_margin=0.5
-    )
-    np.testing.assert_allclose(jnp.max(capped.invertibility_margin), 0.5, rtol=1e-4)
-    assert np.all(capped.step_size <= 0.1 + 1e-7) and np.any(capped.step_size < 0.1)
-    # The first step, redone by hand with the reported step size, gives the same density change.
-    first = stein.svgd_sample(
-        steep, a0, jnp.zeros(6), steps=1, step_size=float(capped.step_size[0]), bandwidth=0.5, log_density="exact"
-    )
-    one = stein.svgd_sample(
-        steep, a0, jnp.zeros(6), steps=1, step_size=0.1, bandwidth=0.5, log_density="exact", max_margin=0.5
-    )
-    np.testing.assert_allclose(one.log_q, first.log_q, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(one.particles, first.particles, rtol=1e-5, atol=1e-6)
+    adaptive = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=0.1, step_control="adaptive", **kw)
+    np.testing.assert_allclose(jnp.max(adaptive.invertibility_margin), 0.5, rtol=1e-4)
+    assert np.all(adaptive.step_size <= 0.1 + 1e-7) and np.any(adaptive.step_size < 0.1)
+    # The same steps, given as a fixed schedule, give the same particles and densities.
+    replay = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=adaptive.step_size, **kw)
+    np.testing.assert_allclose(replay.log_q, adaptive.log_q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(replay.particles, adaptive.particles, rtol=1e-5, atol=1e-6)
+
+
+def _full_jacobians(score_fn, particles, sigma, alpha):
+    """Per-particle full Jacobians d phi_i / d a_i by jax.jacfwd of the whole drift (independent reference)."""
+    return [
+        jax.jacfwd(lambda x, i=i: _phi_full_autodiff(score_fn, particles, sigma, alpha, i, x))(particles[i])
+        for i in range(particles.shape[0])
+    ]
+
+
+@pytest.mark.parametrize("mode", ["closed_form", "closed_form_self", "exact", "exact_noself", "none"])
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+def test_margin_is_the_spectral_norm_of_the_full_autodiff_jacobian_in_every_mode(mode, d):
+    particles = _particles(m=6, d=d, seed=11)
+    energy = banana_energy if d >= 2 else (lambda x: -0.5 * jnp.sum(x**2) + 0.4 * jnp.sum(jnp.sin(3 * x)))
+    score = jax.vmap(jax.grad(energy))
+    sigma, alpha, eps = 0.7, 0.4, 0.2
+    res = stein.svgd_sample(score, particles, jnp.zeros(6), steps=1, step_size=eps, bandwidth=sigma, alpha=alpha,
+                            log_density=mode)  # fmt: skip
+    full = _full_jacobians(score, particles, sigma, alpha)
+    expected = eps * max(float(np.linalg.norm(np.asarray(j), 2)) for j in full)
+    np.testing.assert_allclose(res.invertibility_margin[0], expected, rtol=1e-4)
+
+
+def test_power_iteration_bound_above_the_exact_jacobian_dimension():
+    d = stein.EXACT_JACOBIAN_MAX_DIM + 2
+    particles = _particles(m=6, d=d, seed=12)
+    sigma, alpha, eps = 1.5, 0.4, 0.05
+    kw = dict(steps=1, step_size=eps, bandwidth=sigma, alpha=alpha)
+    res = stein.svgd_sample(banana_score, particles, jnp.zeros(6), log_density="closed_form", **kw)
+    full = _full_jacobians(banana_score, particles, sigma, alpha)
+    exact = eps * max(float(np.linalg.norm(np.asarray(j), 2)) for j in full)
+    scores = banana_score(particles)
+    j_int = stein.interaction_jacobian(particles, scores, sigma, alpha)
+    hess = jax.vmap(jax.hessian(banana_energy))(particles) / 6
+    triangle = eps * max(np.linalg.norm(j_int[i], 2) + np.linalg.norm(hess[i], 2) for i in range(6))
+    # The triangle bound with a converged power iteration: above the exact norm, at most the exact triangle bound.
+    assert 0.98 * exact <= float(res.invertibility_margin[0]) <= triangle * (1 + 1e-4)
+
+
+def test_spectral_norm_and_det_closed_forms_match_numpy():
+    for d in (1, 2, 3, 4):
+        mats = jax.random.normal(jax.random.PRNGKey(d), (50, d, d))
+        mats = mats.at[0].set(jnp.eye(d) * 2.0)  # a repeated eigenvalue (p = 0 in the cubic)
+        np.testing.assert_allclose(stein.spectral_norm(mats), np.linalg.norm(np.asarray(mats), 2, axis=(-2, -1)),
+                                   rtol=2e-4)  # fmt: skip
+        np.testing.assert_allclose(stein.small_det(mats), np.linalg.det(np.asarray(mats)), rtol=1e-4, atol=1e-5)
+
+
+def _steep_energies():
+    centre = jnp.array([0.8, -0.5])
+    return {
+        # Curvature 60, as the multigoal action cost -30 ||a||^2.
+        "quadratic": lambda a: -30.0 * jnp.sum((a - centre) ** 2),
+        # Peaks on a lattice of spacing 0.5, particles started next to them.
+        "periodic": lambda a: 5.0 * jnp.sum(jnp.cos(2 * jnp.pi * a / 0.5)),
+    }
+
+
+@pytest.mark.parametrize("name", ["quadratic", "periodic"])
+def test_adaptive_rule_keeps_steep_energies_invertible_converges_and_stays_first_order(name):
+    energy = _steep_energies()[name]
+    score = jax.vmap(jax.grad(energy))
+    a0 = 0.5 * jax.random.normal(jax.random.PRNGKey(0), (10, 2))
+    if name == "periodic":
+        a0 = 0.5 * jnp.round(a0 / 0.5) + 0.02 * a0
+    kw = dict(steps=10, step_size=0.1, alpha=1.0, trajectory=True)
+    fixed = stein.svgd_sample(score, a0, jnp.zeros(10), log_density="exact", **kw)
+    # Today's fixed step folds these maps: margin far above 1 and negative determinants.
+    assert float(jnp.max(fixed.invertibility_margin)) > 5.0 and float(jnp.max(fixed.folded)) > 0.5
+    target = stein.DEFAULT_TARGET_MARGIN
+    runs = {
+        mode: stein.svgd_sample(score, a0, jnp.zeros(10), log_density=mode, step_control="adaptive", **kw)
+        for mode in ("closed_form_self", "exact")
+    }
+    exact, closed = runs["exact"], runs["closed_form_self"]
+    assert float(jnp.max(exact.invertibility_margin)) <= target * (1 + 1e-5)
+    assert float(jnp.max(exact.folded)) == 0.0
+    # The step never depends on the density mode: both runs move the same particles.
+    np.testing.assert_allclose(closed.trajectory, exact.trajectory, rtol=1e-5, atol=1e-6)
+    # Per step, first order: |eps tr A - log det(I + eps A)| <= d mu^2 / 2 + d mu^3 / (3 (1 - mu)) at margin mu.
+    mu = np.asarray(exact.invertibility_margin)[:, None]
+    gap = np.abs(np.diff(np.asarray(closed.log_q_trajectory - exact.log_q_trajectory), axis=0))
+    assert np.all(gap <= 2 * mu**2 / 2 + 2 * mu**3 / (3 * (1 - mu)) + 1e-5)
+    # Converge instead of diverging: the energy of the particles rises to near the peak level.
+    e0, e_fixed, e_adapt = (float(jnp.mean(jax.vmap(energy)(x))) for x in (a0, fixed.particles, exact.particles))
+    peak = {"quadratic": 0.0, "periodic": 10.0}[name]
+    assert e_adapt > e0 and abs(e_adapt - peak) < 0.25 * abs(e0 - peak) + 1.5
+    assert np.all(np.isfinite(np.asarray(exact.particles)))
+    assert abs(e_adapt - peak) < abs(e_fixed - peak) or name == "quadratic"
+
+
+def test_gradient_through_the_adaptive_sampler_matches_finite_differences_with_its_steps_frozen():
+    """The adaptive step is a property of the particle set held fixed (like the bandwidth): the
+    gradient is that of the sampler replayed with the chosen step schedule."""
+    steep = jax.vmap(jax.grad(lambda x: 20.0 * banana_energy(x)))
+    kw = dict(steps=3, alpha=0.5, bandwidth=0.9)
+
+    def objective(shift, step_size, control):
+        res = stein.svgd_sample(steep, _particles(m=5, d=2, seed=6) + shift, jnp.zeros(5), step_size=step_size,
+                                step_control=control, **kw)  # fmt: skip
+        return stein.stein_entropy(res.log_q) + jnp.sum(res.particles[:, 0]), res.step_size
+
+    with jax.enable_x64(True):
+        shift = jnp.array([0.2, -0.1], dtype=jnp.float64)
+        grad, schedule = jax.grad(lambda x: objective(x, 0.1, "adaptive"), has_aux=True)(shift)
+        assert np.all(np.isfinite(np.asarray(grad))) and np.any(np.asarray(schedule) < 0.1)
+        frozen = lambda x: objective(x, schedule, "fixed")[0]  # noqa: E731
+        h = 1e-6
+        fd = np.array([(frozen(shift + h * e) - frozen(shift - h * e)) / (2 * h) for e in jnp.eye(2)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_folded_steps_are_flagged_in_exact_mode():
+    # Steep along one axis only and a huge step: I + eps J has ONE negative eigenvalue, so det < 0
+    # (an even number of negative eigenvalues keeps det > 0: the margin >= 1 is the general flag).
+    score = jax.vmap(jax.grad(lambda x: -50.0 * x[0] ** 2 - 0.1 * x[1] ** 2))
+    a0 = _particles(m=4, d=2, seed=1)
+    for mode in ("exact", "closed_form"):
+        res = stein.svgd_sample(score, a0, jnp.zeros(4), steps=1, step_size=1.0, bandwidth=1.0, log_density=mode)
+        assert float(res.folded[0]) == 1.0 and float(res.invertibility_margin[0]) > 1.0
+    ok = stein.svgd_sample(score, a0, jnp.zeros(4), steps=1, step_size=0.01, bandwidth=1.0, log_density="exact")
+    assert float(ok.folded[0]) == 0.0
 
 
 def test_trajectory_shapes_and_consistency():
@@ -253,7 +370,9 @@ def test_trajectory_shapes_and_consistency():
         (dict(bandwidth=-1.0), "bandwidth"),
         (dict(log_density="exactish"), "log_density"),
         (dict(normalizer="n"), "normalizer"),
-        (dict(max_margin=1.5), "max_margin"),
+        (dict(step_control="clipped"), "step_control"),
+        (dict(target_margin=1.5), "target_margin"),
+        (dict(step_size=jnp.full((5,), 0.1)), "schedule"),
     ],
 )
 def test_bad_arguments_name_the_problem(kwargs, message):
@@ -284,7 +403,7 @@ def test_batched_sampler_equals_vmap_of_the_single_set_sampler(mode):
 
         p0 = jax.random.normal(jax.random.PRNGKey(2), (n_sets, m, d), jnp.float64)
         lq0 = -jnp.sum(p0**2, axis=-1)
-        kw = dict(steps=3, step_size=0.1, alpha=0.37, log_density=mode, trajectory=True, max_margin=0.5)
+        kw = dict(steps=3, step_size=0.1, alpha=0.37, log_density=mode, trajectory=True, step_control="adaptive")
         ref = jax.vmap(lambda c, x, lq: stein.svgd_sample(set_score(c), x, lq, **kw))(centres, p0, lq0)
         got = stein.svgd_sample_batched(all_scores, p0, lq0, **kw)
         for field in ref._fields:

@@ -314,7 +314,7 @@ def test_cli_help_lists_every_config_field(algo, capsys):
     text = capsys.readouterr().out
     assert "--agent.alpha" in text and "--train.total-steps" in text
     if algo != "sac":
-        assert "--agent.max-invertibility-margin" in text and "--agent.n-particles" in text
+        assert "--agent.svgd-step-control" in text and "--agent.n-particles" in text
 
 
 def test_episode_stats_summary_hand_values():

@@ -60,6 +60,7 @@ class Particles(NamedTuple):
     bandwidth: Array  # (B, L)
     invertibility_margin: Array  # (B, L)
     step_size: Array  # (B, L) steps actually taken
+    folded: Array  # (B, L) fraction of particles whose step map folded (det <= 0)
 
 
 class S2ACAgent:
@@ -85,6 +86,16 @@ class S2ACAgent:
         self.update = jax.jit(self._update)
         self.act = jax.jit(self._act, static_argnames="mode")
         self.sample = jax.jit(self.sample_particles)
+
+    @property
+    def diagnostics_available(self) -> tuple[bool, bool]:
+        """``(margin, folding)``: which step diagnostics the target particles carry. The margin is
+        computed under the adaptive rule or ``log_margin``; folding needs the determinant of the full
+        Jacobian, which exists for ``d <= stein.EXACT_JACOBIAN_MAX_DIM`` or in ``exact`` mode."""
+        cfg = self.config
+        margin = cfg.svgd_step_control == "adaptive" or cfg.log_margin
+        full_jacobian = self.spec.act_dim <= stein.EXACT_JACOBIAN_MAX_DIM or cfg.log_density == "exact"
+        return margin, margin and full_jacobian
 
     # -- initialisation -----------------------------------------------------------
     def init(self, key: Array) -> S2ACState:
@@ -161,7 +172,8 @@ class S2ACAgent:
             log_density=cfg.log_density,
             normalizer=cfg.normalizer,
             unroll=cfg.unroll_svgd,
-            max_margin=cfg.max_invertibility_margin,
+            step_control=cfg.svgd_step_control,
+            target_margin=cfg.svgd_target_margin,
             diagnostics=diagnostics,
         )
         log_prob = res.log_q - squash_log_det(res.particles, self.box)
@@ -172,6 +184,7 @@ class S2ACAgent:
             res.bandwidth,
             res.invertibility_margin,
             res.step_size,
+            res.folded,
         )
 
     def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
@@ -214,7 +227,10 @@ class S2ACAgent:
         q = self.min_q(critic_params, obs, particles.action)
         loss = jnp.mean(self.config.alpha * particles.log_prob - q)
         mean, log_std = self.init_net.apply(actor_params, obs)
-        return loss, {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
+        info = {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
+        if self.config.svgd_step_control == "adaptive" and self.config.svgd_steps > 0:  # computed anyway
+            info["actor_invertibility_margin"] = jnp.max(particles.invertibility_margin)
+        return loss, info
 
     # -- update ------------------------------------------------------------------
     def _update(self, state: S2ACState, batch: Batch) -> tuple[S2ACState, Metrics]:
@@ -222,10 +238,12 @@ class S2ACAgent:
         key, k_next, k_actor = jax.random.split(state.key, 3)
         # Target particles at s' (drift from the online critics), outside the critic's gradient.
         next_particles = jax.lax.stop_gradient(
-            self.sample_particles(state.actor_params, state.critic_params, batch.next_obs, k_next)
+            self.sample_particles(
+                state.actor_params, state.critic_params, batch.next_obs, k_next, diagnostics=self.config.log_margin
+            )
         )
         target = soft_bellman_target(
-            batch.reward,
+            self.config.reward_scale * batch.reward,
             batch.terminated,
             self.config.gamma,
             self.soft_value(state.critic_target, batch.next_obs, next_particles),
@@ -244,7 +262,7 @@ class S2ACAgent:
             actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
             metrics.update(actor_loss=a_loss, **a_info)
 
-        metrics.update(particle_diagnostics(next_particles))
+        metrics.update(particle_diagnostics(next_particles, *self.diagnostics_available))
         metrics["alpha"] = jnp.asarray(self.config.alpha)
         new_state = state.replace(
             critic_params=critic_params,
@@ -274,19 +292,27 @@ def keep_wide_matmuls(min_contraction: int):
     return policy
 
 
-def particle_diagnostics(particles: Particles) -> Metrics:
-    """Entropy estimate per state batch, particle spread, bandwidth and invertibility margin."""
+def particle_diagnostics(particles: Particles, with_margin: bool = True, with_folding: bool = True) -> Metrics:
+    """Entropy estimate per state batch, particle spread, bandwidth, step size and, where the sampler
+    computed them (``with_margin`` / ``with_folding``; see :attr:`S2ACAgent.diagnostics_available`),
+    the invertibility margin's max and median over states, the fraction of states with a step at
+    margin >= 1, and the fraction of folded particle steps."""
     metrics = {
         "entropy": -jnp.mean(particles.log_prob),
         "particle_spread": jnp.mean(jnp.std(particles.action, axis=1)),
     }
     if particles.bandwidth.shape[-1] == 0:  # L = 0: the policy is q0 itself, no SVGD step to report
         return metrics
-    metrics.update(
-        bandwidth=jnp.mean(particles.bandwidth),
-        invertibility_margin=jnp.max(particles.invertibility_margin),
-        svgd_step_size=jnp.mean(particles.step_size),
-    )
+    metrics.update(bandwidth=jnp.mean(particles.bandwidth), svgd_step_size=jnp.mean(particles.step_size))
+    if with_margin:
+        per_state = jnp.max(particles.invertibility_margin, axis=-1)  # the worst step of each state
+        metrics.update(
+            invertibility_margin=jnp.max(per_state),
+            invertibility_margin_median=jnp.median(per_state),
+            invalid_state_fraction=jnp.mean(per_state >= 1.0),
+        )
+    if with_folding:
+        metrics["folded_fraction"] = jnp.mean(particles.folded)
     return metrics
 
 

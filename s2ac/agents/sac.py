@@ -99,7 +99,9 @@ class SACAgent:
         alpha = jnp.exp(state.log_alpha)
         next_action, next_log_prob = self.sample_action(state.actor_params, batch.next_obs, key)
         next_q = jnp.min(self.critic.apply(state.critic_target, batch.next_obs, next_action), axis=0)
-        target = soft_bellman_target(batch.reward, batch.terminated, self.config.gamma, next_q - alpha * next_log_prob)
+        target = soft_bellman_target(
+            self.config.reward_scale * batch.reward, batch.terminated, self.config.gamma, next_q - alpha * next_log_prob
+        )
         q = self.critic.apply(critic_params, batch.obs, batch.action)
         return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
 

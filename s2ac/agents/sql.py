@@ -371,7 +371,9 @@ class SQLAgent:
         self.trace_count += 1  # runs at trace time only: counts compilations
         key, k_value, k_actor = jax.random.split(state.key, 3)
         next_value = self.soft_value(state.critic_target, state.actor_params, batch.next_obs, k_value)
-        target = soft_bellman_target(batch.reward, batch.terminated, self.config.gamma, next_value)
+        target = soft_bellman_target(
+            self.config.reward_scale * batch.reward, batch.terminated, self.config.gamma, next_value
+        )
         (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic_params, batch, target
         )

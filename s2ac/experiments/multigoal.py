@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac.agents import Agent, make_agent
-from s2ac.config import AgentConfig, make_agent_config, make_train_config
+from s2ac.config import QUICK_MULTIGOAL_GRADIENT_STEPS, AgentConfig, make_agent_config, make_train_config
 from s2ac.envs import MULTIGOAL_SPECS, draw_multigoal, jax_env_for
 from s2ac.envs.multigoal import MultiGoalSpec
+from s2ac.evaluate import COVERAGE_SHARE
 from s2ac.experiments.entropy_toy import knn_entropy
 from s2ac.experiments.reporting import json_safe, markdown_table
 from s2ac.vec_train import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
@@ -45,8 +46,12 @@ Array = jax.Array
 
 DEFAULT_ALGOS: tuple[str, ...] = ("s2ac-phi", "s2ac", "sac", "sql", "sac-nf")
 """Methods compared by the poster's multigoal figure (REFERENCE.md §1 "Baselines")."""
-DEFAULT_ENVS: tuple[str, ...] = ("s2ac/MultiGoal3-v0", "s2ac/MultiGoal4-v0")
-"""The 3-goal max-entropy env and the 4-goal env (REFERENCE.md §3)."""
+DEFAULT_ENVS: tuple[str, ...] = ("s2ac/MultiGoal3-v0",)
+"""The default budget's env: the 3-goal max-entropy env (REFERENCE.md §3)."""
+FULL_ENVS: tuple[str, ...] = ("s2ac/MultiGoal3-v0", "s2ac/MultiGoal4-v0")
+"""``--full`` also trains on the 4-goal env."""
+DEFAULT_GRADIENT_STEPS = QUICK_MULTIGOAL_GRADIENT_STEPS
+"""Updates per 50 env steps in the default budget: the quick preset's (the demo's) schedule."""
 OBSTACLE_VARIANT: dict[str, str] = {
     "s2ac/MultiGoal3-v0": "s2ac/MultiGoal3Obstacle-v0",
     "s2ac/MultiGoal4-v0": "s2ac/MultiGoal4Obstacle-v0",
@@ -65,27 +70,31 @@ CLI_BASE = "s2ac reproduce multigoal"
 
 @dataclass(frozen=True)
 class MultigoalBudget:
-    """Training schedule, evaluation sizes and network preset of one reproduction."""
+    """Training schedule, evaluation sizes and network preset of one reproduction.
 
-    preset: str = "corrected"
-    """Agent preset of :func:`s2ac.config.make_agent_config` (``quick``: 2 x 64 networks, S²AC L = 5)."""
-    total_steps: int = 100_000
+    The defaults are the command's default budget: every method x 5 seeds on the 3-goal env in
+    about 15 minutes on 2 CPU cores (measured numbers in the README); :meth:`full` is the long run.
+    """
+
+    preset: str = "quick"
+    """Agent preset of :func:`s2ac.config.make_agent_config` (``quick``: 2 x 32 networks, batch 50 on multigoal)."""
+    total_steps: int = 10_000
     """Env steps per run (authors: 500k; REFERENCE.md §2)."""
-    random_steps: int = 10_000
+    random_steps: int = 2_000
     """Uniform random actions for this many first steps (authors: 10,000)."""
     learning_starts: int = 1_000
     """No update before this many env steps (authors: 1,000)."""
     train_freq: int = 50
     """Updates happen every ``train_freq`` env steps (authors: 50)."""
-    gradient_steps: int = 50
+    gradient_steps: int = DEFAULT_GRADIENT_STEPS
     """Updates per round (authors: 50, i.e. one update per env step)."""
-    eval_episodes: int = 100
+    eval_episodes: int = 50
     """Test episodes per (seed, policy mode, env variant)."""
-    entropy_draws: int = 500
+    entropy_draws: int = 200
     """Policy draws per probe state for the entropy estimates."""
     probe_samples: int = 200
     """Policy samples per probe state drawn over the Q contours."""
-    n_chunks: int = 40
+    n_chunks: int = 20
     """Host syncs (progress / history rows) per run."""
     hidden: tuple[int, ...] | None = None
     """Override of every network's hidden widths (tests); None keeps the preset's."""
@@ -93,19 +102,19 @@ class MultigoalBudget:
     """Override of the minibatch size (tests); None keeps the preset's (authors: 100)."""
 
     @classmethod
-    def quick(cls) -> MultigoalBudget:
-        """About 0.2 updates per env step on 10k steps: 5 methods x 5 seeds x 2 envs in minutes on 2 cores."""
+    def full(cls) -> MultigoalBudget:
+        """``--full``: the corrected preset's 2 x 256 networks and the authors' update ratio on 100k env steps."""
         return cls(
-            preset="quick",
-            total_steps=10_000,
-            random_steps=2_000,
+            preset="corrected",
+            total_steps=100_000,
+            random_steps=10_000,
             learning_starts=1_000,
             train_freq=50,
-            gradient_steps=10,
-            eval_episodes=50,
-            entropy_draws=200,
+            gradient_steps=50,
+            eval_episodes=100,
+            entropy_draws=500,
             probe_samples=200,
-            n_chunks=20,
+            n_chunks=40,
         )
 
     @property
@@ -246,6 +255,7 @@ def episode_metrics(ro: Rollouts, n_goals: int) -> dict[str, np.ndarray]:
     return {
         "goal_fractions": fractions,
         "success_rate": reached.mean(axis=1),
+        "goals_covered": (fractions >= COVERAGE_SHARE).sum(axis=1).astype(np.float64),
         "n_goals_reached": (fractions > 0).sum(axis=1).astype(np.float64),
         "mean_return": np.asarray(ro.returns).mean(axis=1),
         "mean_length": np.asarray(ro.lengths).mean(axis=1),
@@ -320,10 +330,12 @@ def probe_entropies(
         est = {}
         if "exact" in kinds:
             obs = _repeat_probes(task, rows)
-            closed = closed_fn(state.actor_params, state.critic_params, obs, k_density).log_prob
+            closed = closed_fn(state.actor_params, state.critic_params, obs, k_density)
             exact = exact_fn(state.actor_params, state.critic_params, obs, k_density).log_prob
-            est["closed_form"] = -jnp.mean(closed.reshape(n_probe, -1), axis=1)
+            est["closed_form"] = -jnp.mean(closed.log_prob.reshape(n_probe, -1), axis=1)
             est["exact"] = -jnp.mean(exact.reshape(n_probe, -1), axis=1)
+            # The margin of the very steps behind these densities (worst particle set and step per probe).
+            est["margin"] = jnp.max(closed.invertibility_margin.reshape(n_probe, -1), axis=1)
         if "log_prob" in kinds:
             _, log_prob = sample_fn(state.actor_params, _repeat_probes(task, draws), k_density)
             est["log_prob"] = -jnp.mean(log_prob.reshape(n_probe, -1), axis=1)
@@ -358,10 +370,17 @@ def margin_summary(history: dict[str, np.ndarray]) -> dict[str, np.ndarray] | No
     """
     if "train/invertibility_margin" not in history:
         return None
-    return {
+    out = {
         "final": history["train/invertibility_margin"][-1],
         "max": np.nanmax(history["train/invertibility_margin_max"], axis=0),
     }
+    for key, name in (
+        ("invalid_state_fraction", "invalid_state_fraction_max"),
+        ("actor_invertibility_margin", "actor_max"),
+    ):
+        if f"train/{key}_max" in history:
+            out[name] = np.nanmax(history[f"train/{key}_max"], axis=0)
+    return out
 
 
 # ----------------------------------------------------------------------------- figures
@@ -563,30 +582,63 @@ ESTIMATOR_LABELS = {
 
 
 def entropy_table(env: dict, probes: list[tuple[float, float]]) -> str:
-    """Markdown: rows (method, estimator), columns probe states; mean +- CI over seeds."""
+    """Markdown: rows (method, estimator), columns probe states; mean +- CI over seeds.
+
+    S²AC density estimates come with the largest invertibility margin of the SVGD steps that produced
+    them (a row of its own); a cell whose margin reached 1 in any seed is marked INVALID.
+    """
     header = ["method", "estimator"] + [f"({x:g}, {y:g})" for x, y in probes]
     rows = []
     for algo, res in env.items():
         ent = res["entropy"]
+        margin = _arr(ent["margin"]) if "margin" in ent else None
         for name in ("closed_form", "exact", "log_prob", "knn"):
             if name in ent:
                 values = _arr(ent[name])
-                rows.append([algo, ESTIMATOR_LABELS[name]] + [fmt_ci(values[:, p]) for p in range(len(probes))])
+                cells = [fmt_ci(values[:, p]) for p in range(len(probes))]
+                if margin is not None and name in ("closed_form", "exact"):
+                    cells = [c + (" INVALID" if np.nanmax(margin[:, p]) >= 1 else "") for p, c in enumerate(cells)]
+                rows.append([algo, ESTIMATOR_LABELS[name]] + cells)
+        if margin is not None:
+            rows.append(
+                [algo, "margin of those steps (max)"] + [f"{np.nanmax(margin[:, p]):.2f}" for p in range(len(probes))]
+            )
         if not set(ent) - {"knn"}:
             rows.append([algo, "own log-density"] + ["not available (no tractable density)"] + [""] * (len(probes) - 1))
     return markdown_table(header, rows)
 
 
 def margin_table(results: dict) -> str:
+    """Markdown: the full invertibility margin of the target-particle steps (and the actor's, adaptive rule)."""
     rows = []
     for env_id, env in results.items():
         for algo, res in env.items():
             mg = res["invertibility_margin"]
             if mg is None:
-                rows.append([env_id, algo, "n/a (no SVGD density)", "n/a"])
-            else:
-                rows.append([env_id, algo, fmt_ci(_nan_arr(mg["final"])), fmt_ci(_nan_arr(mg["max"]))])
-    return markdown_table(["env", "method", "margin, last chunk", "margin, max over training"], rows)
+                rows.append([env_id, algo, "n/a (no SVGD density)", "n/a", "n/a", "n/a"])
+                continue
+            actor = fmt_ci(_nan_arr(mg["actor_max"])) if "actor_max" in mg else "not computed (fixed step)"
+            rows.append(
+                [
+                    env_id,
+                    algo,
+                    fmt_ci(_nan_arr(mg["final"])),
+                    _validity_label(mg),
+                    actor,
+                    fmt_ci(_nan_arr(mg["invalid_state_fraction_max"]), 3)
+                    if "invalid_state_fraction_max" in mg
+                    else "n/a",
+                ]
+            )
+    header = [
+        "env",
+        "method",
+        "margin, last chunk",
+        "margin, max over training",
+        "actor-pass margin, max",
+        "states with margin >= 1 (worst round)",
+    ]
+    return markdown_table(header, rows)
 
 
 def _probe_mean(values) -> np.ndarray:
@@ -594,37 +646,61 @@ def _probe_mean(values) -> np.ndarray:
     return np.nanmean(_arr(values), axis=1)
 
 
+def _covered_all(met: dict, goals: int) -> str:
+    """``"k/n"``: seeds whose stochastic policy covers every goal (>= COVERAGE_SHARE of episodes each)."""
+    covered = _nan_arr(met["goals_covered"])
+    return f"{int(np.sum(covered >= goals))}/{covered.size}"
+
+
+def _validity_label(margin: dict | None) -> str:
+    if margin is None:
+        return "n/a (no SVGD density)"
+    worst = float(np.nanmax(_nan_arr(margin["max"])))
+    return f"{worst:.2f}" + (" INVALID" if worst >= 1 else "")
+
+
 def headline_table(results: dict) -> str:
     """Markdown: one row per (env, method) with the numbers the paper's multigoal claims rest on."""
     header = [
         "env",
         "method",
-        "distinct goals",
+        "goal shares (stochastic)",
+        "seeds covering all goals",
+        "goals covered",
         "success",
         "goal given wall hit",
         "entropy: own density",
         "entropy: exact log-det",
         "entropy: k-NN",
-        "invertibility margin",
+        "max margin in training",
+        "distinct goals (secondary)",
     ]
     rows = []
     for env_id, env in results.items():
         for algo, res in env.items():
             plain, wall = res["eval"]["plain"]["random"], res["eval"]["obstacle"]["random"]
+            fr = _arr(plain["goal_fractions"])
             ent = res["entropy"]
             own = ent.get("closed_form", ent.get("log_prob"))
-            margin = res["invertibility_margin"]
+            invalid = (
+                res["invertibility_margin"] is not None
+                and float(np.nanmax(_nan_arr(res["invertibility_margin"]["max"]))) >= 1
+            )
+            tag = " INVALID" if invalid else ""
             rows.append(
                 [
                     env_id.removeprefix("s2ac/"),
                     algo,
-                    fmt_ci(_nan_arr(plain["n_goals_reached"])),
+                    " / ".join(f"{np.nanmean(fr[:, g]):.2f}" for g in range(fr.shape[1])),
+                    _covered_all(plain, fr.shape[1]),
+                    fmt_ci(_nan_arr(plain["goals_covered"])),
                     fmt_ci(_nan_arr(plain["success_rate"])),
                     fmt_ci(_nan_arr(wall["goal_given_hit"])),
-                    "n/a" if own is None else fmt_ci(_probe_mean(own)),
-                    fmt_ci(_probe_mean(ent["exact"])) if "exact" in ent else "—",
+                    "n/a" if own is None else fmt_ci(_probe_mean(own)) + tag,
+                    fmt_ci(_probe_mean(ent["exact"])) + tag if "exact" in ent else "—",
                     fmt_ci(_probe_mean(ent["knn"])),
-                    "n/a" if margin is None else fmt_ci(_nan_arr(margin["final"])),
+                    _validity_label(res["invertibility_margin"]),
+                    fmt_ci(_nan_arr(plain["n_goals_reached"])),
                 ]
             )
     return markdown_table(header, rows)
@@ -682,8 +758,9 @@ def report_markdown(summary: dict) -> str:
         "All numbers: mean ± 95% t-interval over seeds. `random` = the training policy (S²AC: a random "
         "particle; SAC / SAC-NF: a policy draw; SQL: one amortized sample); `max` = S²AC / SQL: the "
         "highest-min-Q particle, SAC / SAC-NF: the mean action through the squash (and flows). "
-        "The obstacle is present only at test time (REFERENCE.md §3). `distinct goals`: goals reached in at "
-        "least one of a seed's test episodes.",
+        "The obstacle is present only at test time (REFERENCE.md §3). `goals covered`: goals that receive at "
+        f"least {COVERAGE_SHARE:.0%} of a seed's stochastic test episodes; `distinct goals`: goals reached in at "
+        "least one episode (secondary: noise can reach a goal once).",
         "",
         "## Headline",
         "",
@@ -732,9 +809,11 @@ def report_markdown(summary: dict) -> str:
         "",
         "The change-of-variables density needs each step a ↦ a + εφ(a) to be invertible, sufficient: "
         'ε‖∂φ/∂a‖₂ < 1 (REFERENCE.md §1 "Invertibility"). Margin = that quantity, maximum over the batch '
-        "per update, then averaged over a chunk's updates (`last chunk`) or maximised over training. Above 1 "
-        "the closed-form and exact densities are not guaranteed to be densities of the particles; the agent "
-        "defaults (ε = 0.1, no step control) are kept.",
+        "and step per update (the full per-particle Jacobian, self term included), maximised over each round "
+        "of updates, then averaged over a chunk (`last chunk`) or maximised over training. At 1 or above the "
+        "closed-form and exact densities are not densities of the particles, and every entropy they produce "
+        "is labelled INVALID. The corrected and quick presets use the adaptive step rule "
+        "(`s2ac.stein.controlled_step`), which keeps every step below its target margin (0.5).",
         "",
         margin_table(summary["results"]),
         "",
@@ -755,12 +834,12 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def cli_command(out_dir: Path, quick: bool, seeds: int, algos: list[str] | None, envs: list[str] | None) -> str:
+def cli_command(out_dir: Path, full: bool, seeds: int, algos: list[str] | None, envs: list[str] | None) -> str:
     """The ``s2ac reproduce multigoal`` command line equivalent to a :func:`run_multigoal` call."""
-    parts = [CLI_BASE] + (["--quick"] if quick else []) + ["--seeds", str(seeds), "--out", Path(out_dir).as_posix()]
+    parts = [CLI_BASE] + (["--full"] if full else []) + ["--seeds", str(seeds), "--out", Path(out_dir).as_posix()]
     if algos is not None and list(algos) != list(DEFAULT_ALGOS):
         parts += ["--algos", *algos]
-    if envs is not None and list(envs) != list(DEFAULT_ENVS):
+    if envs is not None and list(envs) != list(FULL_ENVS if full else DEFAULT_ENVS):
         parts += ["--envs", *envs]
     return " ".join(parts)
 
@@ -788,11 +867,12 @@ def budget_note(budget: MultigoalBudget) -> str:
             f"steps) on {budget.total_steps:,} of their 500k env steps."
         )
     return (
-        f"Quick schedule: {budget.gradient_steps} updates every {budget.train_freq} env steps instead of the "
-        "authors' one per step, so that 5 methods x 5 seeds x 2 envs fit in about 15 minutes on 2 CPU cores: "
-        "an S²AC(phi,theta) update (m = 10, L = 5, second order through the sampler) costs about 20 ms per "
-        "seed there, SAC's about 0.25 ms. All methods get the same env steps and updates; none is converged, "
-        "so these numbers compare methods at equal small budgets, not the paper's final policies."
+        f"Default schedule: {budget.gradient_steps} updates every {budget.train_freq} env steps instead of the "
+        "authors' one per step, so that 5 methods x 5 seeds on the 3-goal env fit in about 15 minutes on 2 CPU "
+        "cores: an S²AC(phi,theta) update (m = 10, L = 10, second order through the sampler, adaptive step, "
+        "2 x 32 networks, batch 50) costs about 23 ms per seed there. All methods get the same env steps and "
+        "updates; none is converged, so these numbers compare methods at equal small budgets, not the paper's "
+        "final policies. `--full` runs 100k steps."
     )
 
 
@@ -805,7 +885,7 @@ def _slug(env_id: str) -> str:
 
 def run_multigoal(
     out_dir: str | Path,
-    quick: bool = True,
+    full: bool = False,
     seeds: int = 5,
     algos: list[str] | None = None,
     envs: list[str] | None = None,
@@ -817,12 +897,13 @@ def run_multigoal(
     and ``report.md`` into ``out_dir`` and return the summary (JSON-ready).
 
     ``algos`` defaults to :data:`DEFAULT_ALGOS`; names :func:`make_agent_config` rejects are skipped and
-    listed in ``summary["skipped_algos"]``. ``budget`` overrides the schedule of ``quick`` (tests).
+    listed in ``summary["skipped_algos"]``. ``full`` selects :meth:`MultigoalBudget.full` and both envs;
+    ``budget`` overrides either schedule (tests).
     """
     t_start = time.perf_counter()
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive int; got {seeds!r}")
-    env_ids = list(envs) if envs else list(DEFAULT_ENVS)
+    env_ids = list(envs) if envs else list(FULL_ENVS if full else DEFAULT_ENVS)
     for env_id in env_ids:
         if env_id not in OBSTACLE_VARIANT:
             raise ValueError(f"unknown multigoal training env {env_id!r}; expected one of {list(OBSTACLE_VARIANT)}")
@@ -830,7 +911,7 @@ def run_multigoal(
     run_algos, skipped = available_algos(requested, env_ids[0])
     if not run_algos:
         raise ValueError(f"none of the algos {requested} is available: {skipped}")
-    budget = budget or (MultigoalBudget.quick() if quick else MultigoalBudget())
+    budget = budget or (MultigoalBudget.full() if full else MultigoalBudget())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_list = list(range(seeds))
@@ -899,8 +980,8 @@ def run_multigoal(
     timing["total"] = time.perf_counter() - t_start
     summary = {
         "experiment": "multigoal",
-        "command": cli_command(out, quick, seeds, algos, envs),
-        "quick": quick,
+        "command": cli_command(out, full, seeds, algos, envs),
+        "full": full,
         "seeds": seed_list,
         "machine": _machine(),
         "budget": dataclasses.asdict(budget),
