@@ -617,7 +617,7 @@ def margin_table(results: dict) -> str:
             if mg is None:
                 rows.append([env_id, algo, "n/a (no SVGD density)", "n/a", "n/a", "n/a"])
                 continue
-            actor = fmt_ci(_nan_arr(mg["actor_max"])) if "actor_max" in mg else "not computed (fixed step)"
+            actor = fmt_ci(_nan_arr(mg["actor_max"])) if "actor_max" in mg else "— (no actor pass, or fixed step)"
             rows.append(
                 [
                     env_id,
