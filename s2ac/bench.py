@@ -99,7 +99,6 @@ def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
     for name, fields in STEP_RULE_VARIANTS.items():
         update, state, batch, _ = compiled_update(args.algo, args.preset, args, overrides=fields, count_flops=False)
         updates[name] = (update, state, batch)
-        jax.block_until_ready(update(state, batch))
     times: dict[str, list[float]] = {name: [] for name in updates}
     for _ in range(rounds):
         for name, (update, state, batch) in updates.items():

@@ -67,15 +67,17 @@ def truncated_normal_sample(key: Array, mean: Array, std: Array, bound: float) -
     x = mean + std * z
     # The density from z itself: recomputing z = (x - mean) / std in float32 can land just outside
     # [-bound, bound] when |mean| >> std and give -inf, which would poison a whole batch's target.
-    log_mass = math.log(math.erf(bound / math.sqrt(2.0)))
-    log_prob = jnp.sum(-0.5 * z * z - jnp.log(std) - LOG_SQRT_2PI - log_mass, axis=-1)
-    return x, log_prob
+    return x, _truncated_log_prob_of_z(z, std, bound)
+
+
+def _truncated_log_prob_of_z(z: Array, std: Array, bound: float) -> Array:
+    """``log TN(x)`` for ``x = mean + std * z`` with ``|z| <= bound``: ``log N(x; mean, std) - d log mass``."""
+    log_mass = math.log(math.erf(bound / math.sqrt(2.0)))  # Phi(b) - Phi(-b) = erf(b / sqrt 2)
+    return jnp.sum(-0.5 * z * z - jnp.log(std) - LOG_SQRT_2PI - log_mass, axis=-1)
 
 
 def truncated_normal_log_prob(x: Array, mean: Array, std: Array, bound: float) -> Array:
     """Log-density of the truncated normal of :func:`truncated_normal_sample` (``-inf`` outside)."""
     z = (x - mean) / std
-    log_mass = math.log(math.erf(bound / math.sqrt(2.0)))  # Phi(b) - Phi(-b) = erf(b / sqrt 2)
     inside = jnp.all(jnp.abs(z) <= bound * (1.0 + 1e-6), axis=-1)
-    d = x.shape[-1]
-    return jnp.where(inside, normal_log_prob(x, mean, std) - d * log_mass, -jnp.inf)
+    return jnp.where(inside, _truncated_log_prob_of_z(z, jnp.broadcast_to(std, z.shape), bound), -jnp.inf)

@@ -344,6 +344,22 @@ def validate_svgd_args(
         raise ValueError(f"target_margin must be in (0, 1) (invertibility needs margin < 1); got {target_margin!r}")
 
 
+def margin_computed(diagnostics: bool, step_control: str) -> bool:
+    """Whether the sampler computes the full margin of its steps: for diagnostics, or because the
+    adaptive rule needs it."""
+    return diagnostics or step_control == "adaptive"
+
+
+def folding_computed(d: int, log_density: str, diagnostics: bool, step_control: str) -> bool:
+    """Whether :attr:`SVGDResult.folded` is defined (not NaN): it needs ``det(I + eps J_i)`` of the
+    full Jacobian, which ``exact`` mode always has, and the margin computation has for
+    ``d <=`` :data:`EXACT_JACOBIAN_MAX_DIM` or when the density mode computes the self term."""
+    if log_density == "exact":
+        return True
+    full = d <= EXACT_JACOBIAN_MAX_DIM or log_density == "closed_form_self"
+    return margin_computed(diagnostics, step_control) and full
+
+
 class StepInfo(NamedTuple):
     """Per-set diagnostics of one SVGD step (see :func:`svgd_update`)."""
 
@@ -392,7 +408,7 @@ def svgd_step(
     sigma = _resolve_bandwidth(particles, bandwidth)
     single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
-    needs_margin = diagnostics or step_control == "adaptive"
+    needs_margin = margin_computed(diagnostics, step_control)
     j_self, self_norm = _self_term(single, particles[None], log_density, needs_margin)
     return svgd_update(
         particles,
@@ -451,7 +467,7 @@ def svgd_update(
     eye = jnp.eye(d, dtype=particles.dtype)
     nan = jnp.asarray(jnp.nan, particles.dtype)
 
-    needs_margin = diagnostics or step_control == "adaptive"
+    needs_margin = margin_computed(diagnostics, step_control)
     needs_interaction = log_density in ("exact", "exact_noself") or needs_margin
     j_int = interaction_jacobian(particles, scores, sigma, alpha) if needs_interaction else None
     j_full = None if j_self is None or j_int is None else j_int + j_self
@@ -488,7 +504,7 @@ def svgd_sample(
     log_q0: Array,
     *,
     steps: int,
-    step_size: float,
+    step_size: float | Array,
     bandwidth: Bandwidth = "mean/2",
     alpha: float = 1.0,
     log_density: LogDensityMode = "closed_form",
@@ -554,7 +570,7 @@ def svgd_sample_batched(
     log_q0: Array,
     *,
     steps: int,
-    step_size: float,
+    step_size: float | Array,
     bandwidth: Bandwidth = "mean/2",
     alpha: float = 1.0,
     log_density: LogDensityMode = "closed_form",
@@ -595,7 +611,7 @@ def svgd_sample_batched(
         step_control,
         target_margin,
     )
-    needs_margin = diagnostics or step_control == "adaptive"
+    needs_margin = margin_computed(diagnostics, step_control)
     update = jax.vmap(
         lambda a, s, sigma, j, n, eps: svgd_update(
             a,

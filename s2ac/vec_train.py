@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac.agents import Agent, EnvSpec, make_agent
-from s2ac.agents.base import Batch, scan_updates
+from s2ac.agents.base import WORST_CASE_METRICS, Batch, scan_updates
 from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import jax_env_for
 from s2ac.envs import multigoal_jax as mj
@@ -43,7 +43,7 @@ from s2ac.logger import make_progress
 
 Array = jax.Array
 
-MAX_METRICS = ("invertibility_margin", "actor_invertibility_margin", "invalid_state_fraction", "folded_fraction")
+MAX_METRICS = (*WORST_CASE_METRICS, "invalid_state_fraction", "folded_fraction")
 """Update metrics whose per-chunk maximum is recorded next to the mean (a bound must hold at every step)."""
 
 

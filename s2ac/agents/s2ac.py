@@ -89,13 +89,13 @@ class S2ACAgent:
 
     @property
     def diagnostics_available(self) -> tuple[bool, bool]:
-        """``(margin, folding)``: which step diagnostics the target particles carry. The margin is
-        computed under the adaptive rule or ``log_margin``; folding needs the determinant of the full
-        Jacobian, which exists for ``d <= stein.EXACT_JACOBIAN_MAX_DIM`` or in ``exact`` mode."""
+        """``(margin, folding)``: which step diagnostics the target particles (sampled with
+        ``diagnostics=log_margin``) carry; see :func:`s2ac.stein.margin_computed`."""
         cfg = self.config
-        margin = cfg.svgd_step_control == "adaptive" or cfg.log_margin
-        full_jacobian = self.spec.act_dim <= stein.EXACT_JACOBIAN_MAX_DIM or cfg.log_density == "exact"
-        return margin, margin and full_jacobian
+        return (
+            stein.margin_computed(cfg.log_margin, cfg.svgd_step_control),
+            stein.folding_computed(self.spec.act_dim, cfg.log_density, cfg.log_margin, cfg.svgd_step_control),
+        )
 
     # -- initialisation -----------------------------------------------------------
     def init(self, key: Array) -> S2ACState:
@@ -228,7 +228,8 @@ class S2ACAgent:
         loss = jnp.mean(self.config.alpha * particles.log_prob - q)
         mean, log_std = self.init_net.apply(actor_params, obs)
         info = {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
-        if self.config.svgd_step_control == "adaptive" and self.config.svgd_steps > 0:  # computed anyway
+        # The actor pass samples with diagnostics=False: a margin exists only if the step rule needed it.
+        if stein.margin_computed(False, self.config.svgd_step_control) and self.config.svgd_steps > 0:
             info["actor_invertibility_margin"] = jnp.max(particles.invertibility_margin)
         return loss, info
 

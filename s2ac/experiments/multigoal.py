@@ -652,10 +652,15 @@ def _covered_all(met: dict, goals: int) -> str:
     return f"{int(np.sum(covered >= goals))}/{covered.size}"
 
 
+def _worst_margin(margin: dict | None) -> float | None:
+    """The largest training margin over seeds, or None for a method without SVGD density."""
+    return None if margin is None else float(np.nanmax(_nan_arr(margin["max"])))
+
+
 def _validity_label(margin: dict | None) -> str:
-    if margin is None:
+    worst = _worst_margin(margin)
+    if worst is None:
         return "n/a (no SVGD density)"
-    worst = float(np.nanmax(_nan_arr(margin["max"])))
     return f"{worst:.2f}" + (" INVALID" if worst >= 1 else "")
 
 
@@ -682,11 +687,8 @@ def headline_table(results: dict) -> str:
             fr = _arr(plain["goal_fractions"])
             ent = res["entropy"]
             own = ent.get("closed_form", ent.get("log_prob"))
-            invalid = (
-                res["invertibility_margin"] is not None
-                and float(np.nanmax(_nan_arr(res["invertibility_margin"]["max"]))) >= 1
-            )
-            tag = " INVALID" if invalid else ""
+            worst = _worst_margin(res["invertibility_margin"])
+            tag = " INVALID" if worst is not None and worst >= 1 else ""
             rows.append(
                 [
                     env_id.removeprefix("s2ac/"),
