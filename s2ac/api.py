@@ -20,16 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
-from s2ac.agents import EnvSpec, make_agent
-from s2ac.config import (
-    AgentConfig,
-    TrainConfig,
-    config_class,
-    config_from_dict,
-    make_agent_config,
-    make_train_config,
-)
-from s2ac.train import RUN_CONFIG_FILE, Trainer, make_env, run_config_dict
+from s2ac.agents import EnvSpec, config_class, make_agent, make_agent_config
+from s2ac.config import AgentConfig, TrainConfig, config_from_dict, make_train_config
+from s2ac.envs import make_env
+from s2ac.runs import RUN_CONFIG_FILE, run_config_dict
+from s2ac.train import Trainer
 
 
 def _env_id(env: Any) -> str:

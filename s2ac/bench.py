@@ -21,9 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2ac.agents import EnvSpec, make_agent
-from s2ac.agents.base import Batch
-from s2ac.config import make_agent_config
+from s2ac.agents import EnvSpec, make_agent, make_agent_config
+from s2ac.types import Batch
 
 
 @dataclass(frozen=True)
@@ -233,7 +232,7 @@ class BenchAct:
 
 def run_bench_act(args: BenchAct) -> dict:
     """Env steps/s and ms per action of each algorithm's ``act(mode="random")`` plus ``env.step``."""
-    from s2ac.train import make_env
+    from s2ac.envs import make_env
 
     env = make_env(args.env)
     spec = EnvSpec.from_env(env)

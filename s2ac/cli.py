@@ -16,7 +16,8 @@ from typing import Literal, Optional
 
 import tyro
 
-from s2ac.config import ALGOS, PRESETS, TrainConfig, config_class, make_agent_config, make_train_config
+from s2ac.agents import ALGOS, config_class, make_agent_config
+from s2ac.config import PRESETS, TrainConfig, make_train_config
 
 COMMANDS = {
     "train": "train an agent (progress bar, metrics, checkpoints, plots)",
@@ -142,8 +143,8 @@ class EvalCommand:
 
 def cmd_eval(argv: list[str]) -> int:
     from s2ac.api import Algorithm
+    from s2ac.envs import make_env
     from s2ac.evaluate import run_episodes
-    from s2ac.train import make_env
 
     args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval")
     model = Algorithm.load(args.run_dir)

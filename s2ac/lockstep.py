@@ -34,20 +34,14 @@ import numpy as np
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents import EnvSpec, make_agent
-from s2ac.agents.base import scan_updates
+from s2ac.agents.common import scan_updates
 from s2ac.config import AgentConfig, TrainConfig
+from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.evaluate import EpisodeStats, episode_seed
 from s2ac.logger import MetricLogger, make_progress
-from s2ac.train import (
-    LoopCounters,
-    RunRecord,
-    TrainingDiverged,
-    first_non_finite,
-    make_env,
-    prepare_run_dir,
-    run_config_dict,
-)
+from s2ac.replay import ReplayBuffer
+from s2ac.runs import LoopCounters, RunRecord, TrainingDiverged, first_non_finite, prepare_run_dir, run_config_dict
 
 # TrainConfig fields that every member of a group must share (the schedule is run once for all).
 SHARED_SCHEDULE = (
@@ -135,8 +129,6 @@ class LockstepTrainer:
         self.progress_enabled, self.tensorboard, self.stop_after_s = progress, tensorboard, stop_after_s
         self.callback = callback
         self.eval_envs = [[make_env(cfg.env_id) for _ in range(self.cfg.eval_episodes)] for cfg in train_configs]
-
-        from s2ac.replay import ReplayBuffer
 
         self.members: list[_Member] = []
         init_keys, act_keys, eval_keys = [], [], []

@@ -1,12 +1,17 @@
-"""Host-side replay buffer: a numpy ring buffer that samples many minibatches at once."""
+"""Replay buffers: a host (numpy) ring buffer for the host loop, and the same ring as JAX arrays for
+the whole-loop-in-JAX path (:mod:`s2ac.jax_loop`). Both store ``terminated`` only: a time-limit
+truncation is not terminal (REFERENCE.md §1 "Critic")."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from s2ac.agents.base import Batch
+from s2ac.types import Array, Batch
 
 _FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
 
@@ -69,3 +74,67 @@ class ReplayBuffer:
                     )
                 getattr(self, f)[:n] = arr
             self.size, self.pos = n, n % self.capacity if saved_capacity != self.capacity else pos
+
+
+# -- the same ring as JAX arrays (a pytree carried through a compiled loop) ------------------
+
+
+class ReplayState(NamedTuple):
+    """A fixed-capacity ring buffer as arrays; slot ``step % capacity`` holds env step ``step``."""
+
+    obs: Array
+    action: Array
+    reward: Array
+    next_obs: Array
+    terminated: Array
+
+
+def replay_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayState:
+    """An empty buffer (zeros) of ``capacity`` transitions."""
+    return ReplayState(
+        jnp.zeros((capacity, obs_dim), jnp.float32),
+        jnp.zeros((capacity, act_dim), jnp.float32),
+        jnp.zeros((capacity,), jnp.float32),
+        jnp.zeros((capacity, obs_dim), jnp.float32),
+        jnp.zeros((capacity,), jnp.float32),
+    )
+
+
+def replay_add(buffer: ReplayState, step: Array, obs, action, reward, next_obs, terminated) -> ReplayState:
+    """Write the transition of global env step ``step`` (0-based) into slot ``step % capacity``."""
+    i = step % buffer.reward.shape[0]
+    values = (obs, action, reward, next_obs, terminated)
+    return ReplayState(*(field.at[i].set(jnp.asarray(v, field.dtype)) for field, v in zip(buffer, values)))
+
+
+def replay_filled(buffer: ReplayState, n_added: Array) -> Array:
+    """Number of valid slots after ``n_added`` insertions."""
+    return jnp.minimum(n_added, buffer.reward.shape[0])
+
+
+def replay_sample(buffer: ReplayState, key: Array, n_added: Array, n_batches: int, batch_size: int) -> Batch:
+    """``n_batches`` minibatches shaped ``(n_batches, batch_size, ...)``, uniform over the filled slots."""
+    idx = jax.random.randint(key, (n_batches, batch_size), 0, replay_filled(buffer, n_added))
+    return Batch(*(field[idx] for field in buffer))
+
+
+def replay_to_host(buffer: ReplayState, n_added: int) -> ReplayBuffer:
+    """The host :class:`ReplayBuffer` holding the same transitions in the same slots."""
+    host = ReplayBuffer(buffer.reward.shape[0], buffer.obs.shape[1], buffer.action.shape[1])
+    values = jax.device_get(buffer)
+    for name, value in zip(_FIELDS, values):
+        getattr(host, name)[:] = value
+    host.size = min(int(n_added), host.capacity)
+    host.pos = int(n_added) % host.capacity
+    return host
+
+
+__all__ = [
+    "ReplayBuffer",
+    "ReplayState",
+    "replay_init",
+    "replay_add",
+    "replay_filled",
+    "replay_sample",
+    "replay_to_host",
+]

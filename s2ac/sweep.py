@@ -82,7 +82,8 @@ class SweepConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for unknown algorithms/presets, empty axes or bad counts."""
-        from s2ac.config import ALGOS, PRESETS, TrainConfig
+        from s2ac.agents import ALGOS
+        from s2ac.config import PRESETS, TrainConfig
 
         for algo, preset in algo_presets(self):
             if algo not in ALGOS:
@@ -172,7 +173,8 @@ def trial_specs(cfg: SweepConfig) -> list[TrialSpec]:
 
 def trial_configs(spec: TrialSpec):
     """``(agent_config, train_config)`` of a trial; resuming needs exactly these again."""
-    from s2ac.config import make_agent_config, make_train_config
+    from s2ac.agents import make_agent_config
+    from s2ac.config import make_train_config
 
     overrides = dict(spec.overrides)
     overrides["seed"] = spec.seed
@@ -389,7 +391,7 @@ def _run_tune(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]:
 def lockstep_groups(specs: list[TrialSpec]) -> list[list[TrialSpec]]:
     """Trials that can share one lockstep group: same algorithm, preset, env shapes and resume step."""
     from s2ac.agents import EnvSpec
-    from s2ac.train import make_env
+    from s2ac.envs import make_env
 
     shapes: dict[str, EnvSpec] = {}
     groups: dict[tuple, list[TrialSpec]] = {}

@@ -9,12 +9,9 @@ checkpoint is a seeded reset and a resumed run retraces the uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,159 +21,13 @@ import numpy as np
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents import EnvSpec, make_agent
-from s2ac.agents.base import WORST_CASE_METRICS, scan_updates
-from s2ac.config import AgentConfig, TrainConfig, config_to_dict
+from s2ac.agents.common import scan_updates
+from s2ac.config import AgentConfig, TrainConfig
+from s2ac.envs import make_env
 from s2ac.evaluate import episode_seed, run_episodes
 from s2ac.logger import MetricLogger, make_progress
-
-RUN_CONFIG_FILE = "config.json"
-# Fields that may differ between a run and its resumption: extending a run, and settings that only
-# change how the same values are computed (so a run made before such a field existed still resumes).
-RESUMABLE_CHANGES = {"total_steps", "remat_keep_matmuls"}
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or statistic became non-finite; the last good checkpoint is kept."""
-
-
-def make_env(env_id: str):
-    """Gymnasium env by id (our multigoal ids are registered on import of ``s2ac.envs``)."""
-    from s2ac.envs import make_env as _make
-
-    return _make(env_id)
-
-
-@dataclass
-class LoopCounters:
-    """Host-side loop state saved in every checkpoint (JSON-serialisable)."""
-
-    env_steps: int = 0
-    episodes: int = 0
-    updates: int = 0
-    next_checkpoint: int = 0
-    last_return: float | None = None
-
-
-@dataclass
-class RunRecord:
-    """The host-side bookkeeping of one run that a checkpoint carries: loop counters, the host RNG
-    (warm-up actions, replay sampling), the last 100 episodes, and the training metrics summed
-    since the last log row. :class:`Trainer` keeps one; a lockstep group keeps one per member."""
-
-    counters: LoopCounters
-    rng: np.random.Generator
-    recent_returns: deque = field(default_factory=lambda: deque(maxlen=100))
-    recent_lengths: deque = field(default_factory=lambda: deque(maxlen=100))
-    metric_sums: dict = field(default_factory=dict)
-    metric_count: int = 0
-    metric_maxima: dict = field(default_factory=dict)  # WORST_CASE_METRICS: a bound must hold at every round
-
-    def state_dict(self) -> dict:
-        """JSON-ready trainer state of a checkpoint."""
-        return {
-            "counters": dict(self.counters.__dict__),
-            "rng_state": self.rng.bit_generator.state,
-            "recent_returns": list(self.recent_returns),
-            "recent_lengths": list(self.recent_lengths),
-            "metric_sums": dict(self.metric_sums),
-            "metric_count": self.metric_count,
-            "metric_maxima": dict(self.metric_maxima),
-        }
-
-    def load_state_dict(self, saved: dict) -> None:
-        """Restore from :meth:`state_dict` in place (the counters and RNG objects are kept)."""
-        self.counters.__dict__.update(LoopCounters(**saved["counters"]).__dict__)
-        self.rng.bit_generator.state = saved["rng_state"]
-        self.recent_returns.clear()
-        self.recent_returns.extend(saved["recent_returns"])
-        self.recent_lengths.clear()
-        self.recent_lengths.extend(saved["recent_lengths"])
-        self.metric_sums, self.metric_count = dict(saved["metric_sums"]), saved["metric_count"]
-        self.metric_maxima = dict(saved.get("metric_maxima", {}))
-
-    def add_metrics(self, metrics: dict[str, float]) -> None:
-        """Add one training round's (finite) metrics to the sums of the next log row."""
-        for key, value in metrics.items():
-            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + value
-            if key in WORST_CASE_METRICS:
-                self.metric_maxima[key] = max(self.metric_maxima.get(key, -math.inf), value)
-        self.metric_count += 1
-
-    def end_episode(self, episode_return: float, length: int) -> None:
-        self.recent_returns.append(episode_return)
-        self.recent_lengths.append(length)
-        self.counters.episodes += 1
-        self.counters.last_return = episode_return
-
-    def log_row(self, fps: float, updates_per_s: float, extra: dict[str, float]) -> dict[str, float]:
-        """The metric row (SB3 key names) of this log point; resets the metric sums."""
-        row = {f"train/{k}": v / self.metric_count for k, v in self.metric_sums.items()} if self.metric_count else {}
-        row.update({f"train/{k}_max": v for k, v in self.metric_maxima.items()})
-        if self.recent_returns:
-            row["rollout/ep_rew_mean"] = float(np.mean(self.recent_returns))
-            row["rollout/ep_len_mean"] = float(np.mean(self.recent_lengths))
-        row.update(
-            {
-                "train/n_updates": self.counters.updates,
-                "time/episodes": self.counters.episodes,
-                "time/fps": fps,
-                "time/updates_per_s": updates_per_s,
-            }
-        )
-        row.update(extra)
-        self.metric_sums, self.metric_count, self.metric_maxima = {}, 0, {}
-        return row
-
-
-def first_non_finite(metrics: dict[str, float]) -> tuple[str, float] | None:
-    """``(key, value)`` of the first non-finite metric, or None."""
-    return next(((k, v) for k, v in metrics.items() if not math.isfinite(v)), None)
-
-
-def run_config_dict(algo: str, agent_config: AgentConfig, train_config: TrainConfig) -> dict:
-    return {"algo": algo, "agent": config_to_dict(agent_config), "train": config_to_dict(train_config)}
-
-
-def _config_differences(saved: dict, current: dict) -> list[str]:
-    diffs = []
-    if saved.get("algo") != current["algo"]:
-        diffs.append(f"algo: {saved.get('algo')!r} -> {current['algo']!r}")
-    for section in ("agent", "train"):
-        old, new = saved.get(section, {}), current[section]
-        for key in sorted(set(old) | set(new)):
-            if key in RESUMABLE_CHANGES:
-                continue
-            a, b = old.get(key), new.get(key)
-            if isinstance(a, list):
-                a = tuple(a)
-            if isinstance(b, list):
-                b = tuple(b)
-            if a != b:
-                diffs.append(f"{section}.{key}: {a!r} -> {b!r}")
-    return diffs
-
-
-def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
-    """Check that ``run_dir`` can hold the run of config ``current`` and write its ``config.json``.
-
-    Resuming needs a run made with the same config (``total_steps`` aside; the differing
-    fields are listed); a fresh run refuses a folder that already holds checkpoints.
-    """
-    cfg_path = run_dir / RUN_CONFIG_FILE
-    if resume:
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"--resume: no run to resume in {run_dir} ({RUN_CONFIG_FILE} missing)")
-        diffs = _config_differences(json.loads(cfg_path.read_text()), current)
-        if diffs:
-            raise ckpt.CheckpointError(
-                f"cannot resume {run_dir}: its checkpoint was made with another config: " + "; ".join(diffs)
-            )
-    elif ckpt.list_checkpoints(run_dir / "checkpoints"):
-        raise FileExistsError(
-            f"{run_dir} already holds a run with checkpoints; pass --resume to continue it or choose another --out"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(current, indent=2))
+from s2ac.replay import ReplayBuffer
+from s2ac.runs import LoopCounters, RunRecord, TrainingDiverged, first_non_finite, prepare_run_dir, run_config_dict
 
 
 class Trainer:
@@ -212,8 +63,6 @@ class Trainer:
         k_init, self.act_key, self.eval_key = jax.random.split(jax.random.PRNGKey(seed), 3)
         self.state = self.agent.init(k_init)
         self.record = RunRecord(LoopCounters(next_checkpoint=train_config.checkpoint_freq), np.random.default_rng(seed))
-        from s2ac.replay import ReplayBuffer
-
         self.buffer = ReplayBuffer(
             min(train_config.buffer_size, train_config.total_steps), self.spec.obs_dim, self.spec.act_dim
         )

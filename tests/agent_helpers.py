@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.base import Batch, EnvSpec
+from s2ac.types import Batch, EnvSpec
 
 HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
 MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from s2ac import distributions as D
-from s2ac.agents import EnvSpec, make_agent
-from s2ac.agents.base import Batch, soft_bellman_target, twin_critic_loss
-from s2ac.config import S2ACConfig, SACConfig, make_agent_config
+from s2ac.agents import EnvSpec, make_agent, make_agent_config
+from s2ac.agents.common import soft_bellman_target, twin_critic_loss
+from s2ac.agents.s2ac import S2ACConfig
+from s2ac.agents.sac import SACConfig
+from s2ac.types import Batch
 
 HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
 MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)

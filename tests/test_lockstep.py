@@ -9,9 +9,10 @@ import pytest
 from test_train import Crash, comparable, read_rows, tiny_agent, tiny_train
 
 from s2ac import checkpoint as ckpt
+from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.lockstep import LockstepTrainer
-from s2ac.train import Trainer, make_env
+from s2ac.train import Trainer
 
 
 def train_cfg(env_id, seed, **fields):

@@ -9,7 +9,7 @@ from scipy import stats
 
 from s2ac.cli import MultigoalCommand
 from s2ac.experiments import multigoal as mg
-from s2ac.vec_train import Rollouts, check_schedule
+from s2ac.jax_loop import Rollouts, check_schedule
 
 MG3 = "s2ac/MultiGoal3-v0"
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
 
-from s2ac.agents.base import EnvSpec
 from s2ac.agents.sac_nf import (
     FLOWS,
     FlowLayers,
@@ -20,6 +19,7 @@ from s2ac.agents.sac_nf import (
     planar_u_hat,
     radial_alpha_beta,
 )
+from s2ac.types import EnvSpec
 
 ODD_BOX = EnvSpec(4, 2, (-2.0, 0.0), (2.0, 1.0))
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), flow_hidden=(16, 16))

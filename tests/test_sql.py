@@ -13,7 +13,6 @@ import pytest
 from agent_helpers import HOPPER, MULTIGOAL, random_batch
 
 from s2ac import stein
-from s2ac.agents.base import EnvSpec
 from s2ac.agents.sql import (
     SQL_PAPER_FIELDS,
     SQLAgent,
@@ -24,6 +23,7 @@ from s2ac.agents.sql import (
     svgd_direction_anchored,
 )
 from s2ac.distributions import ActionBox
+from s2ac.types import EnvSpec
 
 ODD_BOX = EnvSpec(4, 2, (0.0, -2.0), (3.0, 2.0))
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32))

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from s2ac import checkpoint as ckpt
-from s2ac.config import make_agent_config, make_train_config
-from s2ac.train import Trainer, TrainingDiverged, make_env
+from s2ac.agents import make_agent_config
+from s2ac.config import make_train_config
+from s2ac.envs import make_env
+from s2ac.runs import TrainingDiverged
+from s2ac.train import Trainer
 
 MG = "s2ac/MultiGoal3-v0"
 

@@ -1,31 +1,190 @@
-"""Agents: one module per algorithm, all with ``init`` / ``update`` / ``act``."""
+"""The algorithm registry: the one place that names the algorithms.
+
+Each algorithm is one module under ``s2ac/agents/`` holding its config class, its agent class and a
+``preset_fields(preset, env_id) -> dict`` hook, plus one :class:`AlgoSpec` entry in
+:data:`REGISTRY`. Everything else that lists algorithms (the CLI's ``--algo`` choices, the class API's
+classes, the benchmark's choices, sweeps) is derived from the registry.
+
+Modules are imported on first use, so using one algorithm never imports another's dependencies
+(SAC-NF's distrax, for one).
+"""
 
 from __future__ import annotations
 
+import difflib
 import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
 
-from s2ac.agents.base import Agent, Batch, EnvSpec
-from s2ac.config import AgentConfig
+from s2ac.agents.common import Agent
+from s2ac.config import AgentConfig, check_preset, shared_preset_fields
+from s2ac.types import Batch, EnvSpec
 
-# Config class name -> (module, agent class). Modules are imported on demand, so using one
-# algorithm never imports another's dependencies (SAC-NF's distrax, for one).
-_AGENTS: dict[str, tuple[str, str]] = {
-    "AmortizedS2ACConfig": ("s2ac.agents.amortized", "AmortizedS2ACAgent"),
-    "S2ACConfig": ("s2ac.agents.s2ac", "S2ACAgent"),
-    "SACNFConfig": ("s2ac.agents.sac_nf", "SACNFAgent"),
-    "SACConfig": ("s2ac.agents.sac", "SACAgent"),
-    "SQLConfig": ("s2ac.agents.sql", "SQLAgent"),
-}
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """One registered algorithm."""
+
+    name: str
+    """The ``--algo`` name."""
+    module: str
+    """Module holding the config class, the agent class and ``preset_fields``."""
+    config_name: str
+    """Name of the config dataclass in ``module``."""
+    agent_name: str
+    """Name of the agent class in ``module``."""
+    api_name: str
+    """Name of the class-API class (``s2ac.S2AC`` ...)."""
+    summary: str
+    """One line for ``--help`` and the class API's docstring."""
+    fixed_fields: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    """Config fields the name pins under every preset (S²AC(phi) is S²AC with ``init="fixed"``)."""
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+    @property
+    def config_class(self) -> type[AgentConfig]:
+        return getattr(self.load(), self.config_name)
+
+    @property
+    def agent_class(self) -> type:
+        return getattr(self.load(), self.agent_name)
+
+
+def _spec(name, module, config, agent, api, summary, **fixed) -> AlgoSpec:
+    return AlgoSpec(name, f"s2ac.agents.{module}", config, agent, api, summary, MappingProxyType(fixed))
+
+
+REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            _spec(
+                "s2ac",
+                "s2ac",
+                "S2ACConfig",
+                "S2ACAgent",
+                "S2AC",
+                "S²AC(phi,theta): SVGD policy from a learned Gaussian q0",
+                init="learned",
+            ),
+            _spec(
+                "s2ac-phi",
+                "s2ac",
+                "S2ACConfig",
+                "S2ACAgent",
+                "S2ACPhi",
+                "S²AC(phi): SVGD policy from a fixed Gaussian q0",
+                init="fixed",
+            ),
+            _spec(
+                "s2ac-amortized",
+                "amortized",
+                "AmortizedS2ACConfig",
+                "AmortizedS2ACAgent",
+                "AmortizedS2AC",
+                "S²AC(phi,theta) acting through an amortized sampler g(s, xi) trained on its particles",
+                init="learned",
+            ),
+            _spec(
+                "sac",
+                "sac",
+                "SACConfig",
+                "SACAgent",
+                "SAC",
+                "Soft Actor-Critic with a tanh-Gaussian actor (Haarnoja et al. 2018)",
+            ),
+            _spec(
+                "sql",
+                "sql",
+                "SQLConfig",
+                "SQLAgent",
+                "SQL",
+                "Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)",
+            ),
+            _spec(
+                "sac-nf",
+                "sac_nf",
+                "SACNFConfig",
+                "SACNFAgent",
+                "SACNF",
+                "SAC with a normalizing-flow policy (Mazoure et al. 2020)",
+            ),
+        )
+    }
+)
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
+"""Every registered algorithm name, in registry order."""
+
+
+def algo_spec(name: str) -> AlgoSpec:
+    """The registry entry of ``name``; ``ValueError`` with the closest names if it is unknown."""
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, ALGOS, n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown algo {name!r}{hint} (expected one of {', '.join(ALGOS)})")
+    return REGISTRY[name]
+
+
+def config_class(algo: str) -> type[AgentConfig]:
+    """The config dataclass of ``algo``."""
+    return algo_spec(algo).config_class
+
+
+def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
+    """The agent config of ``algo`` under ``preset`` for ``env_id`` (pure; nothing is mutated).
+
+    Fields are layered: the presets' shared part (:func:`s2ac.config.shared_preset_fields`), the
+    fields the name pins, then the algorithm module's ``preset_fields`` hook.
+    """
+    spec = algo_spec(algo)
+    check_preset(preset)
+    fields = shared_preset_fields(preset, env_id)
+    fields.update(spec.fixed_fields)
+    fields.update(spec.load().preset_fields(preset, env_id))
+    config = spec.config_class(**fields)
+    config.validate()
+    return config
+
+
+def _spec_of_config(config: AgentConfig) -> AlgoSpec:
+    # The most derived registered config type wins (AmortizedS2ACConfig subclasses S2ACConfig).
+    for cls in type(config).__mro__:
+        for spec in REGISTRY.values():
+            if (cls.__module__, cls.__name__) == (spec.module, spec.config_name):
+                return spec
+    raise ValueError(f"no registered agent for config type {type(config).__name__}")
 
 
 def make_agent(config: AgentConfig, spec: EnvSpec) -> Agent:
-    """Build the agent that ``config``'s type names (the most derived registered type wins)."""
+    """Build the agent that ``config``'s type names."""
     config.validate()
-    for cls in type(config).__mro__:
-        if cls.__name__ in _AGENTS:
-            module, name = _AGENTS[cls.__name__]
-            return getattr(importlib.import_module(module), name)(config, spec)
-    raise ValueError(f"no agent for config type {type(config).__name__}")
+    return _spec_of_config(config).agent_class(config, spec)
 
 
-__all__ = ["Agent", "Batch", "EnvSpec", "make_agent"]
+def algo_of_config(config: AgentConfig) -> str:
+    """A registered name whose agent runs ``config`` (S²AC(phi) and S²AC(phi,theta) share a config
+    class; ``init`` tells them apart)."""
+    spec = _spec_of_config(config)
+    for candidate in REGISTRY.values():
+        same_class = candidate.config_name == spec.config_name and candidate.module == spec.module
+        if same_class and all(getattr(config, k, None) == v for k, v in candidate.fixed_fields.items()):
+            return candidate.name
+    return spec.name
+
+
+__all__ = [
+    "ALGOS",
+    "REGISTRY",
+    "Agent",
+    "AlgoSpec",
+    "Batch",
+    "EnvSpec",
+    "algo_of_config",
+    "algo_spec",
+    "config_class",
+    "make_agent",
+    "make_agent_config",
+]

@@ -41,13 +41,14 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.base import ACT_MODES, Batch, EnvSpec, Metrics, adam, apply_gradients
-from s2ac.agents.s2ac import S2ACAgent, S2ACState
+from s2ac.agents import s2ac as s2ac_agent
+from s2ac.agents.common import ACT_MODES, adam, apply_gradients
+from s2ac.agents.s2ac import S2ACAgent, S2ACConfig, S2ACState
 from s2ac.agents.sql import AmortizedSampler, pick_action, resolve_bandwidth
-from s2ac.config import S2ACConfig, _finite_positive, _positive_int, _require
+from s2ac.checks import finite_positive, positive_int, require
+from s2ac.config import quick_width
 from s2ac.distributions import squash
-
-Array = jax.Array
+from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 ACT_WITH: tuple[str, ...] = ("svgd", "amortized")
 
@@ -83,21 +84,21 @@ class AmortizedS2ACConfig(S2ACConfig):
 
     def validate(self) -> None:
         super().validate()
-        _require(
+        require(
             len(self.amortizer_hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.amortizer_hidden),
             f"amortizer_hidden must be positive ints; got {self.amortizer_hidden!r}",
         )
-        _finite_positive("amortizer_lr", self.amortizer_lr)
+        finite_positive("amortizer_lr", self.amortizer_lr)
         for name in ("noise_dim", "n_amortizer_samples", "n_act_candidates"):
             if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _require(
+                positive_int(name, getattr(self, name))
+        require(
             len(self.mmd_bandwidth_scales) > 0,
             f"mmd_bandwidth_scales must not be empty; got {self.mmd_bandwidth_scales!r}",
         )
         for scale in self.mmd_bandwidth_scales:
-            _finite_positive("mmd_bandwidth_scales entries", scale)
-        _require(self.act_with in ACT_WITH, f"unknown act_with {self.act_with!r}; expected one of {ACT_WITH}")
+            finite_positive("mmd_bandwidth_scales entries", scale)
+        require(self.act_with in ACT_WITH, f"unknown act_with {self.act_with!r}; expected one of {ACT_WITH}")
 
 
 def mmd_loss(samples: Array, anchors: Array, sigmas: Array) -> Array:
@@ -196,6 +197,14 @@ class AmortizedS2ACAgent(S2ACAgent):
             key=key,
         )
         return new_state, {**metrics, "amortizer_loss": loss, **info}
+
+
+def preset_fields(preset: str, env_id: str) -> dict:
+    """S²AC's preset fields, and the amortizer's width under ``quick``."""
+    fields = s2ac_agent.preset_fields(preset, env_id)
+    if preset == "quick":
+        fields["amortizer_hidden"] = quick_width(env_id)
+    return fields
 
 
 __all__ = ["AmortizedS2ACConfig", "AmortizedS2ACAgent", "AmortizedS2ACState", "ACT_WITH", "mmd_loss"]

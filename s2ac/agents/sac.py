@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.base import (
-    Batch,
-    EnvSpec,
-    Metrics,
-    adam,
-    apply_gradients,
-    polyak,
-    soft_bellman_target,
-    twin_critic_loss,
-)
-from s2ac.config import SACConfig
-from s2ac.distributions import normal_log_prob, squash, squash_log_det
+from s2ac.agents.common import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.checks import finite_positive, require
+from s2ac.config import AgentConfig, is_multigoal
+from s2ac.distributions import ActionBox, normal_log_prob, squash, squash_log_det
 from s2ac.nets import CriticEnsemble, GaussianHead
+from s2ac.types import Array, Batch, EnvSpec, Metrics
 
-Array = jax.Array
+
+@dataclass(frozen=True)
+class SACConfig(AgentConfig):
+    """Soft Actor-Critic with a tanh-Gaussian actor (Haarnoja et al. 2018)."""
+
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the Gaussian actor (SAC paper: 2 x 256)."""
+    auto_alpha: bool = False
+    """Tune alpha to reach ``target_entropy`` (SAC v2) instead of keeping it fixed."""
+    target_entropy: float | None = None
+    """Target entropy for automatic alpha; None means -action_dim (SAC v2)."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha (SAC v2: 3e-4)."""
+    log_std_min: float = -5.0
+    """Lower clip of the actor's log standard deviation."""
+    log_std_max: float = 2.0
+    """Upper clip of the actor's log standard deviation."""
+
+    def validate(self) -> None:
+        super().validate()
+        finite_positive("alpha_lr", self.alpha_lr)
+        require(self.log_std_min < self.log_std_max, "log_std_min must be < log_std_max")
+        if self.target_entropy is not None:
+            require(math.isfinite(self.target_entropy), f"target_entropy must be finite; got {self.target_entropy!r}")
+
+
+def preset_fields(preset: str, env_id: str) -> dict:
+    """SAC's own preset fields: SAC v2's tuned alpha, except under the authors' settings and on
+    multigoal, where every algorithm is compared at the same fixed temperature."""
+    return {"auto_alpha": preset != "paper" and not is_multigoal(env_id)}
 
 
 @flax.struct.dataclass
@@ -46,7 +70,7 @@ class SACAgent:
     def __init__(self, config: SACConfig, spec: EnvSpec):
         config.validate()
         self.config, self.spec = config, spec
-        self.box = spec.box
+        self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
         self.critic = CriticEnsemble(config.critic_hidden, config.activation)
         self.actor = GaussianHead(
             config.actor_hidden, spec.act_dim, config.activation, config.log_std_min, config.log_std_max

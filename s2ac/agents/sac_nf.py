@@ -45,13 +45,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.base import ACT_MODES, EnvSpec
-from s2ac.agents.sac import SACAgent, SACState
-from s2ac.config import SACConfig, _finite_positive, _positive_int, _require
+from s2ac.agents import sac
+from s2ac.agents.common import ACT_MODES
+from s2ac.agents.sac import SACAgent, SACConfig, SACState
+from s2ac.checks import finite_positive, positive_int, require
 from s2ac.distributions import normal_log_prob, squash, squash_log_det, unsquash
 from s2ac.nets import ACTIVATIONS, Activation, GaussianHead
-
-Array = jax.Array
+from s2ac.types import Array, EnvSpec
 
 FLOWS: tuple[str, ...] = ("planar", "radial", "affine_coupling")
 _PLANAR_BISECTION_STEPS = 50  # float32 interval halvings: far past machine precision
@@ -75,14 +75,14 @@ class SACNFConfig(SACConfig):
 
     def validate(self) -> None:
         super().validate()
-        _require(self.flow in FLOWS, f"unknown flow {self.flow!r}; expected one of {FLOWS}")
-        _positive_int("n_flow_layers", self.n_flow_layers)
-        _require(
+        require(self.flow in FLOWS, f"unknown flow {self.flow!r}; expected one of {FLOWS}")
+        positive_int("n_flow_layers", self.n_flow_layers)
+        require(
             len(self.flow_hidden) > 0 and all(isinstance(w, int) and w > 0 for w in self.flow_hidden),
             f"flow_hidden must be positive ints; got {self.flow_hidden!r}",
         )
-        _require(isinstance(self.condition_flow_on_obs, bool), "condition_flow_on_obs must be a bool")
-        _finite_positive("coupling_log_scale_bound", self.coupling_log_scale_bound)
+        require(isinstance(self.condition_flow_on_obs, bool), "condition_flow_on_obs must be a bool")
+        finite_positive("coupling_log_scale_bound", self.coupling_log_scale_bound)
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +348,9 @@ class SACNFAgent(SACAgent):
         u, _ = self.actor.apply(state.actor_params, obs)
         return squash(u, self.box)
 
+
+preset_fields = sac.preset_fields
+"""SAC-NF's preset fields are SAC's (tuned alpha off under ``paper`` and on multigoal)."""
 
 __all__ = [
     "SACNFConfig",

@@ -48,22 +48,19 @@ import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.base import (
+from s2ac.agents.common import (
     ACT_MODES,
-    Batch,
-    EnvSpec,
-    Metrics,
     adam,
     apply_gradients,
     polyak,
     soft_bellman_target,
     twin_critic_loss,
 )
-from s2ac.config import AgentConfig, _finite_positive, _positive_int, _require
+from s2ac.checks import finite_positive, positive_int, require
+from s2ac.config import AgentConfig
 from s2ac.distributions import ActionBox, squash, squash_log_det
 from s2ac.nets import MLP, Activation, CriticEnsemble
-
-Array = jax.Array
+from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 NOISES: tuple[str, ...] = ("normal", "uniform01")
 SVGD_SPACES: tuple[str, ...] = ("u", "action")
@@ -107,30 +104,35 @@ class SQLConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        _positive_int("n_value_particles", self.n_value_particles)
-        _positive_int("n_svgd_particles", self.n_svgd_particles)
-        _positive_int("n_fixed_particles", self.n_fixed_particles)
-        _require(self.n_fixed_particles >= 2, f"n_fixed_particles must be >= 2 for SVGD; got {self.n_fixed_particles}")
+        positive_int("n_value_particles", self.n_value_particles)
+        positive_int("n_svgd_particles", self.n_svgd_particles)
+        positive_int("n_fixed_particles", self.n_fixed_particles)
+        require(self.n_fixed_particles >= 2, f"n_fixed_particles must be >= 2 for SVGD; got {self.n_fixed_particles}")
         if self.noise_dim is not None:
-            _positive_int("noise_dim", self.noise_dim)
-        _require(self.noise in NOISES, f"unknown noise {self.noise!r}; expected one of {NOISES}")
-        _require(
+            positive_int("noise_dim", self.noise_dim)
+        require(self.noise in NOISES, f"unknown noise {self.noise!r}; expected one of {NOISES}")
+        require(
             self.svgd_space in SVGD_SPACES, f"unknown svgd_space {self.svgd_space!r}; expected one of {SVGD_SPACES}"
         )
         if isinstance(self.bandwidth, str):
-            _require(
+            require(
                 self.bandwidth in stein.BANDWIDTH_RULES,
                 f"unknown bandwidth rule {self.bandwidth!r}; expected a float or one of {stein.BANDWIDTH_RULES}",
             )
         else:
-            _finite_positive("bandwidth", self.bandwidth)
+            finite_positive("bandwidth", self.bandwidth)
         if self.sampler_alpha is not None:
-            _finite_positive("sampler_alpha", self.sampler_alpha)
-        _require(isinstance(self.importance_on_sampler, bool), "importance_on_sampler must be a bool")
+            finite_positive("sampler_alpha", self.sampler_alpha)
+        require(isinstance(self.importance_on_sampler, bool), "importance_on_sampler must be a bool")
 
 
 # The authors' S²AC code's SQL baseline (REFERENCE.md §2 and their actor_sql.py / core.py).
 SQL_PAPER_FIELDS = dict(noise="uniform01", importance_on_sampler=True, sampler_alpha=1.0, svgd_space="action")
+
+
+def preset_fields(preset: str, env_id: str) -> dict:
+    """SQL's own preset fields: the authors' S²AC-code baseline under ``paper``."""
+    return dict(SQL_PAPER_FIELDS) if preset == "paper" else {}
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +258,7 @@ class SQLAgent:
     def __init__(self, config: SQLConfig, spec: EnvSpec):
         config.validate()
         self.config, self.spec = config, spec
-        self.box = spec.box
+        self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
         self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
         self.sampler_alpha = config.effective_sampler_alpha
         self.log_volume = box_log_volume(self.box)

@@ -1,10 +1,10 @@
 """Multigoal reproduction: mode coverage, per-state entropy and obstacle robustness (REFERENCE.md §3).
 
 For every algorithm (S²AC(phi), S²AC(phi,theta), SAC, and SQL / SAC-NF when
-:func:`s2ac.config.make_agent_config` knows them) and every env (the 3-goal max-entropy env and
+:func:`s2ac.agents.make_agent_config` knows them) and every env (the 3-goal max-entropy env and
 the 4-goal env), :func:`run_multigoal`
 
-1. trains one agent per seed with the vmapped pure-JAX loop (:func:`s2ac.vec_train.train_vectorized`);
+1. trains one agent per seed with the vmapped pure-JAX loop (:func:`s2ac.jax_loop.train_vectorized`);
 2. runs test episodes of the stochastic (``"random"``) and deterministic (``"max"``) policy on the
    env and on its evaluation-only obstacle variant: fraction of episodes ending at each goal,
    distinct goals reached, return, length, and with the wall the fraction of episodes that hit it
@@ -33,14 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2ac.agents import Agent, make_agent
-from s2ac.config import QUICK_MULTIGOAL_GRADIENT_STEPS, AgentConfig, make_agent_config, make_train_config
+from s2ac.agents import Agent, make_agent, make_agent_config
+from s2ac.config import QUICK_MULTIGOAL_GRADIENT_STEPS, AgentConfig, make_train_config
 from s2ac.envs import MULTIGOAL_SPECS, draw_multigoal, jax_env_for
 from s2ac.envs.multigoal import MultiGoalSpec
 from s2ac.evaluate import COVERAGE_SHARE
 from s2ac.experiments.entropy_toy import knn_entropy
 from s2ac.experiments.reporting import json_safe, markdown_table
-from s2ac.vec_train import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
+from s2ac.jax_loop import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
 
 Array = jax.Array
 
@@ -77,7 +77,7 @@ class MultigoalBudget:
     """
 
     preset: str = "quick"
-    """Agent preset of :func:`s2ac.config.make_agent_config` (``quick``: 2 x 32 networks, batch 50 on multigoal)."""
+    """Agent preset of :func:`s2ac.agents.make_agent_config` (``quick``: 2 x 32 networks, batch 50 on multigoal)."""
     total_steps: int = 10_000
     """Env steps per run (authors: 500k; REFERENCE.md §2)."""
     random_steps: int = 2_000
@@ -856,7 +856,7 @@ NOTES = [
     "SQL's amortized sampler has no tractable log-density, so its own-density entropy is not available.",
     "SAC's and SAC-NF's `max` policies are deterministic, so all their test episodes coincide; S²AC's and SQL's "
     "`max` still draw fresh particles.",
-    "Training runs on the pure-JAX env (s2ac.vec_train), vmapped over seeds; test episodes on the same "
+    "Training runs on the pure-JAX env (s2ac.jax_loop), vmapped over seeds; test episodes on the same "
     "dynamics (s2ac.envs.multigoal_jax), which the env tests check against the Gymnasium env.",
 ]
 

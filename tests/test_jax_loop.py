@@ -8,24 +8,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s2ac.agents import make_agent
-from s2ac.agents.base import Batch
-from s2ac.config import make_agent_config, make_train_config
+from s2ac.agents import make_agent, make_agent_config
+from s2ac.config import make_train_config
 from s2ac.envs import jax_env_for, make_env
 from s2ac.evaluate import run_episodes
-from s2ac.vec_train import (
+from s2ac.jax_loop import (
     env_spec_of,
     init_seed_state,
     make_chunk_fn,
     metric_shapes,
     play_episodes,
-    replay_add,
-    replay_init,
-    replay_sample,
     stack_trees,
     train_vectorized,
     unstack_tree,
 )
+from s2ac.replay import replay_add, replay_init, replay_sample
+from s2ac.types import Batch
 
 MG3 = "s2ac/MultiGoal3-v0"
 

@@ -1,60 +1,16 @@
-"""What every agent shares: the env spec, the batch, Polyak averaging, the soft Bellman
-target, the critic loss, and running many compiled updates in one call."""
+"""What the agents share: their interface, Polyak averaging, the soft Bellman target, the twin-critic
+loss, the optimiser, and running many compiled updates in one call."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from s2ac.distributions import ActionBox
-
-Array = jax.Array
-Metrics = dict[str, Array]
-
-
-class EnvSpec(NamedTuple):
-    """Static shape information of a continuous-action environment."""
-
-    obs_dim: int
-    act_dim: int
-    action_low: tuple[float, ...]
-    action_high: tuple[float, ...]
-
-    @property
-    def box(self) -> ActionBox:
-        return ActionBox.from_bounds(np.asarray(self.action_low), np.asarray(self.action_high))
-
-    @classmethod
-    def from_env(cls, env: gym.Env) -> EnvSpec:
-        """Read the spec off a Gymnasium env; reject what the agents cannot handle."""
-        act, obs = env.action_space, env.observation_space
-        if not isinstance(act, gym.spaces.Box):
-            raise ValueError(
-                f"discrete action space not supported: got {type(act).__name__}; the agents need a continuous Box"
-            )
-        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
-            raise ValueError(f"observation space must be a flat Box; got {obs}")
-        if len(act.shape) != 1:
-            raise ValueError(f"action space must be a flat Box; got shape {act.shape}")
-        if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
-            raise ValueError(f"action space must be bounded; got low={act.low}, high={act.high}")
-        return cls(int(obs.shape[0]), int(act.shape[0]), tuple(map(float, act.low)), tuple(map(float, act.high)))
-
-
-class Batch(NamedTuple):
-    """Transitions; ``action`` is the executed action in the env's box."""
-
-    obs: Array
-    action: Array
-    reward: Array
-    next_obs: Array
-    terminated: Array
+from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
 class Agent(Protocol):

@@ -34,59 +34,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac.agents import Agent, EnvSpec, make_agent
-from s2ac.agents.base import WORST_CASE_METRICS, Batch, scan_updates
+from s2ac.agents.common import WORST_CASE_METRICS, scan_updates
 from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import jax_env_for
 from s2ac.envs import multigoal_jax as mj
 from s2ac.envs.multigoal import MultiGoalSpec
 from s2ac.logger import make_progress
-
-Array = jax.Array
+from s2ac.replay import ReplayState, replay_add, replay_init, replay_sample
+from s2ac.types import Array, Batch
 
 MAX_METRICS = (*WORST_CASE_METRICS, "invalid_state_fraction", "folded_fraction")
 """Update metrics whose per-chunk maximum is recorded next to the mean (a bound must hold at every step)."""
 
 
 # ----------------------------------------------------------------------------- replay buffer
-
-
-class ReplayState(NamedTuple):
-    """A fixed-capacity ring buffer as arrays; slot ``step % capacity`` holds env step ``step``."""
-
-    obs: Array
-    action: Array
-    reward: Array
-    next_obs: Array
-    terminated: Array
-
-
-def replay_init(capacity: int, obs_dim: int, act_dim: int) -> ReplayState:
-    """An empty buffer (zeros) of ``capacity`` transitions."""
-    return ReplayState(
-        jnp.zeros((capacity, obs_dim), jnp.float32),
-        jnp.zeros((capacity, act_dim), jnp.float32),
-        jnp.zeros((capacity,), jnp.float32),
-        jnp.zeros((capacity, obs_dim), jnp.float32),
-        jnp.zeros((capacity,), jnp.float32),
-    )
-
-
-def replay_add(buffer: ReplayState, step: Array, obs, action, reward, next_obs, terminated) -> ReplayState:
-    """Write the transition of global env step ``step`` (0-based) into slot ``step % capacity``."""
-    i = step % buffer.reward.shape[0]
-    values = (obs, action, reward, next_obs, terminated)
-    return ReplayState(*(field.at[i].set(jnp.asarray(v, field.dtype)) for field, v in zip(buffer, values)))
-
-
-def replay_filled(buffer: ReplayState, n_added: Array) -> Array:
-    """Number of valid slots after ``n_added`` insertions."""
-    return jnp.minimum(n_added, buffer.reward.shape[0])
-
-
-def replay_sample(buffer: ReplayState, key: Array, n_added: Array, n_batches: int, batch_size: int) -> Batch:
-    """``n_batches`` minibatches shaped ``(n_batches, batch_size, ...)``, uniform over the filled slots."""
-    idx = jax.random.randint(key, (n_batches, batch_size), 0, replay_filled(buffer, n_added))
-    return Batch(*(field[idx] for field in buffer))
 
 
 # ----------------------------------------------------------------------------- loop state
@@ -429,16 +390,12 @@ def play_episodes(agent: Agent, states: Any, task: MultiGoalSpec, key: Array, n_
 
 __all__ = [
     "MAX_METRICS",
-    "ReplayState",
     "Rollouts",
     "SeedState",
     "env_spec_of",
     "compiled_loop",
     "make_chunk_fn",
     "metric_shapes",
-    "replay_add",
-    "replay_init",
-    "replay_sample",
     "play_episodes",
     "stack_history",
     "train_vectorized",
