@@ -1,6 +1,12 @@
-"""s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX."""
+"""s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX.
 
-from s2ac.api import S2AC, SAC, SACNF, SQL, Algorithm, AmortizedS2AC, S2ACPhi
+The class API has one class per registered algorithm (:data:`s2ac.agents.REGISTRY`):
+``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``SACNF``.
+"""
 
-__all__ = ["S2AC", "S2ACPhi", "AmortizedS2AC", "SAC", "SQL", "SACNF", "Algorithm"]
+from s2ac import api
+from s2ac.api import ALGORITHMS, Algorithm
+
+globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
+__all__ = ["Algorithm", "ALGORITHMS", *api.API_CLASSES]
 __version__ = "0.1.0"

@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
-from s2ac.agents import EnvSpec, config_class, make_agent, make_agent_config
+from s2ac.agents import REGISTRY, AlgoSpec, EnvSpec, config_class, make_agent, make_agent_config
 from s2ac.config import AgentConfig, TrainConfig, config_from_dict, make_train_config
 from s2ac.envs import make_env
+from s2ac.loop import Trainer
 from s2ac.runs import RUN_CONFIG_FILE, run_config_dict
-from s2ac.train import Trainer
 
 
 def _env_id(env: Any) -> str:
@@ -37,7 +37,7 @@ def _env_id(env: Any) -> str:
 
 
 class Algorithm:
-    """Base of :class:`S2AC`, :class:`S2ACPhi` and :class:`SAC`: one trained agent and its run folder."""
+    """Base of the per-algorithm classes (:data:`ALGORITHMS`): one trained agent and its run folder."""
 
     algo: str = ""
 
@@ -129,47 +129,13 @@ class Algorithm:
         return model
 
 
-class S2AC(Algorithm):
-    """S²AC(phi, theta): SVGD policy with a learned Gaussian q0."""
-
-    algo = "s2ac"
-
-
-class S2ACPhi(Algorithm):
-    """S²AC(phi): SVGD policy from a fixed Gaussian q0."""
-
-    algo = "s2ac-phi"
+def _api_class(spec: AlgoSpec) -> type[Algorithm]:
+    cls = type(spec.api_name, (Algorithm,), {"algo": spec.name, "__doc__": spec.summary + "."})
+    cls.__module__ = __name__
+    return cls
 
 
-class SAC(Algorithm):
-    """Soft Actor-Critic with a tanh-Gaussian actor."""
-
-    algo = "sac"
-
-
-class AmortizedS2AC(Algorithm):
-    """S²AC(phi, theta) that acts with an amortized sampler g(s, xi) trained to imitate its SVGD particles."""
-
-    algo = "s2ac-amortized"
-
-
-class SQL(Algorithm):
-    """Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)."""
-
-    algo = "sql"
-
-
-class SACNF(Algorithm):
-    """SAC with a normalizing-flow policy (Mazoure et al. 2020)."""
-
-    algo = "sac-nf"
-
-
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    "s2ac": S2AC,
-    "s2ac-phi": S2ACPhi,
-    "s2ac-amortized": AmortizedS2AC,
-    "sac": SAC,
-    "sql": SQL,
-    "sac-nf": SACNF,
-}
+ALGORITHMS: dict[str, type[Algorithm]] = {name: _api_class(spec) for name, spec in REGISTRY.items()}
+"""One class per registered algorithm, named as the registry says (``S2AC``, ``SAC`` ...)."""
+globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
+API_CLASSES: tuple[str, ...] = tuple(cls.__name__ for cls in ALGORITHMS.values())

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2ac.agents import EnvSpec, make_agent, make_agent_config
+from s2ac.agents import ALGOS, EnvSpec, config_class, make_agent, make_agent_config
+from s2ac.agents.s2ac import S2ACConfig
 from s2ac.types import Batch
 
 
@@ -29,7 +30,7 @@ from s2ac.types import Batch
 class BenchUpdate:
     """Benchmark one agent update (after compilation)."""
 
-    algo: Literal["s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf"] = "s2ac"
+    algo: Literal[ALGOS] = "s2ac"  # type: ignore[valid-type]
     """Algorithm to benchmark."""
     preset: Literal["paper", "corrected"] = "corrected"
     """Preset whose behaviour is benchmarked."""
@@ -117,7 +118,7 @@ def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict |
         critic_hidden=(args.hidden,) * len(config.critic_hidden),
         actor_hidden=(args.hidden,) * len(config.actor_hidden),
     )
-    if algo in ("s2ac", "s2ac-phi", "s2ac-amortized"):
+    if isinstance(config, S2ACConfig):
         fields.update(n_particles=args.particles, svgd_steps=args.svgd_steps, unroll_svgd=True)
     counted = dataclasses.replace(config, **fields)
     spec = EnvSpec(args.obs_dim, args.act_dim, (-1.0,) * args.act_dim, (1.0,) * args.act_dim)
@@ -127,11 +128,11 @@ def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict |
         counted = dataclasses.replace(counted, remat_score=False)
     counting_agent = make_agent(counted, spec)
     state = counting_agent.init(jax.random.PRNGKey(0))
-    flops = _flops(jax.jit(counting_agent._update).lower(state, batch).compile()) if count_flops else float("nan")
+    flops = _flops(counting_agent.update.lower(state, batch).compile()) if count_flops else float("nan")
     # Time: the update as training runs it (the config's own loop and recomputation settings).
     fields.pop("unroll_svgd", None)
     agent = make_agent(dataclasses.replace(config, **fields), spec)
-    return jax.jit(agent._update), state, batch, flops
+    return agent.update, state, batch, flops
 
 
 def time_update(algo: str, preset: str, args: BenchUpdate) -> dict:
@@ -208,7 +209,7 @@ def run_bench_update(args: BenchUpdate) -> dict:
         fraction_of_matmul_range=[low, high],
         rounds=rounds,
     )
-    if args.compare_step_rules and args.algo in ("s2ac", "s2ac-phi", "s2ac-amortized"):
+    if args.compare_step_rules and issubclass(config_class(args.algo), S2ACConfig):
         result["step_rules"] = step_rule_costs(args)
     if args.compare_sac and args.algo != "sac":
         sac = time_update("sac", "corrected", args)

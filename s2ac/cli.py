@@ -88,9 +88,22 @@ def _drop_flag(argv: list[str], flag: str) -> list[str]:
     return out
 
 
+def _run_figures(trainer, out: Path) -> list[Path]:
+    """Learning curves; on multigoal also 50 stochastic episodes coloured by goal and particles on Q."""
+    from s2ac.envs import is_multigoal
+    from s2ac.plots import plot_learning_curves, plot_multigoal
+
+    env_id = trainer.cfg.env_id
+    paths = [plot_learning_curves(out, f"{trainer.algo} on {env_id}")]
+    if is_multigoal(env_id):
+        stats = trainer.evaluate(n_episodes=50, keep_trajectories=True)["eval/stochastic_stats"]
+        paths += plot_multigoal(out, trainer.agent, trainer.state, env_id, stats.trajectories, stats.goals)
+    return paths
+
+
 def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
-    from s2ac.train import Trainer
+    from s2ac.loop import Trainer
 
     known = _preparse_train(argv)
     agent_default = make_agent_config(known.algo, known.preset, known.env)
@@ -116,9 +129,7 @@ def cmd_train(argv: list[str]) -> int:
         print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
         return 130
     if args.plots:
-        from s2ac.plots import plot_run
-
-        result["figures"] = [str(p) for p in plot_run(out, trainer)]
+        result["figures"] = [str(p) for p in _run_figures(trainer, out)]
     result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
     print(json.dumps(result, indent=2))
     return 0
@@ -144,14 +155,17 @@ class EvalCommand:
 def cmd_eval(argv: list[str]) -> int:
     from s2ac.api import Algorithm
     from s2ac.envs import make_env
-    from s2ac.evaluate import run_episodes
+    from s2ac.evaluate import GymEpisodes, run_episodes
 
     args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1; got {args.episodes}")
     model = Algorithm.load(args.run_dir)
-    env = make_env(args.env or model.env_id)
-    out: dict = {"run_dir": str(args.run_dir), "env": args.env or model.env_id}
+    env_id = args.env or model.env_id
+    out: dict = {"run_dir": str(args.run_dir), "env": env_id}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
-        stats = run_episodes(env, lambda obs, ep, t, d=deterministic: model.predict(obs, d)[0], args.episodes, 0)
+        episodes = GymEpisodes([make_env(env_id) for _ in range(args.episodes)], seed=0)
+        stats = run_episodes(episodes, lambda obs, t, d=deterministic: model.predict(obs, d)[0])
         out[mode] = stats.summary(prefix="")
     print(json.dumps(out, indent=None if args.json else 2))
     return 0
@@ -255,7 +269,7 @@ class MujocoCommand:
     """CPUs (and XLA threads) per trial."""
     lockstep: bool = False
     """Run the trials in this process as vmapped groups (one per algorithm and env shape) instead of on
-    Ray: the way to use a GPU; see ``s2ac.lockstep``."""
+    Ray: the way to use a GPU; see ``s2ac.loop``."""
     stop_after_s: Optional[float] = None
     """With ``--lockstep``: checkpoint and stop each group after this many seconds; rerun to continue."""
     report_only: bool = False

@@ -1,6 +1,6 @@
 """Pure-JAX training loop for the multigoal family, vmapped over seeds.
 
-The whole off-policy loop of :mod:`s2ac.train` (REFERENCE.md §2 "schedule") runs inside one
+The whole off-policy loop of :mod:`s2ac.loop` (REFERENCE.md §2 "schedule") runs inside one
 compiled function per chunk of env steps:
 
 * a ``lax.scan`` over *rounds* of ``train_freq`` env steps; each env step acts with the
@@ -11,10 +11,10 @@ compiled function per chunk of env steps:
   minibatches drawn with ``jax.random.randint`` over the filled part of the buffer;
 * ``jax.vmap`` over seeds: each seed has its own agent state, env, buffer and keys.
 
-Semantics shared with :mod:`s2ac.train`: the buffer stores ``terminated`` only (a time-limit
+Semantics shared with :mod:`s2ac.loop`: the buffer stores ``terminated`` only (a time-limit
 truncation is not terminal, REFERENCE.md §1 "Critic"); updates happen after env steps
 ``n * train_freq >= learning_starts``; acting keys are ``fold_in(act_key, env_step)``.
-The random streams are JAX's, not NumPy's, so numbers differ from :mod:`s2ac.train`.
+The random streams are JAX's, not NumPy's, so numbers differ from :mod:`s2ac.loop`.
 
 The global env-step counter is shared by all seeds and is *not* batched, so the
 random-phase and learning-starts tests are real ``lax.cond`` branches (nothing is computed
@@ -24,23 +24,29 @@ progress bar.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2ac.agents import Agent, EnvSpec, make_agent
+from s2ac import checkpoint as ckpt
+from s2ac.agents import Agent, EnvSpec, algo_of_config, make_agent
 from s2ac.agents.common import WORST_CASE_METRICS, scan_updates
 from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import jax_env_for
 from s2ac.envs import multigoal_jax as mj
 from s2ac.envs.multigoal import MultiGoalSpec
-from s2ac.logger import make_progress
-from s2ac.replay import ReplayState, replay_add, replay_init, replay_sample
+from s2ac.evaluate import EpisodeStats, StepResult, run_episodes
+from s2ac.logger import MetricLogger, make_progress
+from s2ac.replay import ReplayState, replay_add, replay_init, replay_sample, replay_to_host
+from s2ac.runs import LoopCounters, RunRecord, prepare_run_dir, run_config_dict
 from s2ac.types import Array, Batch
 
 MAX_METRICS = (*WORST_CASE_METRICS, "invalid_state_fraction", "folded_fraction")
@@ -56,7 +62,7 @@ MAX_METRICS = (*WORST_CASE_METRICS, "invalid_state_fraction", "folded_fraction")
 class SeedState(NamedTuple):
     """Everything one seed carries between env steps (batched over seeds by ``vmap``)."""
 
-    agent: Any
+    agent_state: Any
     env: mj.EnvState
     buffer: ReplayState
     act_key: Array
@@ -108,11 +114,11 @@ def env_spec_of(task: MultiGoalSpec) -> EnvSpec:
 
 
 def init_seed_state(agent: Agent, task: MultiGoalSpec, seed: int, capacity: int) -> SeedState:
-    """Fresh state of one seed: keys split from ``PRNGKey(seed)`` as in :class:`s2ac.train.Trainer`."""
+    """Fresh state of one seed: keys split from ``PRNGKey(seed)`` as in :class:`s2ac.loop.Trainer`."""
     k_init, act_key, sample_key = jax.random.split(jax.random.PRNGKey(seed), 3)
     env_state, _ = mj.reset(task)
     return SeedState(
-        agent=agent.init(k_init),
+        agent_state=agent.init(k_init),
         env=env_state,
         buffer=replay_init(capacity, agent.spec.obs_dim, agent.spec.act_dim),
         act_key=act_key,
@@ -135,16 +141,10 @@ def unstack_tree(tree: Any, i: int) -> Any:
 # ----------------------------------------------------------------------------- one chunk
 
 
-def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds: int, metric_shapes: dict):
-    """The per-seed function running ``n_rounds`` rounds of ``train_freq`` env steps (+ updates).
-
-    Signature ``(seed_state, start_step) -> (seed_state, (EpisodeAcc, TrainAcc))``;
-    ``start_step`` is the shared (unbatched) global env-step counter.
-    """
-    spec = agent.spec
-    low, high = jnp.asarray(spec.action_low, jnp.float32), jnp.asarray(spec.action_high, jnp.float32)
-    batch_size = agent.config.batch_size
-    update_many = scan_updates(agent.update)
+def _env_step_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig):
+    """``((seed_state, episode_acc), step) -> ((seed_state, episode_acc), None)``: act, step the env,
+    store the transition and count finished episodes."""
+    low, high = jnp.asarray(agent.spec.action_low, jnp.float32), jnp.asarray(agent.spec.action_high, jnp.float32)
 
     def env_step(carry, step):
         st, ep_acc = carry
@@ -152,14 +152,14 @@ def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds:
         key = jax.random.fold_in(st.act_key, step)
 
         def policy_action(_):
-            return agent.act(st.agent, obs[None], key, mode="random")[0].astype(jnp.float32)
+            return agent.act(st.agent_state, obs[None], key, mode="random")[0].astype(jnp.float32)
 
         def random_action(_):
             return jax.random.uniform(key, low.shape, jnp.float32, low, high)
 
         # `step` is unbatched: a real branch, the warm-up never evaluates the policy.
         action = jax.lax.cond(step < cfg.random_steps, random_action, policy_action, None)
-        env, next_obs, reward, terminated, truncated, info = mj.step_autoreset(task, st.env, action)
+        env, next_obs, reward, terminated, truncated, _ = mj.step_autoreset(task, st.env, action)
         buffer = replay_add(st.buffer, step, obs, action, reward, next_obs, terminated)
         ep_return, ep_length = st.ep_return + reward, st.ep_length + 1
         done = terminated | truncated
@@ -171,24 +171,40 @@ def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds:
             jnp.where(done, ep_return, ep_acc.last_return),
         )
         st = st._replace(
-            env=env,
-            buffer=buffer,
-            ep_return=jnp.where(done, 0.0, ep_return),
-            ep_length=jnp.where(done, 0, ep_length),
+            env=env, buffer=buffer, ep_return=jnp.where(done, 0.0, ep_return), ep_length=jnp.where(done, 0, ep_length)
         )
         return (st, ep_acc), None
 
+    return env_step
+
+
+def _train_round_fn(agent: Agent, cfg: TrainConfig):
+    """``(seed_state, train_acc, n_added) -> (seed_state, train_acc)``: ``gradient_steps`` updates on
+    minibatches drawn uniformly from the filled part of the buffer."""
+    update_many = scan_updates(agent.update)
+
     def train_round(st: SeedState, tr_acc: TrainAcc, n_added: Array):
         key = jax.random.fold_in(st.sample_key, n_added)
-        batches = replay_sample(st.buffer, key, n_added, cfg.gradient_steps, batch_size)
-        agent_state, metrics = update_many(st.agent, batches)
+        batches = replay_sample(st.buffer, key, n_added, cfg.gradient_steps, agent.config.batch_size)
+        agent_state, metrics = update_many(st.agent_state, batches)
         metrics = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), metrics)
         tr_acc = TrainAcc(
             tr_acc.rounds + 1,
             jax.tree_util.tree_map(jnp.add, tr_acc.mean_sum, metrics),
             jax.tree_util.tree_map(jnp.maximum, tr_acc.max_val, metrics),
         )
-        return st._replace(agent=agent_state), tr_acc
+        return st._replace(agent_state=agent_state), tr_acc
+
+    return train_round
+
+
+def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds: int, metric_shapes: dict):
+    """The per-seed function running ``n_rounds`` rounds of ``train_freq`` env steps (+ updates).
+
+    Signature ``(seed_state, start_step) -> (seed_state, (EpisodeAcc, TrainAcc))``;
+    ``start_step`` is the shared (unbatched) global env-step counter.
+    """
+    env_step, train_round = _env_step_fn(agent, task, cfg), _train_round_fn(agent, cfg)
 
     def one_round(carry, round_index):
         st, ep_acc, tr_acc, start_step = carry
@@ -196,21 +212,16 @@ def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds:
         steps = step0 + jnp.arange(cfg.train_freq, dtype=jnp.int32)
         (st, ep_acc), _ = jax.lax.scan(env_step, (st, ep_acc), steps)
         n_added = step0 + cfg.train_freq
-        # Same rule as s2ac.train: train after env step n when n % train_freq == 0 and n >= learning_starts.
+        # Same rule as s2ac.loop: train after env step n when n % train_freq == 0 and n >= learning_starts.
         st, tr_acc = jax.lax.cond(
-            n_added >= cfg.learning_starts,
-            lambda s, a: train_round(s, a, n_added),
-            lambda s, a: (s, a),
-            st,
-            tr_acc,
+            n_added >= cfg.learning_starts, lambda s, a: train_round(s, a, n_added), lambda s, a: (s, a), st, tr_acc
         )
         return (st, ep_acc, tr_acc, start_step), None
 
     def chunk(st: SeedState, start_step: Array):
         zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, jnp.float32), metric_shapes)
         lows = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, -jnp.inf, jnp.float32), metric_shapes)
-        tr_acc = TrainAcc(jnp.zeros((), jnp.int32), zeros, lows)
-        init = (st, _zero_episode_acc(), tr_acc, start_step)
+        init = (st, _zero_episode_acc(), TrainAcc(jnp.zeros((), jnp.int32), zeros, lows), start_step)
         (st, ep_acc, tr_acc, _), _ = jax.lax.scan(one_round, init, jnp.arange(n_rounds, dtype=jnp.int32))
         return st, (ep_acc, tr_acc)
 
@@ -271,6 +282,62 @@ def stack_history(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.stack([r[key] for r in rows]) for key in rows[0]}
 
 
+class RunFolders:
+    """One run folder per seed, in the host loop's format (:mod:`s2ac.runs`): ``config.json``,
+    ``metrics.jsonl`` and TensorBoard rows with the host loop's metric names, and a final checkpoint
+    (agent state, replay buffer, run record) that ``s2ac eval`` and the class API load.
+
+    Differences from the host loop, by construction: ``rollout/ep_rew_mean`` / ``ep_len_mean`` are
+    means over the episodes finished within the chunk (the host loop: the last 100 episodes), and the
+    checkpoint holds no mid-episode state (the JAX loop's random streams are JAX's), so a ``--resume``
+    with the host loop continues the run from a fresh episode, not bit for bit.
+    """
+
+    def __init__(self, algo: str, agent_config: AgentConfig, cfg: TrainConfig, env_id: str, seeds, run_dirs,
+                 tensorboard: bool = True):  # fmt: skip
+        if len(run_dirs) != len(seeds):
+            raise ValueError(f"{len(seeds)} seeds but {len(run_dirs)} run folders")
+        self.run_dirs, self.gradient_steps = [Path(d) for d in run_dirs], cfg.gradient_steps
+        configs = [dataclasses.replace(cfg, env_id=env_id, seed=int(s)) for s in seeds]
+        for run_dir, c in zip(self.run_dirs, configs):
+            prepare_run_dir(run_dir, run_config_dict(algo, agent_config, c), resume=False)
+        self.loggers = [MetricLogger(d, tensorboard=tensorboard) for d in self.run_dirs]
+        self.records = [RunRecord(LoopCounters(), np.random.default_rng(int(s))) for s in seeds]
+
+    def log(self, row: dict[str, np.ndarray], fps: float) -> None:
+        """One metric row per seed from a chunk's :func:`_history_row` (keys without data are left out)."""
+        step = int(row["step"])
+        for i, (logger, record) in enumerate(zip(self.loggers, self.records)):
+            c = record.counters
+            c.env_steps, c.episodes = step, c.episodes + int(row["episodes"][i])
+            c.updates += int(row["update_rounds"][i]) * self.gradient_steps
+            if np.isfinite(row["last_return"][i]):
+                c.last_return = float(row["last_return"][i])
+            values = {
+                "rollout/ep_rew_mean": row["ep_return"][i],
+                "rollout/ep_len_mean": row["ep_length"][i],
+                "rollout/goal_rate": row["goal_rate"][i],
+                **{k: v[i] for k, v in row.items() if k.startswith("train/")},
+                "train/n_updates": c.updates,
+                "time/episodes": c.episodes,
+                "time/fps": fps,
+            }
+            logger.log(step, {k: float(v) for k, v in values.items() if np.isfinite(v)})
+
+    def save(self, states: SeedState, step: int) -> None:
+        """The final checkpoint of every seed."""
+        for i, (run_dir, record) in enumerate(zip(self.run_dirs, self.records)):
+            seed_state = unstack_tree(states, i)
+            buffer = replay_to_host(seed_state.buffer, step)
+            trainer_state = {**record.state_dict(), "source": "jax_loop"}
+            agent_state = jax.device_get(seed_state.agent_state)
+            ckpt.save_checkpoint(run_dir / "checkpoints", step, agent_state, trainer_state, buffer.save)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+
 @functools.lru_cache(maxsize=8)
 def compiled_loop(algo_config: AgentConfig, train_config: TrainConfig, env_id: str, rounds_per_chunk: int):
     """``(agent, run_chunk)``: the agent and its jitted, seed-vmapped chunk function.
@@ -294,10 +361,13 @@ def train_vectorized(
     n_chunks: int = 20,
     progress: bool = True,
     description: str | None = None,
+    run_dirs: Sequence[str | Path] | None = None,
+    algo: str | None = None,
+    tensorboard: bool = True,
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Train one agent per seed on the multigoal env ``env_id``, all seeds in one vmapped program.
 
-    Follows :mod:`s2ac.train`'s schedule (``random_steps``, ``learning_starts``,
+    Follows :mod:`s2ac.loop`'s schedule (``random_steps``, ``learning_starts``,
     ``train_freq``/``gradient_steps``; REFERENCE.md §2) with the buffer capacity
     ``min(buffer_size, total_steps)``. ``train_config.env_id`` and ``seed`` are ignored in
     favour of ``env_id`` and ``seeds``.
@@ -307,6 +377,10 @@ def train_vectorized(
     ``ep_return`` / ``ep_length`` / ``goal_rate`` (mean over the episodes finished in the
     chunk), ``episodes``, ``update_rounds``, ``train/<metric>`` (mean over the chunk's
     updates) and ``train/<metric>_max`` for :data:`MAX_METRICS`.
+
+    With ``run_dirs`` (one per seed) each seed also gets a run folder in the host loop's format
+    (:class:`RunFolders`); ``algo`` names it in ``config.json`` (default: the registry's name for
+    ``algo_config``).
     """
     if not seeds:
         raise ValueError("train_vectorized needs at least one seed")
@@ -317,6 +391,11 @@ def train_vectorized(
     per_chunk = _rounds_per_chunk(n_rounds, -(-n_rounds // max(1, n_chunks)))
     agent, run_chunk = compiled_loop(algo_config, cfg, env_id, per_chunk)
     states = stack_trees([init_seed_state(agent, jax_env_for(env_id), int(s), capacity) for s in seeds])
+    folders = None
+    if run_dirs is not None:
+        folders = RunFolders(
+            algo or algo_of_config(algo_config), algo_config, cfg, env_id, seeds, run_dirs, tensorboard
+        )
 
     rows: list[dict[str, np.ndarray]] = []
     step, t_start = 0, time.perf_counter()
@@ -329,9 +408,14 @@ def train_vectorized(
             _warn_non_finite(rows[-1], step)
             ret = rows[-1]["last_return"]
             fps = step / max(time.perf_counter() - t_start, 1e-9)
+            if folders is not None:
+                folders.log(rows[-1], fps)
             shown = f"{np.nanmean(ret):.1f}" if np.any(np.isfinite(ret)) else "-"
             bar.update(task_id, completed=step, fps=fps, ret=shown)
-    return states.agent, stack_history(rows)
+    if folders is not None:
+        folders.save(states, step)
+        folders.close()
+    return states.agent_state, stack_history(rows)
 
 
 # ----------------------------------------------------------------------------- test episodes
@@ -355,48 +439,64 @@ def _batched_step(task: MultiGoalSpec):
     return jax.jit(jax.vmap(functools.partial(mj.step, task)))
 
 
+class MultigoalEpisodes:
+    """``n`` episodes of a pure-JAX multigoal task from ``task.start``, an
+    :class:`s2ac.evaluate.EpisodeBatch` (the env step is the Gymnasium env's
+    :func:`s2ac.envs.multigoal.transition`, so outcomes match :class:`s2ac.evaluate.GymEpisodes`)."""
+
+    def __init__(self, task: MultiGoalSpec, n: int):
+        self.task, self.n, self._step = task, n, _batched_step(task)
+        self.env: mj.EnvState | None = None
+
+    def reset(self) -> np.ndarray:
+        self.env, obs = mj.reset_batch(self.task, self.n)
+        return np.asarray(obs)
+
+    def step(self, actions: np.ndarray, active: np.ndarray) -> StepResult:
+        env, obs, reward, terminated, truncated, info = jax.device_get(self._step(self.env, jnp.asarray(actions)))
+        self.env = env  # finished episodes' results are ignored by the runner
+        return StepResult(obs, reward, terminated, truncated, info["goal_index"], info["hit_wall"])
+
+
+def rollouts_from_stats(stats: EpisodeStats, horizon: int) -> Rollouts:
+    """:class:`Rollouts` of one seed: each trajectory padded with its last position to ``horizon + 1``."""
+    paths = [np.concatenate([p, np.repeat(p[-1:], horizon + 1 - len(p), axis=0)]) for p in stats.trajectories]
+    return Rollouts(
+        np.stack(paths, axis=1), np.asarray(stats.returns), np.asarray(stats.lengths),
+        np.asarray(stats.goals), np.asarray(stats.hit_wall),
+    )  # fmt: skip
+
+
 def play_episodes(agent: Agent, states: Any, task: MultiGoalSpec, key: Array, n_episodes: int, mode: str) -> Rollouts:
     """``n_episodes`` test episodes per seed of ``states`` (stacked), from ``task.start``, with
-    ``agent.act(..., mode)`` (REFERENCE.md §3: episodes end at a goal or after ``task.horizon`` steps).
-
-    A host loop over seeds and steps around the agent's jitted ``act`` (one compilation per
-    mode and batch shape, shared by every task and seed) and the pure-JAX env step, which is
-    the Gymnasium env's :func:`s2ac.envs.multigoal.transition`.
-    """
-    step_fn = _batched_step(task)
+    ``agent.act(..., mode)`` (REFERENCE.md §3: episodes end at a goal or after ``task.horizon`` steps),
+    played by :func:`s2ac.evaluate.run_episodes`; the key of step ``t`` of seed ``i`` is
+    ``fold_in(fold_in(key, i), t)``."""
     n_seeds = jax.tree_util.tree_leaves(states)[0].shape[0]
     out = []
     for i in range(n_seeds):
         state, k_seed = unstack_tree(states, i), jax.random.fold_in(key, i)
-        env, _ = mj.reset_batch(task, n_episodes)
-        alive = np.ones(n_episodes, bool)
-        ret, length = np.zeros(n_episodes), np.zeros(n_episodes, np.int64)
-        goal, hit = np.full(n_episodes, -1, np.int64), np.zeros(n_episodes, bool)
-        path = [np.asarray(env.pos)]
-        for t in range(task.horizon):
-            action = agent.act(state, env.pos, jax.random.fold_in(k_seed, t), mode=mode)
-            new_env, _, reward, terminated, truncated, info = jax.device_get(step_fn(env, action))
-            # Finished episodes stay where they ended.
-            env = mj.EnvState(np.where(alive[:, None], new_env.pos, env.pos), np.where(alive, new_env.t, env.t))
-            ret += np.where(alive, reward, 0.0)
-            length += alive
-            goal = np.where(alive & terminated, info["goal_index"], goal)
-            hit |= alive & info["hit_wall"]
-            alive &= ~(terminated | truncated)
-            path.append(np.asarray(env.pos))
-        out.append(Rollouts(np.stack(path), ret, length, goal, hit))
+
+        def policy(obs, t, state=state, k_seed=k_seed):
+            return agent.act(state, jnp.asarray(obs), jax.random.fold_in(k_seed, t), mode=mode)
+
+        stats = run_episodes(MultigoalEpisodes(task, n_episodes), policy, keep_trajectories=True)
+        out.append(rollouts_from_stats(stats, task.horizon))
     return Rollouts(*(np.stack(x) for x in zip(*out)))
 
 
 __all__ = [
     "MAX_METRICS",
+    "RunFolders",
     "Rollouts",
     "SeedState",
     "env_spec_of",
     "compiled_loop",
     "make_chunk_fn",
     "metric_shapes",
+    "MultigoalEpisodes",
     "play_episodes",
+    "rollouts_from_stats",
     "stack_history",
     "train_vectorized",
 ]

@@ -112,17 +112,3 @@ def plot_multigoal(
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
-
-
-def plot_run(run_dir: Path, trainer: Any) -> list[Path]:
-    """All figures of a finished run (called by ``s2ac train``)."""
-    from s2ac.envs import is_multigoal
-
-    paths = [plot_learning_curves(run_dir, f"{trainer.algo} on {trainer.cfg.env_id}")]
-    if is_multigoal(trainer.cfg.env_id):
-        out = trainer.evaluate(n_episodes=50, keep_trajectories=True)
-        stats = out["eval/stochastic_stats"]
-        paths += plot_multigoal(
-            run_dir, trainer.agent, trainer.state, trainer.cfg.env_id, stats.trajectories, stats.goals
-        )
-    return paths

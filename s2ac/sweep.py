@@ -1,4 +1,4 @@
-"""Multi-seed sweeps on Ray Tune: every trial is one ordinary training run (:class:`s2ac.train.Trainer`).
+"""Multi-seed sweeps on Ray Tune: every trial is one ordinary training run (:class:`s2ac.loop.Trainer`).
 
 Layout of a sweep folder ``out``::
 
@@ -12,7 +12,7 @@ skipped before any Ray work is started. So a sweep that was interrupted (killed 
 node) is continued by running the same command again. The ledger only records events
 (``started``, ``finished``, ``stopped`` (a lockstep group's time limit), ``failed``, ``skipped``),
 one JSON line each. With ``lockstep`` the trials run in this process as vmapped groups
-(:mod:`s2ac.lockstep`) rather than on Ray.
+(:class:`s2ac.loop.TrainingLoop` with several members) rather than on Ray.
 
 Threads: each trial reserves ``cpus_per_trial`` CPUs in Ray and its XLA runtime is limited to
 that many threads through ``XLA_FLAGS`` (set for the Ray workers with ``runtime_env`` so they are
@@ -65,7 +65,7 @@ class SweepConfig:
     """Also write TensorBoard events in each trial folder."""
     lockstep: bool = False
     """Run the trials in this process, those of one algorithm, preset and env shape together as one
-    :class:`s2ac.lockstep.LockstepTrainer` group (one vmapped update for all: the way to fill a GPU),
+    :class:`s2ac.loop.TrainingLoop` group (one vmapped update for all: the way to fill a GPU),
     instead of as separate Ray trials (the better choice on CPU cores)."""
     stop_after_s: float | None = None
     """With ``lockstep``: checkpoint and stop each group after this many seconds (a later run resumes)."""
@@ -292,7 +292,7 @@ def record_failure(spec: TrialSpec, err: Exception, wall: float) -> dict[str, An
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train (or resume) one trial and record it in the ledger; never raises for a failed run."""
-    from s2ac.train import Trainer
+    from s2ac.loop import Trainer
 
     start = time.perf_counter()
     steps = checkpoint_steps(spec.run_dir)
@@ -405,7 +405,7 @@ def lockstep_groups(specs: list[TrialSpec]) -> list[list[TrialSpec]]:
 
 def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]:
     """Run ``pending`` as lockstep groups, one after the other in this process; results by trial id."""
-    from s2ac.lockstep import LockstepTrainer
+    from s2ac.loop import TrainingLoop
 
     results: dict[str, dict] = {}
     for group in lockstep_groups(pending):
@@ -415,7 +415,7 @@ def _run_lockstep(cfg: SweepConfig, pending: list[TrialSpec]) -> dict[str, dict]
             record_start(spec, checkpoint_steps(spec.run_dir), resumed=resume, lockstep=[s.trial_id for s in group])
         try:
             configs = [trial_configs(spec) for spec in group]
-            trainer = LockstepTrainer(
+            trainer = TrainingLoop(
                 group[0].algo,
                 configs[0][0],
                 [train for _, train in configs],

@@ -11,7 +11,7 @@ import pytest
 from s2ac.agents import make_agent, make_agent_config
 from s2ac.config import make_train_config
 from s2ac.envs import jax_env_for, make_env
-from s2ac.evaluate import run_episodes
+from s2ac.evaluate import GymEpisodes, run_episodes
 from s2ac.jax_loop import (
     env_spec_of,
     init_seed_state,
@@ -56,7 +56,7 @@ def run_scripted_chunk(cfg, seed=0):
     task = jax_env_for(MG3)
     agent = ScriptedAgent(env_spec_of(task))
     state = init_seed_state(agent, task, seed, cfg.total_steps)
-    shapes = metric_shapes(agent, state.agent, agent.spec, agent.config.batch_size)
+    shapes = metric_shapes(agent, state.agent_state, agent.spec, agent.config.batch_size)
     chunk = make_chunk_fn(agent, task, cfg, cfg.total_steps // cfg.train_freq, shapes)
     state, (ep, tr) = jax.jit(chunk)(state, jnp.asarray(0, jnp.int32))
     return state, ep, tr
@@ -96,7 +96,7 @@ def test_update_schedule_matches_the_host_loop():
     # s2ac.train: after env step n, train iff n % train_freq == 0 and n >= learning_starts.
     rounds = sum(1 for n in range(1, cfg.total_steps + 1) if n % cfg.train_freq == 0 and n >= cfg.learning_starts)
     assert int(tr.rounds) == rounds
-    assert int(state.agent["updates"]) == rounds * cfg.gradient_steps
+    assert int(state.agent_state["updates"]) == rounds * cfg.gradient_steps
 
 
 def test_replay_ring_buffer_wraps_and_samples_only_filled_slots():
@@ -119,8 +119,9 @@ def test_play_episodes_match_gymnasium_episodes():
         agent = ScriptedAgent(env_spec_of(task), target)
         states = jax.tree_util.tree_map(lambda x: x[None], agent.init(None))
         ro = play_episodes(agent, states, task, jax.random.PRNGKey(0), 3, "max")
-        policy = lambda obs, ep, t, target=target: np.clip(np.asarray(target) - obs, -1, 1)  # noqa: E731
-        ref = run_episodes(make_env(env_id), policy, 3, seed=0, keep_trajectories=True)
+        policy = lambda obs, t, target=target: np.clip(np.asarray(target) - obs, -1, 1)  # noqa: E731
+        envs = GymEpisodes([make_env(env_id) for _ in range(3)], seed=0)
+        ref = run_episodes(envs, policy, keep_trajectories=True)
         np.testing.assert_allclose(ro.returns[0], ref.returns, rtol=1e-5)
         np.testing.assert_array_equal(ro.lengths[0], ref.lengths)
         np.testing.assert_array_equal(ro.goal[0], ref.goals)

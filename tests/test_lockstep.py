@@ -11,8 +11,7 @@ from test_train import Crash, comparable, read_rows, tiny_agent, tiny_train
 from s2ac import checkpoint as ckpt
 from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
-from s2ac.lockstep import LockstepTrainer
-from s2ac.train import Trainer
+from s2ac.loop import Trainer, TrainingLoop
 
 
 def train_cfg(env_id, seed, **fields):
@@ -37,13 +36,13 @@ def test_each_member_equals_its_ordinary_run(tmp_path, algo):
     env = "s2ac/MultiGoal3-v0"
     cfgs = [train_cfg(env, seed, total=400) for seed in (0, 1)]
     dirs = [tmp_path / f"lockstep{seed}" for seed in (0, 1)]
-    group = LockstepTrainer(algo, tiny_agent(algo), cfgs, dirs, progress=False, tensorboard=False)
+    group = TrainingLoop(algo, tiny_agent(algo), cfgs, dirs, progress=False, tensorboard=False)
     group.run()
     for i, cfg in enumerate(cfgs):
         single = Trainer(algo, tiny_agent(algo), cfg, tmp_path / f"single{i}", progress=False, tensorboard=False)
         single.run()
         assert max_relative_difference(read_rows(dirs[i]), read_rows(tmp_path / f"single{i}")) < 1e-3
-        ours = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, i=i: x[i], group.state.critic_params))
+        ours = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, i=i: x[i], group.states.critic_params))
         for x, y in zip(ours, jax.tree_util.tree_leaves(single.state.critic_params)):
             np.testing.assert_allclose(x, y, atol=1e-4)
         assert any("eval/mean_reward" in row for row in read_rows(dirs[i]))
@@ -56,7 +55,7 @@ def test_resume_mid_episode_equals_an_uninterrupted_run(tmp_path):
 
     def group(name, **kwargs):
         dirs = [tmp_path / name / f"seed{c.seed}" for c in cfgs]
-        return LockstepTrainer("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False, **kwargs)
+        return TrainingLoop("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False, **kwargs)
 
     group("straight").run()
 
@@ -74,7 +73,7 @@ def test_resume_mid_episode_equals_an_uninterrupted_run(tmp_path):
         crashed_rows = comparable(read_rows(tmp_path / "crashed" / f"seed{seed}"))
         assert crashed_rows == comparable(read_rows(tmp_path / "straight" / f"seed{seed}"))
     straight = group("straight", resume=True)
-    for x, y in zip(jax.tree_util.tree_leaves(resumed.state), jax.tree_util.tree_leaves(straight.state)):
+    for x, y in zip(jax.tree_util.tree_leaves(resumed.states), jax.tree_util.tree_leaves(straight.states)):
         np.testing.assert_array_equal(x, y)
 
 
@@ -84,7 +83,7 @@ def test_extending_a_finished_run_equals_the_longer_run(tmp_path):
     def group(name, total, **kwargs):
         cfgs = [train_cfg("Hopper-v5", seed, total=total) for seed in (0, 1)]
         dirs = [tmp_path / name / f"seed{seed}" for seed in (0, 1)]
-        return LockstepTrainer("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False, **kwargs)
+        return TrainingLoop("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False, **kwargs)
 
     group("long", 500).run()
     group("extended", 320).run()
@@ -99,7 +98,7 @@ def test_extending_a_finished_run_equals_the_longer_run(tmp_path):
 def test_members_may_be_different_envs_of_the_same_shapes(tmp_path):
     cfgs = [train_cfg("Walker2d-v5", 0, total=120, eval_freq=0), train_cfg("HalfCheetah-v5", 3, total=120, eval_freq=0)]
     dirs = [tmp_path / "walker", tmp_path / "cheetah"]
-    result = LockstepTrainer("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False).run()
+    result = TrainingLoop("sac", tiny_agent("sac"), cfgs, dirs, progress=False, tensorboard=False).run()
     assert result["env_steps"] == 120 and not result["stopped"]
     for run_dir, cfg in zip(dirs, cfgs):
         assert json.loads((run_dir / "config.json").read_text())["train"]["env_id"] == cfg.env_id
@@ -108,7 +107,7 @@ def test_members_may_be_different_envs_of_the_same_shapes(tmp_path):
 
 def test_stop_after_s_checkpoints_and_stops(tmp_path):
     cfgs = [train_cfg("s2ac/MultiGoal3-v0", 0, total=600)]
-    trainer = LockstepTrainer(
+    trainer = TrainingLoop(
         "sac", tiny_agent("sac"), cfgs, [tmp_path / "run"], progress=False, tensorboard=False, stop_after_s=1e-9
     )
     result = trainer.run()
@@ -119,26 +118,26 @@ def test_stop_after_s_checkpoints_and_stops(tmp_path):
 def test_bad_groups_are_refused_with_the_reason(tmp_path):
     agent = tiny_agent("sac")
     with pytest.raises(ValueError, match="same shapes"):
-        LockstepTrainer(
+        TrainingLoop(
             "sac", agent, [train_cfg("Hopper-v5", 0), train_cfg("Walker2d-v5", 0)], [tmp_path / "a", tmp_path / "b"]
         )
     with pytest.raises(ValueError, match="schedule: train_freq"):
         cfgs = [train_cfg("Hopper-v5", 0), train_cfg("Hopper-v5", 1, train_freq=7)]
-        LockstepTrainer("sac", agent, cfgs, [tmp_path / "a", tmp_path / "b"])
+        TrainingLoop("sac", agent, cfgs, [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ValueError, match="distinct"):
-        LockstepTrainer("sac", agent, [train_cfg("Hopper-v5", 0)] * 2, [tmp_path / "a", tmp_path / "b"])
+        TrainingLoop("sac", agent, [train_cfg("Hopper-v5", 0)] * 2, [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(ValueError, match="stop_after_s"):
-        LockstepTrainer("sac", agent, [train_cfg("Hopper-v5", 0)], [tmp_path / "a"], stop_after_s=float("nan"))
+        TrainingLoop("sac", agent, [train_cfg("Hopper-v5", 0)], [tmp_path / "a"], stop_after_s=float("nan"))
 
 
 def test_members_resuming_from_different_steps_are_refused(tmp_path):
     agent = tiny_agent("sac")
     for seed, total in ((0, 150), (1, 300)):
         cfg = train_cfg("s2ac/MultiGoal3-v0", seed, total=total)
-        LockstepTrainer("sac", agent, [cfg], [tmp_path / f"seed{seed}"], progress=False, tensorboard=False).run()
+        TrainingLoop("sac", agent, [cfg], [tmp_path / f"seed{seed}"], progress=False, tensorboard=False).run()
     cfgs = [train_cfg("s2ac/MultiGoal3-v0", seed, total=600) for seed in (0, 1)]
     with pytest.raises(ckpt.CheckpointError, match=r"one env step.*\[150, 300\]"):
-        LockstepTrainer("sac", agent, cfgs, [tmp_path / "seed0", tmp_path / "seed1"], resume=True)
+        TrainingLoop("sac", agent, cfgs, [tmp_path / "seed0", tmp_path / "seed1"], resume=True)
 
 
 @pytest.mark.parametrize("env_id", ["Hopper-v5", "Ant-v5", "s2ac/MultiGoal3-v0"])

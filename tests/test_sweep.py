@@ -10,8 +10,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from s2ac.logger import read_metrics  # noqa: E402
+from s2ac.loop import Trainer  # noqa: E402
 from s2ac.sweep import SweepConfig, read_ledger, run_sweep, summarize_runs, trial_configs, trial_specs  # noqa: E402
-from s2ac.train import Trainer  # noqa: E402
 
 TINY = {"learning_starts": 50, "random_steps": 50, "eval_freq": 100, "eval_episodes": 1, "checkpoint_freq": 100}
 

@@ -12,8 +12,8 @@ from s2ac import checkpoint as ckpt
 from s2ac.agents import make_agent_config
 from s2ac.config import make_train_config
 from s2ac.envs import make_env
+from s2ac.loop import Trainer
 from s2ac.runs import TrainingDiverged
-from s2ac.train import Trainer
 
 MG = "s2ac/MultiGoal3-v0"
 
@@ -101,7 +101,7 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
 
 def test_divergence_guard_names_the_quantity_and_keeps_the_last_checkpoint(tmp_path):
     trainer = Trainer("sac", tiny_agent("sac"), tiny_train(), tmp_path, progress=False, tensorboard=False)
-    original = trainer.update_many
+    original = trainer._train
     calls = {"n": 0}
 
     def poisoned(state, batches):
@@ -111,7 +111,7 @@ def test_divergence_guard_names_the_quantity_and_keeps_the_last_checkpoint(tmp_p
             metrics = dict(metrics, critic_loss=metrics["critic_loss"] * np.nan)
         return state, metrics
 
-    trainer.update_many = poisoned
+    trainer._train = poisoned
     with pytest.raises(TrainingDiverged, match="critic_loss") as info:
         trainer.run()
     last = ckpt.latest_valid_checkpoint(tmp_path / "checkpoints")
