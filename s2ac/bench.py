@@ -12,7 +12,6 @@ timed in the same process.
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +22,7 @@ import numpy as np
 
 from s2ac.agents import ALGOS, EnvSpec, config_class, make_agent, make_agent_config
 from s2ac.agents.s2ac import S2ACConfig
+from s2ac.machine import machine_info, median_seconds
 from s2ac.types import Batch
 
 
@@ -63,16 +63,6 @@ def _flops(compiled) -> float:
     return float(analysis.get("flops", float("nan")))
 
 
-def _median_seconds(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def _random_batch(spec: EnvSpec, batch: int, seed: int = 0) -> Batch:
     rng = np.random.default_rng(seed)
     return Batch(
@@ -102,7 +92,7 @@ def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
     times: dict[str, list[float]] = {name: [] for name in updates}
     for _ in range(rounds):
         for name, (update, state, batch) in updates.items():
-            times[name].append(_median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
+            times[name].append(median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
     ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
     base = ms["fixed (margin logged)"]
     return {"ms": ms, "ratio_to_fixed": {name: v / base for name, v in ms.items()}}
@@ -138,7 +128,7 @@ def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict |
 def time_update(algo: str, preset: str, args: BenchUpdate) -> dict:
     """Median seconds and XLA FLOPs of one update of ``algo``."""
     update, state, batch, flops = compiled_update(algo, preset, args)
-    seconds = _median_seconds(update, state, batch, repeats=args.repeats)
+    seconds = median_seconds(update, state, batch, repeats=args.repeats)
     return {"ms": 1e3 * seconds, "flops": flops, "gflops_per_s": flops / seconds / 1e9}
 
 
@@ -156,8 +146,8 @@ def interleaved_fraction(update, state, batch, flops: float, rows: int, hidden: 
     jax.block_until_ready(update(state, batch))
     ratios, update_s, matmul_rates = [], [], []
     for _ in range(rounds):
-        mm = _median_seconds(dot, a, b, repeats=4 * reps)
-        up = _median_seconds(update, state, batch, repeats=reps)
+        mm = median_seconds(dot, a, b, repeats=4 * reps)
+        up = median_seconds(update, state, batch, repeats=reps)
         matmul_rates.append(2.0 * rows * hidden * hidden / mm / 1e9)
         update_s.append(up)
         ratios.append((flops / up / 1e9) / matmul_rates[-1])
@@ -170,27 +160,15 @@ def interleaved_fraction(update, state, batch, flops: float, rows: int, hidden: 
     )
 
 
-def matmul_rate(rows: int, hidden: int, repeats: int = 50, trials: int = 3) -> float:
-    """GFLOP/s of a jitted ``(rows x hidden) @ (hidden x hidden)`` float32 matmul.
-
-    The best of ``trials`` medians: the first trial on an idle core often runs before the CPU
-    has ramped up its clock, and a low reference would flatter the update's fraction.
-    """
-    key_a, key_b = jax.random.split(jax.random.PRNGKey(1))
-    a = jax.random.normal(key_a, (rows, hidden), jnp.float32)
-    b = jax.random.normal(key_b, (hidden, hidden), jnp.float32)
-    seconds = min(_median_seconds(jax.jit(jnp.dot), a, b, repeats=repeats) for _ in range(trials))
-    return 2.0 * rows * hidden * hidden / seconds / 1e9
-
-
 def run_bench_update(args: BenchUpdate) -> dict:
     """Time ``args.algo`` (and SAC), and the reference matmul, side by side."""
+    machine = machine_info()
     result = {
         "algo": args.algo,
         "preset": args.preset,
         "config": dataclasses.asdict(args),
-        "device": jax.devices()[0].device_kind,
-        "machine": platform.processor() or platform.machine(),
+        "device": machine["device_kind"],
+        "machine": machine["arch"],
     }
     # The S²AC update's dominant shape, used as the reference for every algorithm (comparable fractions).
     rows = args.batch * args.particles

@@ -18,6 +18,8 @@ class Agent(Protocol):
 
     config: Any
     spec: EnvSpec
+    policy_density: str
+    """How the policy's log-density is available: one of :data:`POLICY_DENSITIES`."""
 
     def init(self, key: Array) -> Any: ...
 
@@ -27,6 +29,11 @@ class Agent(Protocol):
 
 
 ACT_MODES = ("random", "max", "softmax", "mean")
+
+POLICY_DENSITIES = ("particles", "sample_action", "none")
+"""``particles``: ``sample_particles(actor_params, critic_params, obs, key).log_prob`` (S²AC's SVGD density);
+``sample_action``: ``sample_action(actor_params, obs, key) -> (action, log_prob)`` (SAC, SAC-NF);
+``none``: no tractable density (SQL)."""
 
 
 WORST_CASE_METRICS = ("invertibility_margin", "actor_invertibility_margin")

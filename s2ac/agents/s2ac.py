@@ -184,6 +184,9 @@ class Particles(NamedTuple):
 class S2ACAgent:
     """S²AC with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    policy_density = "particles"
+    """``sample_particles(...).log_prob`` is the policy's log-density (closed form or exact, per ``log_density``)."""
+
     def __init__(self, config: S2ACConfig, spec: EnvSpec):
         config.validate()
         self.config, self.spec = config, spec

@@ -67,6 +67,9 @@ class SACState:
 class SACAgent:
     """SAC with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    policy_density = "sample_action"
+    """``sample_action`` returns each draw's exact log-density (SAC-NF inherits it)."""
+
     def __init__(self, config: SACConfig, spec: EnvSpec):
         config.validate()
         self.config, self.spec = config, spec

@@ -255,6 +255,9 @@ def pick_action(actions: Array, q: Array, key: Array, mode: str, alpha: float) -
 class SQLAgent:
     """Soft Q-learning with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    policy_density = "none"
+    """The amortized sampler has no tractable log-density."""
+
     def __init__(self, config: SQLConfig, spec: EnvSpec):
         config.validate()
         self.config, self.spec = config, spec

@@ -14,15 +14,14 @@ benchmark is continued by running the same command again), evaluating every 10k 
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from s2ac.experiments.reporting import json_safe, markdown_table
+from s2ac.experiments.stats import seed_stats
+from s2ac.machine import machine_info
 from s2ac.sweep import (
     OUTCOMES,
     SweepConfig,
@@ -70,20 +69,7 @@ REFERENCE_SAC_ANT_V4 = {100_000: 286, 300_000: 3307, 500_000: 4951}
 """Tianshou SAC on Ant-v4 at 100k / 300k / 500k steps (REFERENCE.md §4)."""
 
 
-# -- statistics ----------------------------------------------------------------------------
-
-
-def seed_stats(values: list[float]) -> dict[str, Any]:
-    """Mean, 95% Student-t half-width (None for one seed) and IQM (``scipy.stats.trim_mean(x, 0.25)``)."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if x.size == 0:
-        return {"n": 0, "mean": None, "ci95": None, "iqm": None}
-    ci = None
-    if x.size > 1:
-        ci = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return {"n": int(x.size), "mean": float(x.mean()), "ci95": ci, "iqm": float(stats.trim_mean(x, 0.25))}
+# -- tables ------------------------------------------------------------------------------
 
 
 def method_label(run: dict) -> str:
@@ -202,21 +188,15 @@ def ledger_table(out_dir: Path, trials: set[str] | None = None) -> str:
     return markdown_table(["trial", "status", "env steps", "wall s", "sessions", "device", "error"], body)
 
 
-def machine_info(cluster: dict | None) -> dict[str, Any]:
-    """This machine (the driver) and, when Ray ran, the cluster's resources."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        model = names[0] if names else model
-    import jax
-
+def driver_machine(cluster: dict | None) -> dict[str, Any]:
+    """This machine (the driver, via :func:`s2ac.machine.machine_info`) and, when Ray ran, the cluster's resources."""
+    info = machine_info(terse_platform=False)
     return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
+        "cpu": info["cpu_model"],
+        "cpu_count": info["cpu_count"],
+        "platform": info["platform"],
         "ray_cluster": cluster,
-        "jax_devices": [f"{d.platform}:{d.device_kind}" for d in jax.devices()],
+        "jax_devices": info["jax_devices"],
     }
 
 
@@ -339,6 +319,26 @@ def eval_schedule(steps: int) -> int:
     return EVAL_FREQ if steps >= EVAL_FREQ else max(1, steps // 2)
 
 
+def ledger_sweep(cfg: SweepConfig) -> dict[str, Any]:
+    """What :func:`s2ac.sweep.run_sweep` would return, read from the ledger in ``cfg.out`` (nothing trained)."""
+    events = ledger_events(cfg.out)
+    rows = [
+        {
+            "trial": t.trial_id,
+            "status": latest_outcome(events[t.trial_id])["status"] if t.trial_id in events else "missing",
+        }
+        for t in trial_specs(cfg)
+    ]
+    return {"trials": rows, "counts": status_counts(rows), "cluster": None}
+
+
+def write_outputs(out_dir: Path, summary: dict[str, Any], runs: list[dict]) -> None:
+    """``learning_curves.png``, ``report.md`` and ``summary.json`` into ``out_dir``."""
+    plot_learning_curves(out_dir / "learning_curves.png", runs)
+    (out_dir / "report.md").write_text(report_markdown(summary, out_dir))
+    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
+
+
 def run_mujoco(
     out_dir: str | Path,
     envs: tuple[str, ...] = DEFAULT_ENVS,
@@ -372,18 +372,7 @@ def run_mujoco(
         lockstep=lockstep,
         stop_after_s=stop_after_s,
     )
-    if report_only:
-        events = ledger_events(out_dir)
-        rows = [
-            {
-                "trial": t.trial_id,
-                "status": latest_outcome(events[t.trial_id])["status"] if t.trial_id in events else "missing",
-            }
-            for t in trial_specs(cfg)
-        ]
-        sweep = {"trials": rows, "counts": status_counts(rows), "cluster": None}
-    else:
-        sweep = run_sweep(cfg)
+    sweep = ledger_sweep(cfg) if report_only else run_sweep(cfg)
     wanted = {t["trial"] for t in sweep["trials"]}
     runs = [r for r in summarize_runs(out_dir) if r["trial"] in wanted]  # ignore other runs in the folder
     final_rows = table_rows(runs, None)
@@ -398,7 +387,7 @@ def run_mujoco(
         "cpus_per_trial": cpus_per_trial,
         "lockstep": lockstep,
         "report_only": report_only,
-        "machine": machine_info(sweep["cluster"]),
+        "machine": driver_machine(sweep["cluster"]),
         "trials": sweep["trials"],
         "counts": sweep["counts"],
         "final_table": final_rows,
@@ -407,7 +396,5 @@ def run_mujoco(
         "reference_sac": REFERENCE_SAC,
         "reference_sac_ant_v4": REFERENCE_SAC_ANT_V4,
     }
-    plot_learning_curves(out_dir / "learning_curves.png", runs)
-    (out_dir / "report.md").write_text(report_markdown(summary, out_dir))
-    (out_dir / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
+    write_outputs(out_dir, summary, runs)
     return summary

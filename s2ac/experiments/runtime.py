@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax
-
-from s2ac.bench import BenchAct, BenchUpdate, matmul_rate, run_bench_act, time_update
+from s2ac.bench import BenchAct, BenchUpdate, run_bench_act, time_update
 from s2ac.experiments.reporting import json_safe, markdown_table
+from s2ac.experiments.stats import fmt_number
+from s2ac.machine import load_average, machine_info, matmul_rate, pick
 
 CLI_COMMAND = "s2ac reproduce runtime --out results/runtime"
 """The command line that reproduces the full study."""
@@ -177,46 +174,20 @@ def measure_acting(grid: RuntimeGrid) -> dict[str, Any]:
         return {"env": ACT_ENV, "error": f"{type(exc).__name__}: {exc}", "algos": {}}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
-def load_average() -> float | None:
-    """The 1-minute load average of the machine (other processes' load distorts the timings)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def machine_info() -> dict[str, Any]:
-    """Processor, core count, JAX backend and device kind of this process."""
-    device = jax.devices()[0]
-    return {
-        "processor": platform.processor() or _cpu_model() or platform.machine(),
-        "arch": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(terse=True),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": device.device_kind,
-        "device_count": jax.device_count(),
-    }
+MACHINE_KEYS = (
+    "processor",
+    "arch",
+    "cpu_count",
+    "platform",
+    "jax",
+    "backend",
+    "device_kind",
+    "device_count",
+)
+"""The :func:`s2ac.machine.machine_info` entries ``results.json`` records."""
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f}"
 
 
 def update_table(rows: list[dict[str, Any]]) -> str:
@@ -225,11 +196,11 @@ def update_table(rows: list[dict[str, Any]]) -> str:
     body = [
         [
             r["label"],
-            _fmt(r["ms"]),
-            _fmt(r["flops"] / 1e9, 3),
-            _fmt(r["gflops_per_s"], 1),
-            _fmt(r["fraction_of_matmul"], 3),
-            _fmt(r["ratio_to_sac"], 1),
+            fmt_number(r["ms"]),
+            fmt_number(r["flops"] / 1e9, 3),
+            fmt_number(r["gflops_per_s"], 1),
+            fmt_number(r["fraction_of_matmul"], 3),
+            fmt_number(r["ratio_to_sac"], 1),
         ]
         for r in rows
     ]
@@ -243,9 +214,9 @@ def acting_table(acting: dict[str, Any]) -> str:
     body = [
         [
             LABELS.get(algo, algo),
-            _fmt(s["env_steps_per_s"], 0),
-            _fmt(s["ms_per_action"], 3),
-            _fmt(s.get("throughput_vs_sac"), 2),
+            fmt_number(s["env_steps_per_s"], 0),
+            fmt_number(s["ms_per_action"], 3),
+            fmt_number(s.get("throughput_vs_sac"), 2),
         ]
         for algo, s in acting["algos"].items()
     ]
@@ -268,7 +239,7 @@ def _load_note(load: dict[str, float | None], cores: int | None) -> str:
     values = [v for v in load.values() if v is not None]
     if not values:
         return ""
-    note = f"1-minute load average at start / end: {_fmt(load['start'])} / {_fmt(load['end'])}"
+    note = f"1-minute load average at start / end: {fmt_number(load['start'])} / {fmt_number(load['end'])}"
     if cores and max(values) > cores:
         note += f" (above the {cores} cores: other processes competed for them, so times are inflated and noisy)"
     return note + "."
@@ -298,8 +269,9 @@ def report_markdown(results: dict[str, Any]) -> str:
         "over all rows; FLOPs from XLA's cost analysis with "
         "the SVGD loop unrolled. Reference: dense float32 matmul "
         f"{mm['shape'][0]}x{mm['shape'][1]} @ {mm['shape'][1]}x{mm['shape'][2]} at "
-        f"{_fmt(mm['before_gflops_per_s'], 1)} GFLOP/s before and {_fmt(mm['after_gflops_per_s'], 1)} after "
-        f"the updates; the faster ({_fmt(mm['reference_gflops_per_s'], 1)}) is the reference for the fraction.",
+        f"{fmt_number(mm['before_gflops_per_s'], 1)} GFLOP/s before and "
+        f"{fmt_number(mm['after_gflops_per_s'], 1)} after "
+        f"the updates; the faster ({fmt_number(mm['reference_gflops_per_s'], 1)}) is the reference for the fraction.",
         "",
         *_width_note(g["hidden"]),
         update_table(results["updates"]),
@@ -371,7 +343,7 @@ def run_runtime(out_dir: Path, quick: bool = False) -> dict:
         "command": CLI_COMMAND,
         "quick": quick,
         "grid": dataclasses.asdict(grid),
-        "machine": machine_info(),
+        "machine": pick(machine_info(), MACHINE_KEYS),
         "load_average": {"start": load_before, "end": load_average()},
         "matmul": {
             "shape": [BenchUpdate().batch * grid.base_particles, grid.hidden, grid.hidden],
