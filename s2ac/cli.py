@@ -1,4 +1,4 @@
-"""Command line: ``s2ac train | eval | bench | reproduce``.
+"""Command line: ``s2ac train | eval | bench | reproduce | sweep``.
 
 ``s2ac train`` is parsed in two stages: ``--algo``, ``--preset`` and ``--env`` pick the
 preset, whose full agent and training configs then become the defaults of every
@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": "evaluate the latest checkpoint of a run folder",
     "bench": "benchmark the update (ms, FLOPs, GFLOP/s vs a dense matmul) or acting (env steps/s)",
     "reproduce": "reproduce an experiment: entropy-toy, multigoal, runtime, mujoco, step-rules",
+    "sweep": "a grid of (algorithm x env x seed x preset) runs on Ray, or as lockstep groups; rerun to resume",
 }
 
 

@@ -176,3 +176,30 @@ def test_schedule_errors_are_clear():
         train_vectorized(tiny_agent("sac"), tiny_schedule(), MG3, [], progress=False)
     with pytest.raises(ValueError, match="not a multigoal env"):
         train_vectorized(tiny_agent("sac"), tiny_schedule(), "Pendulum-v1", [0], progress=False)
+
+
+def test_jax_loop_writes_run_folders_in_the_host_loops_format(tmp_path):
+    from s2ac.api import Algorithm
+    from s2ac.logger import read_metrics
+    from s2ac.loop import Trainer
+
+    agent_cfg = tiny_agent("sac")
+    cfg = tiny_schedule(total_steps=200, random_steps=60, learning_starts=100, train_freq=20, gradient_steps=2)
+    dirs = [tmp_path / "jax" / f"seed{s}" for s in (0, 1)]
+    states, _ = train_vectorized(
+        agent_cfg, cfg, MG3, [0, 1], n_chunks=2, progress=False, run_dirs=dirs, tensorboard=False
+    )
+    host_dir = tmp_path / "host"
+    host_cfg = dataclasses.replace(cfg, eval_freq=0)
+    Trainer("sac", agent_cfg, host_cfg, host_dir, progress=False, tensorboard=False).run()
+    host_keys = {k for row in read_metrics(host_dir) for k in row if k.startswith(("train/", "rollout/"))}
+    for i, run_dir in enumerate(dirs):
+        rows = read_metrics(run_dir)
+        assert [r["step"] for r in rows] == [100, 200]
+        keys = {k for row in rows for k in row}
+        assert host_keys <= keys, host_keys - keys  # every host-loop metric name, same meaning of train/*
+        assert rows[-1]["train/n_updates"] == 6 * cfg.gradient_steps  # rounds after env steps 100, 120, ..., 200
+        model = Algorithm.load(run_dir)  # the checkpoint loads as any run's
+        assert model.algo == "sac" and model.seed == i
+        for a, b in zip(jax.tree_util.tree_leaves(model.state), jax.tree_util.tree_leaves(unstack_tree(states, i))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
