@@ -90,38 +90,6 @@ def test_twin_critic_loss_and_bellman_target_hand_values():
     np.testing.assert_allclose(target, [1.0 + 9.0, 2.0])  # a terminal transition ignores V(s')
 
 
-def test_s2ac_soft_value_is_mean_q_minus_alpha_mean_log_pi():
-    agent = make_agent(small("s2ac"), HOPPER)
-    state = agent.init(jax.random.PRNGKey(0))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 11))
-    parts = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(2))
-    v = agent.soft_value(state.critic_target, obs, parts)
-    for b in range(4):
-        qs = [float(jnp.min(agent.critic.apply(state.critic_target, obs[b], parts.action[b, j]))) for j in range(10)]
-        expected = np.mean(qs) - 0.2 * float(jnp.mean(parts.log_prob[b]))
-        np.testing.assert_allclose(v[b], expected, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("init", ["fixed", "learned"])
-def test_s2ac_log_prob_without_svgd_steps_is_q0_density_through_tanh(init):
-    cfg = small("s2ac", init=init, svgd_steps=0)
-    agent = make_agent(cfg, ODD_BOX)
-    state = agent.init(jax.random.PRNGKey(0))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
-    parts = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(2))
-    if init == "fixed":
-        log_q0 = D.normal_log_prob(parts.u, 0.0, cfg.init_std)
-    else:
-        mean, log_std = agent.init_net.apply(state.actor_params, obs)
-        log_q0 = D.truncated_normal_log_prob(parts.u, mean[:, None], jnp.exp(log_std)[:, None], 3.0)
-    jac_logdet = jax.vmap(jax.vmap(lambda u: jnp.linalg.slogdet(jax.jacfwd(lambda x: D.squash(x, agent.box))(u))[1]))(
-        parts.u
-    )
-    np.testing.assert_allclose(parts.log_prob, log_q0 - jac_logdet, rtol=1e-4, atol=1e-4)
-    _, metrics = agent.update(state, random_batch(ODD_BOX))  # L = 0 is a valid (SVGD-free) configuration
-    assert np.isfinite(float(metrics["critic_loss"]))
-
-
 def test_squashed_score_is_chain_rule_of_q_plus_tanh_log_det():
     cfg = small("s2ac", sampler_alpha=0.35)
     agent = make_agent(cfg, ODD_BOX)
@@ -155,12 +123,6 @@ def test_sac_log_prob_matches_gaussian_through_tanh():
         -0.5 * ((np.asarray(u) - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1
     ) - np.sum(np.log(np.asarray(agent.box.scale) * (1 - np.tanh(np.asarray(u)) ** 2)), axis=-1)
     np.testing.assert_allclose(log_prob, ref, rtol=1e-3, atol=1e-3)
-
-
-def test_sac_alpha_rises_when_entropy_is_below_target():
-    agent = make_agent(small("sac", auto_alpha=True), HOPPER)
-    grad = jax.grad(agent.alpha_loss)(jnp.log(0.2), jnp.asarray(-10.0))  # entropy far below -3
-    assert grad < 0  # gradient descent increases log alpha
 
 
 # -- selection -----------------------------------------------------------------------
@@ -221,10 +183,6 @@ def test_update_traces_once_is_deterministic_and_changes_params(algo):
         lambda a, b: float(jnp.max(jnp.abs(a - b))), state.critic_params, fresh.critic_params
     )
     assert max(jax.tree_util.tree_leaves(moved)) > 0
-    target_gap = jax.tree_util.tree_map(
-        lambda a, b: float(jnp.max(jnp.abs(a - b))), state.critic_target, state.critic_params
-    )
-    assert max(jax.tree_util.tree_leaves(target_gap)) > 0  # Polyak targets lag behind
 
 
 def test_jit_and_eager_updates_agree():
@@ -241,34 +199,6 @@ def test_jit_and_eager_updates_agree():
         jitted_state.actor_params,
         eager_state.actor_params,
     )
-
-
-def test_actor_gradient_flows_through_the_sampler_second_order():
-    """The q0 network gets gradient through log pi and through the SVGD steps' dependence on grad Q."""
-    agent = make_agent(small("s2ac", svgd_steps=3), MULTIGOAL)
-    state = agent.init(jax.random.PRNGKey(0))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
-    grads = jax.grad(lambda p: agent.actor_loss(p, state.critic_params, obs, jax.random.PRNGKey(2))[0])(
-        state.actor_params
-    )
-    norms = [float(jnp.linalg.norm(g)) for g in jax.tree_util.tree_leaves(grads)]
-    assert all(np.isfinite(norms)) and max(norms) > 0
-
-    # Finite-difference check of the directional derivative along a random direction.
-    direction = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(7), p.shape), state.actor_params)
-
-    def loss_at(t):
-        params = jax.tree_util.tree_map(lambda p, d: p + t * d, state.actor_params, direction)
-        return agent.actor_loss(params, state.critic_params, obs, jax.random.PRNGKey(2))[0]
-
-    with jax.enable_x64(False):
-        analytic = sum(
-            float(jnp.vdot(g, d))
-            for g, d in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction))
-        )
-        h = 1e-3
-        numeric = (float(loss_at(h)) - float(loss_at(-h))) / (2 * h)
-    np.testing.assert_allclose(analytic, numeric, rtol=0.05, atol=1e-3)
 
 
 def test_presets_differ_exactly_in_the_documented_fields():

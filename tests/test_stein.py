@@ -210,21 +210,6 @@ def test_gradient_through_sampler_matches_finite_differences():
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
-def test_adaptive_step_is_fixed_step_replayed_with_its_own_schedule():
-    a0 = _particles(m=6, d=2, seed=8, scale=0.3)
-    steep = jax.vmap(jax.grad(lambda x: 40.0 * banana_energy(x)))  # a steep energy: eps = 0.1 is not invertible
-    kw = dict(steps=3, bandwidth=0.5, log_density="exact")
-    free = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=0.1, **kw)
-    assert float(jnp.max(free.invertibility_margin)) > 1.0
-    adaptive = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=0.1, step_control="adaptive", **kw)
-    np.testing.assert_allclose(jnp.max(adaptive.invertibility_margin), 0.5, rtol=1e-4)
-    assert np.all(adaptive.step_size <= 0.1 + 1e-7) and np.any(adaptive.step_size < 0.1)
-    # The same steps, given as a fixed schedule, give the same particles and densities.
-    replay = stein.svgd_sample(steep, a0, jnp.zeros(6), step_size=adaptive.step_size, **kw)
-    np.testing.assert_allclose(replay.log_q, adaptive.log_q, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(replay.particles, adaptive.particles, rtol=1e-5, atol=1e-6)
-
-
 def _full_jacobians(score_fn, particles, sigma, alpha):
     """Per-particle full Jacobians d phi_i / d a_i by jax.jacfwd of the whole drift (independent reference)."""
     return [
