@@ -330,8 +330,8 @@ def probe_entropies(
         est = {}
         if "exact" in kinds:
             obs = _repeat_probes(task, rows)
-            closed = closed_fn(state.actor_params, state.critic_params, obs, k_density)
-            exact = exact_fn(state.actor_params, state.critic_params, obs, k_density).log_prob
+            closed = closed_fn(state.init_params, state.critic_params, obs, k_density)
+            exact = exact_fn(state.init_params, state.critic_params, obs, k_density).log_prob
             est["closed_form"] = -jnp.mean(closed.log_prob.reshape(n_probe, -1), axis=1)
             est["exact"] = -jnp.mean(exact.reshape(n_probe, -1), axis=1)
             # The margin of the very steps behind these densities (worst particle set and step per probe).
