@@ -46,10 +46,10 @@ from s2ac import stein
 from s2ac.agents import s2ac as s2ac_agent
 from s2ac.agents.common import adam, apply_gradients, check_act_mode, pick_action
 from s2ac.agents.s2ac import S2ACAgent, S2ACConfig, S2ACState
-from s2ac.agents.sql import AmortizedSampler
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import quick_width
 from s2ac.distributions import squash
+from s2ac.nets import AmortizedSampler
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 ACT_WITH: tuple[str, ...] = ("svgd", "amortized")

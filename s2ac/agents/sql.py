@@ -39,12 +39,10 @@ inside the sampler, SVGD in action space.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -53,7 +51,7 @@ from s2ac.agents.common import ActorCriticState, CriticAgent, adam, apply_gradie
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig
 from s2ac.distributions import ActionBox, squash
-from s2ac.nets import MLP, Activation
+from s2ac.nets import AmortizedSampler
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 NOISES: tuple[str, ...] = ("normal", "uniform01")
@@ -177,23 +175,6 @@ def draw_noise(key: Array, shape: tuple[int, ...], noise: str) -> Array:
 def noise_mean(noise: str) -> float:
     """``E[xi]`` per coordinate: the input of the one-pass deterministic action."""
     return 0.0 if noise == "normal" else 0.5
-
-
-class AmortizedSampler(nn.Module):
-    """``u = f(s, xi)``: an MLP on ``[s, xi]`` (SQL's StochasticNNPolicy before its tanh).
-
-    ``obs`` is broadcast against ``noise``'s leading axes: ``obs (B, o)``, ``noise (B, n, e)`` gives ``(B, n, d)``.
-    """
-
-    hidden_sizes: Sequence[int]
-    act_dim: int
-    activation: Activation = "relu"
-
-    @nn.compact
-    def __call__(self, obs: Array, noise: Array) -> Array:
-        if noise.ndim == obs.ndim + 1:  # several samples per state
-            obs = jnp.broadcast_to(obs[..., None, :], noise.shape[:-1] + obs.shape[-1:])
-        return MLP(self.hidden_sizes, self.act_dim, self.activation)(jnp.concatenate([obs, noise], axis=-1))
 
 
 # ---------------------------------------------------------------------------
@@ -322,7 +303,6 @@ __all__ = [
     "SQLAgent",
     "SQLState",
     "SQL_PAPER_FIELDS",
-    "AmortizedSampler",
     "amortized_svgd_loss",
     "box_log_volume",
     "soft_value_uniform",
