@@ -143,11 +143,31 @@ def latest_valid_checkpoint(ckpt_root: Path) -> Path | None:
     return None
 
 
+LEGACY_STATE_KEYS: dict[str, str] = {"actor_params": "init_params", "actor_opt": "init_opt"}
+"""Top-level agent-state fields renamed since earlier versions, old name -> new name: S²AC's q0
+(initial-distribution) network was stored as ``actor_params`` / ``actor_opt``. A rename applies only
+where the template has the new field and not the old one (SQL and SAC keep ``actor_*``)."""
+
+
+def upgrade_state_dict(state_dict: dict, template: Any) -> dict:
+    """``state_dict`` with the :data:`LEGACY_STATE_KEYS` renamed where ``template`` expects the new names."""
+    expected = serialization.to_state_dict(template)
+    if not isinstance(state_dict, dict) or not isinstance(expected, dict):
+        return state_dict
+    upgraded = dict(state_dict)
+    for old, new in LEGACY_STATE_KEYS.items():
+        if old in upgraded and new not in upgraded and new in expected and old not in expected:
+            upgraded[new] = upgraded.pop(old)
+    return upgraded
+
+
 def load_agent_state(path: Path, template: Any) -> Any:
-    """Restore the agent state of checkpoint ``path`` into the structure of ``template``."""
+    """Restore the agent state of checkpoint ``path`` into the structure of ``template``; checkpoints of
+    earlier versions load too (see :data:`LEGACY_STATE_KEYS`)."""
     verify_checkpoint(path)
     try:
-        return serialization.from_bytes(template, (path / STATE_FILE).read_bytes())
+        state_dict = serialization.msgpack_restore((path / STATE_FILE).read_bytes())
+        return serialization.from_state_dict(template, upgrade_state_dict(state_dict, template))
     except Exception as err:  # msgpack and structure errors come in many types
         raise CheckpointError(
             f"checkpoint {path} does not fit this agent (different algorithm or network sizes?): {err}"

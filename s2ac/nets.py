@@ -1,4 +1,4 @@
-"""Networks: MLPs, the twin-critic ensemble and Gaussian heads (Flax linen)."""
+"""Networks: MLPs, the twin-critic ensemble, Gaussian heads and the amortized sampler (Flax linen)."""
 
 from __future__ import annotations
 
@@ -108,3 +108,21 @@ class GaussianHead(nn.Module):
         out = MLP(self.hidden_sizes, 2 * self.act_dim, self.activation)(obs)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class AmortizedSampler(nn.Module):
+    """``u = f(s, xi)``: an MLP on ``[s, xi]`` (SQL's StochasticNNPolicy before its tanh;
+    also the amortizer g of amortized S²AC).
+
+    ``obs`` is broadcast against ``noise``'s leading axes: ``obs (B, o)``, ``noise (B, n, e)`` gives ``(B, n, d)``.
+    """
+
+    hidden_sizes: Sequence[int]
+    act_dim: int
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noise: jax.Array) -> jax.Array:
+        if noise.ndim == obs.ndim + 1:  # several samples per state
+            obs = jnp.broadcast_to(obs[..., None, :], noise.shape[:-1] + obs.shape[-1:])
+        return MLP(self.hidden_sizes, self.act_dim, self.activation)(jnp.concatenate([obs, noise], axis=-1))

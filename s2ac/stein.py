@@ -26,6 +26,7 @@ Notation (REFERENCE.md §1, poster box "A Closed Form Estimate"):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple, Union
@@ -130,7 +131,9 @@ def bandwidth_from_rule(particles: Array, rule: BandwidthRule) -> Array:
     return jnp.sqrt(jnp.maximum(sigma2, 1e-12))
 
 
-def _resolve_bandwidth(particles: Array, bandwidth: Bandwidth) -> Array:
+def resolve_bandwidth(particles: Array, bandwidth: Bandwidth) -> Array:
+    """Sigma for one particle set ``(m, d)``: a rule of :func:`bandwidth_from_rule` evaluated on the
+    particles, or the fixed value ``bandwidth`` (in the particles' dtype)."""
     if isinstance(bandwidth, str):
         return bandwidth_from_rule(particles, bandwidth)  # type: ignore[arg-type]
     return jnp.asarray(bandwidth, dtype=particles.dtype)
@@ -144,14 +147,31 @@ def _resolve_bandwidth(particles: Array, bandwidth: Bandwidth) -> Array:
 def svgd_direction(particles: Array, scores: Array, sigma: Array, alpha: float) -> Array:
     """SVGD drift ``phi(a_i) = (1/m) sum_j [k_ji s_j + alpha grad_{a_j} k(a_j, a_i)]`` (all ``j``).
 
-    Uses ``grad_{a_j} k(a_j, a_i) = (a_i - a_j) / sigma^2 * k_ij``.
+    Uses ``grad_{a_j} k(a_j, a_i) = (a_i - a_j) / sigma^2 * k_ij``: :func:`svgd_direction_anchored`
+    with the particles as their own anchors.
     """
-    m = particles.shape[0]
-    diff = particles[:, None, :] - particles[None, :, :]  # (i, j, d): a_i - a_j
-    k = jnp.exp(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2))  # (i, j), symmetric
-    drive = k @ scores
+    return svgd_direction_anchored(particles, particles, scores, sigma, alpha)
+
+
+def svgd_direction_anchored(points: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float) -> Array:
+    """SVGD direction at ``points`` (n, d) from a separate set of kernel anchors (K, d) (SQL paper Eq. 13).
+
+    SVGD's direction is ``phi(x) = mean_j [k(x_j, x) grad log p(x_j) + grad_{x_j} k(x_j, x)]``, an
+    expectation over particles ``x_j``; here they are the anchors ``y_j`` (SQL's "fixed" particles), and
+    ``phi`` is evaluated at other points ``x_i`` (SQL's "updated" particles), in the poster's
+    ``alpha``-scaled form for the target ``exp(E/alpha)``::
+
+        phi(x_i) = (1/K) sum_j [ k(y_j, x_i) s_j + alpha grad_{y_j} k(y_j, x_i) ]
+
+    with ``s_j = grad E(y_j)`` the energy gradient at anchor ``y_j`` and
+    ``grad_{y_j} k(y_j, x_i) = (x_i - y_j) / sigma^2 k(y_j, x_i)``. With ``anchors = points`` it is
+    :func:`svgd_direction`.
+    """
+    diff = points[:, None, :] - anchors[None, :, :]  # (i, j, d): x_i - y_j
+    k = jnp.exp(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2))
+    drive = k @ anchor_scores
     repulse = jnp.einsum("ij,ijd->id", k, diff) / sigma**2
-    return (drive + alpha * repulse) / m
+    return (drive + alpha * repulse) / anchors.shape[0]
 
 
 def interaction_jacobian(particles: Array, scores: Array, sigma: Array, alpha: float) -> Array:
@@ -405,7 +425,7 @@ def svgd_step(
     (see :func:`controlled_step`). Margin and folding are NaN when ``diagnostics=False`` under
     the fixed rule (the adaptive rule always computes the margin it needs).
     """
-    sigma = _resolve_bandwidth(particles, bandwidth)
+    sigma = resolve_bandwidth(particles, bandwidth)
     single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
     needs_margin = margin_computed(diagnostics, step_control)
@@ -545,23 +565,22 @@ def svgd_sample(
     validate_svgd_args(
         particles, log_q0, steps, step_size, bandwidth, alpha, log_density, normalizer, step_control, target_margin
     )
-    result = svgd_sample_batched(
-        lambda x: score_fn(x[0])[None],
-        particles[None],
-        log_q0[None],
-        steps=steps,
-        step_size=step_size,
-        bandwidth=bandwidth,
-        alpha=alpha,
-        log_density=log_density,
-        normalizer=normalizer,
-        diagnostics=diagnostics,
-        trajectory=trajectory,
-        unroll=unroll,
-        step_control=step_control,
-        target_margin=target_margin,
-    )
+    options = dict(steps=steps, step_size=step_size, bandwidth=bandwidth, alpha=alpha, log_density=log_density)
+    options.update(normalizer=normalizer, diagnostics=diagnostics, trajectory=trajectory, unroll=unroll)
+    options.update(step_control=step_control, target_margin=target_margin)
+    # One set as a batch of one: the same code path as the agents' batched sampler.
+    result = svgd_sample_batched(lambda x: score_fn(x[0])[None], particles[None], log_q0[None], **options)
     return SVGDResult(*(None if field is None else field[0] for field in result))
+
+
+def check_batched_shapes(particles: Array, log_q0: Array) -> None:
+    """``ValueError`` unless ``particles`` is ``(B, m, d)`` and ``log_q0`` is ``(B, m)``."""
+    if particles.ndim != 3:
+        raise ValueError(f"particles must have shape (B, m, d); got shape {tuple(particles.shape)}")
+    if log_q0.shape != particles.shape[:2]:
+        raise ValueError(
+            f"log_q0 must have shape {tuple(particles.shape[:2])} to match particles; got {tuple(log_q0.shape)}"
+        )
 
 
 def svgd_sample_batched(
@@ -593,46 +612,18 @@ def svgd_sample_batched(
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
-    if particles.ndim != 3:
-        raise ValueError(f"particles must have shape (B, m, d); got shape {tuple(particles.shape)}")
-    if log_q0.shape != particles.shape[:2]:
-        raise ValueError(
-            f"log_q0 must have shape {tuple(particles.shape[:2])} to match particles; got {tuple(log_q0.shape)}"
-        )
-    validate_svgd_args(
-        particles[0],
-        log_q0[0],
-        steps,
-        step_size,
-        bandwidth,
-        alpha,
-        log_density,
-        normalizer,
-        step_control,
-        target_margin,
-    )
+    check_batched_shapes(particles, log_q0)
+    args = (steps, step_size, bandwidth, alpha, log_density, normalizer, step_control, target_margin)
+    validate_svgd_args(particles[0], log_q0[0], *args)
     needs_margin = margin_computed(diagnostics, step_control)
-    update = jax.vmap(
-        lambda a, s, sigma, j, n, eps: svgd_update(
-            a,
-            s,
-            sigma,
-            j,
-            n,
-            step_size=eps,
-            alpha=alpha,
-            log_density=log_density,
-            normalizer=normalizer,
-            diagnostics=diagnostics,
-            step_control=step_control,
-            target_margin=target_margin,
-        ),
-        in_axes=(0, 0, 0, 0, 0, None),
-    )
+    options = dict(alpha=alpha, log_density=log_density, normalizer=normalizer, diagnostics=diagnostics)
+    step = functools.partial(svgd_update, step_control=step_control, target_margin=target_margin, **options)
+    # Every set has its own particles, scores and bandwidth; the step schedule entry is shared.
+    update = jax.vmap(lambda a, s, sigma, j, n, eps: step(a, s, sigma, j, n, step_size=eps), (0, 0, 0, 0, 0, None))
 
     def body(carry, eps):
         a, log_q = carry
-        sigma = jax.vmap(lambda x: _resolve_bandwidth(x, bandwidth))(a)
+        sigma = jax.vmap(lambda x: resolve_bandwidth(x, bandwidth))(a)
         scores = score_fn(a)
         j_self, self_norm = _self_term(score_fn, a, log_density, needs_margin)
         a_next, delta, info = update(a, scores, sigma, j_self, self_norm, eps)

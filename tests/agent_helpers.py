@@ -7,7 +7,6 @@ from s2ac.types import Batch, EnvSpec
 
 HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
 MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
-ACT_MODES = ("random", "max", "mean", "softmax")
 
 
 def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
@@ -23,8 +22,9 @@ def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
     )
 
 
-def assert_acts_in_box(agent, spec: EnvSpec, modes=ACT_MODES, n: int = 7) -> None:
-    """Every action mode returns ``(n, act_dim)`` actions inside the env's box."""
+def assert_acts_in_box(agent, spec: EnvSpec, modes=None, n: int = 7) -> None:
+    """Every action mode (default: those the agent accepts) returns ``(n, act_dim)`` actions inside the env's box."""
+    modes = agent.act_modes if modes is None else modes
     state = agent.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (n, spec.obs_dim))
     low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +13,7 @@ from s2ac.agents import EnvSpec, make_agent, make_agent_config
 from s2ac.agents.common import soft_bellman_target, twin_critic_loss
 from s2ac.agents.s2ac import S2ACConfig
 from s2ac.agents.sac import SACConfig
+from s2ac.checkpoint import load_agent_state, save_checkpoint
 from s2ac.types import Batch
 
 HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
@@ -158,6 +160,28 @@ def test_act_stays_in_the_box_for_every_mode(algo, spec):
         assert np.all(a >= np.asarray(spec.action_low) - 1e-6) and np.all(a <= np.asarray(spec.action_high) + 1e-6)
 
 
+@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "s2ac-amortized"])
+def test_s2ac_rejects_mean_mode_naming_the_valid_modes(algo):
+    agent = make_agent(small(algo), MULTIGOAL)
+    state = agent.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"'mean'.*\('random', 'max', 'softmax'\)"):
+        agent.act(state, jnp.zeros((1, 2)), jax.random.PRNGKey(1), "mean")
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "sql"])
+def test_checkpoint_with_the_old_q0_field_names_loads(algo, tmp_path):
+    """S²AC's q0 network was stored as actor_params / actor_opt; SQL's sampler keeps that name."""
+    agent = make_agent(small(algo), MULTIGOAL)
+    state = agent.init(jax.random.PRNGKey(0))
+    saved = flax.serialization.to_state_dict(state)
+    if algo == "s2ac":  # the state dict an earlier version wrote
+        saved["actor_params"], saved["actor_opt"] = saved.pop("init_params"), saved.pop("init_opt")
+    path = save_checkpoint(tmp_path, 1, saved, {}, lambda p: p.write_bytes(b""))
+    restored = load_agent_state(path, agent.init(jax.random.PRNGKey(1)))
+    assert type(restored) is type(state)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, restored, state)
+
+
 # -- update ------------------------------------------------------------------------
 
 
@@ -196,8 +220,8 @@ def test_jit_and_eager_updates_agree():
         np.testing.assert_allclose(jitted[key], eager[key], rtol=2e-4, atol=1e-5, err_msg=key)
     jax.tree_util.tree_map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
-        jitted_state.actor_params,
-        eager_state.actor_params,
+        jitted_state.init_params,
+        eager_state.init_params,
     )
 
 
@@ -255,7 +279,7 @@ def test_adaptive_preset_keeps_every_training_step_invertible_where_the_fixed_st
     for control in ("fixed", "adaptive"):
         agent = make_agent(small("s2ac", "corrected", "s2ac/MultiGoal3-v0", svgd_step_control=control), MULTIGOAL)
         state = _steep_critic(agent.init(jax.random.PRNGKey(0)), 300.0)
-        p = agent.sample_particles(state.actor_params, state.critic_params, obs, jax.random.PRNGKey(4))
+        p = agent.sample_particles(state.init_params, state.critic_params, obs, jax.random.PRNGKey(4))
         margins[control] = float(jnp.max(p.invertibility_margin))
         if control == "adaptive":
             assert float(jnp.max(p.step_size)) <= agent.config.svgd_step_size + 1e-7
@@ -307,7 +331,7 @@ def test_recomputation_settings_change_no_value():
         state = agent.init(jax.random.PRNGKey(0))
         loss, grads = jax.value_and_grad(
             lambda p, agent=agent, state=state: agent.actor_loss(p, state.critic_params, obs, jax.random.PRNGKey(7))[0]
-        )(state.actor_params)
+        )(state.init_params)
         results.append((loss, grads))
     for loss, grads in results[1:]:
         np.testing.assert_allclose(loss, results[0][0], rtol=1e-5)

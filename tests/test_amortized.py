@@ -15,7 +15,6 @@ from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
 
 from s2ac import stein
 from s2ac.agents.amortized import AmortizedS2ACAgent, AmortizedS2ACConfig, mmd_loss
-from s2ac.agents.sql import resolve_bandwidth, svgd_direction_anchored
 
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), amortizer_hidden=(32, 32))
 
@@ -54,7 +53,7 @@ def test_anchored_svgd_carries_no_signal_but_mmd_does():
     scores = -(anchors - mu)  # grad log N(mu, I)
     sigma = jnp.asarray(1.0)
     far = mu + jnp.array([[1.5, 1.0]])
-    phi = svgd_direction_anchored(far, anchors, scores, sigma, 1.0)
+    phi = stein.svgd_direction_anchored(far, anchors, scores, sigma, 1.0)
     own = far + 0.3 * jax.random.normal(jax.random.PRNGKey(1), (200, 2))  # the moved distribution itself
     phi_own = stein.svgd_direction(own, -(own - mu), sigma, 1.0)
     assert float(jnp.linalg.norm(phi)) < 0.02
@@ -102,7 +101,7 @@ def test_amortizer_steps_close_the_gap_to_the_s2ac_particles():
         def step(carry, key):
             p, s = carry
             k_particles, k_noise = jax.random.split(key)
-            particles = agent.sample_particles(state.actor_params, state.critic_params, obs, k_particles)
+            particles = agent.sample_particles(state.init_params, state.critic_params, obs, k_particles)
             (loss, info), grads = jax.value_and_grad(agent.amortizer_loss, has_aux=True)(p, obs, particles.u, k_noise)
             updates, s = opt.update(grads, s, p)
             return (optax.apply_updates(p, updates), s), (loss, info["amortizer_mean_gap"])
@@ -115,8 +114,8 @@ def test_amortizer_steps_close_the_gap_to_the_s2ac_particles():
     # Noise floor: the MMD^2 between two independent draws of the S²AC particles (m = 10 per state).
     def floor_of(key):
         k1, k2 = jax.random.split(key)
-        p1, p2 = (agent.sample_particles(state.actor_params, state.critic_params, obs, k).u for k in (k1, k2))
-        sigma = jax.vmap(lambda y: resolve_bandwidth(y, agent.config.bandwidth))(p2)
+        p1, p2 = (agent.sample_particles(state.init_params, state.critic_params, obs, k).u for k in (k1, k2))
+        sigma = jax.vmap(lambda y: stein.resolve_bandwidth(y, agent.config.bandwidth))(p2)
         return jnp.mean(jax.vmap(mmd_loss)(p1, p2, sigma[:, None] * agent.mmd_scales))
 
     floor = float(jnp.mean(jax.jit(jax.vmap(floor_of))(jax.random.split(jax.random.PRNGKey(3), 8))))

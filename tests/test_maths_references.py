@@ -148,12 +148,12 @@ def base_state(algo, spec, seed=0):
 
 
 def init_params(state):
-    """S²AC's q0 parameters, whichever name the state gives them."""
-    return state.init_params if hasattr(state, "init_params") else state.actor_params
+    """S²AC's q0 parameters."""
+    return state.init_params
 
 
 def with_init_params(state, params):
-    return state.replace(**{"init_params" if hasattr(state, "init_params") else "actor_params": params})
+    return state.replace(init_params=params)
 
 
 def to64(tree):

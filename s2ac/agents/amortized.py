@@ -25,10 +25,11 @@ gradient, and is cheap (``m x m`` kernel matrices per state). Its gradient is an
 SVGD, with the particles standing in for the score. The particles are drawn again after the S²AC
 update at the batch's states (forward only, no gradient), with the updated critic and q0.
 
-Acting with ``act_with="amortized"``: ``"random"`` is one pass of ``g``; ``"max"`` / ``"mean"`` draw
-``n_act_candidates`` samples of ``g`` in one batched pass and keep the one with the highest
+Acting with ``act_with="amortized"``: ``"random"`` is one pass of ``g``; ``"max"`` draws
+``n_act_candidates`` samples of ``g`` in one batched pass and keeps the one with the highest
 ``min_k Q_k`` (the S²AC rule applied to ``g``'s samples; one critic pass more); ``"softmax"`` draws
 one of them with probability ``~ exp(Q/alpha)``. ``act_with="svgd"`` acts with the S²AC sampler.
+As for S²AC, there is no ``"mean"`` mode (:data:`s2ac.agents.common.PARTICLE_ACT_MODES`).
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from s2ac import stein
 from s2ac.agents import s2ac as s2ac_agent
-from s2ac.agents.common import ACT_MODES, adam, apply_gradients
+from s2ac.agents.common import adam, apply_gradients, check_act_mode, pick_action
 from s2ac.agents.s2ac import S2ACAgent, S2ACConfig, S2ACState
-from s2ac.agents.sql import AmortizedSampler, pick_action, resolve_bandwidth
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import quick_width
 from s2ac.distributions import squash
+from s2ac.nets import AmortizedSampler
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 ACT_WITH: tuple[str, ...] = ("svgd", "amortized")
@@ -156,7 +158,7 @@ class AmortizedS2ACAgent(S2ACAgent):
         u = self.amortized_u(amortizer_params, obs, key, self.config.effective_n_amortizer_samples)
 
         def one_state(samples: Array, anchors: Array) -> Array:
-            sigma = resolve_bandwidth(anchors, self.config.bandwidth)
+            sigma = stein.resolve_bandwidth(anchors, self.config.bandwidth)
             return mmd_loss(samples, anchors, sigma * self.mmd_scales)
 
         loss = jnp.mean(jax.vmap(one_state)(u, particles_u))
@@ -167,15 +169,14 @@ class AmortizedS2ACAgent(S2ACAgent):
     def _act(self, state: AmortizedS2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
         if self.config.act_with == "svgd":
             return super()._act(state, obs, key, mode)
-        if mode not in ACT_MODES:
-            raise ValueError(f"unknown action mode {mode!r}; expected one of {ACT_MODES}")
+        check_act_mode(mode, self.act_modes)
         k_sample, k_pick = jax.random.split(key)
         if mode == "random":
             return squash(self.amortized_u(state.amortizer_params, obs, k_sample, 1)[:, 0], self.box)
         n = self.config.effective_n_act_candidates
         actions = squash(self.amortized_u(state.amortizer_params, obs, k_sample, n), self.box)
         q = self.min_q(state.critic_params, obs, actions)
-        return pick_action(actions, q, k_pick, "softmax" if mode == "softmax" else "max", self.config.alpha)
+        return pick_action(actions, q, k_pick, mode, self.config.alpha)
 
     # -- update ---------------------------------------------------------------------------
     def _update(self, state: AmortizedS2ACState, batch: Batch) -> tuple[AmortizedS2ACState, Metrics]:
@@ -183,7 +184,7 @@ class AmortizedS2ACAgent(S2ACAgent):
         state, metrics = super()._update(state, batch)  # counts the trace
         key, k_particles, k_noise = jax.random.split(state.key, 3)
         particles = jax.lax.stop_gradient(
-            self.sample_particles(state.actor_params, state.critic_params, batch.obs, k_particles)
+            self.sample_particles(state.init_params, state.critic_params, batch.obs, k_particles)
         )
         (loss, info), grads = jax.value_and_grad(self.amortizer_loss, has_aux=True)(
             state.amortizer_params, batch.obs, particles.u, k_noise

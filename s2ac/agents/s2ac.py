@@ -17,17 +17,19 @@ import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.common import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.agents.common import (
+    PARTICLE_ACT_MODES,
+    CriticAgent,
+    CriticState,
+    adam,
+    apply_gradients,
+    check_act_mode,
+    pick_action,
+)
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig, is_multigoal
-from s2ac.distributions import (
-    ActionBox,
-    normal_log_prob,
-    squash,
-    squash_log_det,
-    truncated_normal_sample,
-)
-from s2ac.nets import CriticEnsemble, GaussianHead
+from s2ac.distributions import normal_log_prob, squash, squash_log_det, truncated_normal_sample
+from s2ac.nets import GaussianHead
 from s2ac.stein import BANDWIDTH_RULES, LOG_DENSITY_MODES, NORMALIZERS, STEP_CONTROLS
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
@@ -157,16 +159,15 @@ def preset_fields(preset: str, env_id: str) -> dict:
 
 
 @flax.struct.dataclass
-class S2ACState:
-    """Flat training state; ``actor_params``/``actor_opt`` are ``None`` for S²AC(phi)."""
+class S2ACState(CriticState):
+    """Flat training state: :class:`~s2ac.agents.common.CriticState` plus the q0 (initial-distribution)
+    network ``init_params`` and its optimiser state ``init_opt``, both ``None`` for S²AC(phi).
 
-    critic_params: Any
-    critic_target: Any
-    critic_opt: Any
-    actor_params: Any
-    actor_opt: Any
-    key: Array
-    step: Array
+    (Named ``actor_params`` / ``actor_opt`` before; :func:`s2ac.checkpoint.load_agent_state` maps them.)
+    """
+
+    init_params: Any
+    init_opt: Any
 
 
 class Particles(NamedTuple):
@@ -181,19 +182,19 @@ class Particles(NamedTuple):
     folded: Array  # (B, L) fraction of particles whose step map folded (det <= 0)
 
 
-class S2ACAgent:
+class S2ACAgent(CriticAgent):
     """S²AC with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    state_class = S2ACState
+    act_modes = PARTICLE_ACT_MODES
+    """No ``"mean"``: a particle policy has no mean pass (the mean of the particles need not be a good action)."""
     policy_density = "particles"
     """``sample_particles(...).log_prob`` is the policy's log-density (closed form or exact, per ``log_density``)."""
 
     def __init__(self, config: S2ACConfig, spec: EnvSpec):
-        config.validate()
-        self.config, self.spec = config, spec
-        self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
+        super().__init__(config, spec)
         self.learned_init = config.init == "learned"
         self.sampler_alpha = config.effective_sampler_alpha
-        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
         self.init_net = GaussianHead(
             config.actor_hidden,
             spec.act_dim,
@@ -201,11 +202,7 @@ class S2ACAgent:
             math.log(config.init_std_min),
             math.log(config.init_std_max),
         )
-        self.critic_tx = adam(config.critic_lr)
-        self.actor_tx = adam(config.actor_lr)
-        self.trace_count = 0
-        self.update = jax.jit(self._update)
-        self.act = jax.jit(self._act, static_argnames="mode")
+        self.init_tx = adam(config.actor_lr)
         self.sample = jax.jit(self.sample_particles)
 
     @property
@@ -219,30 +216,22 @@ class S2ACAgent:
         )
 
     # -- initialisation -----------------------------------------------------------
-    def init(self, key: Array) -> S2ACState:
-        k_critic, k_actor, key = jax.random.split(key, 3)
-        obs = jnp.zeros((1, self.spec.obs_dim))
-        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.spec.act_dim)))
-        actor_params = self.init_net.init(k_actor, obs) if self.learned_init else None
-        return S2ACState(
-            critic_params=critic_params,
-            critic_target=critic_params,
-            critic_opt=self.critic_tx.init(critic_params),
-            actor_params=actor_params,
-            actor_opt=self.actor_tx.init(actor_params) if self.learned_init else None,
-            key=key,
-            step=jnp.zeros((), jnp.int32),
-        )
+    def init_policy(self, key: Array) -> dict:
+        """The learned q0 network and its optimiser state (``None`` for the fixed q0 of S²AC(phi))."""
+        if not self.learned_init:
+            return {"init_params": None, "init_opt": None}
+        init_params = self.init_net.init(key, jnp.zeros((1, self.spec.obs_dim)))
+        return {"init_params": init_params, "init_opt": self.init_tx.init(init_params)}
 
     # -- sampler --------------------------------------------------------------
-    def initial_particles(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
+    def initial_particles(self, init_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
         """``(u0, log q0(u0))`` of shape ``(B, m, d)`` and ``(B, m)``."""
         cfg = self.config
         shape = (obs.shape[0], cfg.n_particles, self.spec.act_dim)
         if not self.learned_init:
             u0 = cfg.init_std * jax.random.normal(key, shape)
             return u0, normal_log_prob(u0, 0.0, cfg.init_std)
-        mean, log_std = self.init_net.apply(actor_params, obs)
+        mean, log_std = self.init_net.apply(init_params, obs)
         mean = jnp.broadcast_to(mean[:, None, :], shape)
         std = jnp.broadcast_to(jnp.exp(log_std)[:, None, :], shape)
         u0, log_q0 = truncated_normal_sample(key, mean, std, cfg.truncation)
@@ -257,15 +246,12 @@ class S2ACAgent:
         ``"squashed"``: ``min_k Q_k(s, squash(u)) + alpha_s * log|det d squash / du|``, i.e. alpha_s
         times the log of the u-space target ``exp(Q/alpha_s) |squash'(u)|``.
         ``"unsquashed"`` (authors' code): ``min_k Q_k(s, u)`` evaluated at the raw ``u``.
+        (:meth:`~s2ac.agents.common.CriticAgent.critic_energy`.)
         """
-        obs_rep = jnp.broadcast_to(obs[..., None, :], (*u.shape[:-1], obs.shape[-1]))
-        if self.config.score_space == "unsquashed":
-            return jnp.min(self.critic.apply(critic_params, obs_rep, u), axis=0)
-        q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(u, self.box)), axis=0)
-        return q + self.sampler_alpha * squash_log_det(u, self.box)
+        return self.critic_energy(critic_params, obs, u, self.config.score_space == "squashed", self.sampler_alpha)
 
     def sample_particles(
-        self, actor_params: Any, critic_params: Any, obs: Array, key: Array, diagnostics: bool = True
+        self, init_params: Any, critic_params: Any, obs: Array, key: Array, diagnostics: bool = True
     ) -> Particles:
         """Draw ``m`` particles per state from q0 and move them with ``L`` SVGD steps.
 
@@ -273,7 +259,7 @@ class S2ACAgent:
         ``diagnostics=False`` skips the per-step invertibility margin (NaN then) where nobody reads it.
         """
         cfg = self.config
-        u0, log_q0 = self.initial_particles(actor_params, obs, key)
+        u0, log_q0 = self.initial_particles(init_params, obs, key)
 
         # Rows are independent, so the gradient of the summed energy is the row-wise score; one
         # call scores every state's particles (no vmap over states: see svgd_sample_batched).
@@ -308,27 +294,16 @@ class S2ACAgent:
             res.folded,
         )
 
-    def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
-        """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, m, d)``: shape ``(B, m)``."""
-        obs_rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
-        return jnp.min(self.critic.apply(critic_params, obs_rep, actions), axis=0)
-
     def select(self, particles: Particles, q: Array, key: Array, mode: str) -> Array:
-        """Pick one particle per state: ``random`` (training), ``max`` or ``softmax`` (test)."""
-        batch, m = q.shape
-        if mode == "random":
-            idx = jax.random.randint(key, (batch,), 0, m)
-        elif mode in ("max", "mean"):
-            idx = jnp.argmax(q, axis=-1)
-        elif mode == "softmax":
-            idx = jax.random.categorical(key, q / self.config.alpha, axis=-1)
-        else:
-            raise ValueError(f"unknown action mode {mode!r}; expected random, max or softmax")
-        return jnp.take_along_axis(particles.action, idx[:, None, None], axis=1)[:, 0]
+        """Pick one particle per state: ``random`` (training), ``max`` or ``softmax`` (test); see
+        :func:`~s2ac.agents.common.pick_action`."""
+        check_act_mode(mode, self.act_modes)
+        return pick_action(particles.action, q, key, mode, self.config.alpha)
 
     def _act(self, state: S2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
+        check_act_mode(mode, self.act_modes)
         k_sample, k_select = jax.random.split(key)
-        particles = self.sample_particles(state.actor_params, state.critic_params, obs, k_sample, diagnostics=False)
+        particles = self.sample_particles(state.init_params, state.critic_params, obs, k_sample, diagnostics=False)
         q = self.min_q(state.critic_params, obs, particles.action)
         return self.select(particles, q, k_select, mode)
 
@@ -338,16 +313,13 @@ class S2ACAgent:
         q = self.min_q(target_params, next_obs, particles.action)
         return jnp.mean(q, axis=-1) - self.config.alpha * jnp.mean(particles.log_prob, axis=-1)
 
-    def critic_loss(self, critic_params: Any, batch: Batch, target: Array) -> tuple[Array, Metrics]:
-        q = self.critic.apply(critic_params, batch.obs, batch.action)
-        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
-
-    def actor_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
-        """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler."""
-        particles = self.sample_particles(actor_params, critic_params, obs, key, diagnostics=False)
+    def actor_loss(self, init_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
+        """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler,
+        as a function of the q0 network's parameters."""
+        particles = self.sample_particles(init_params, critic_params, obs, key, diagnostics=False)
         q = self.min_q(critic_params, obs, particles.action)
         loss = jnp.mean(self.config.alpha * particles.log_prob - q)
-        mean, log_std = self.init_net.apply(actor_params, obs)
+        mean, log_std = self.init_net.apply(init_params, obs)
         info = {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
         # The actor pass samples with diagnostics=False: a margin exists only if the step rule needed it.
         if stein.margin_computed(False, self.config.svgd_step_control) and self.config.svgd_steps > 0:
@@ -361,40 +333,23 @@ class S2ACAgent:
         # Target particles at s' (drift from the online critics), outside the critic's gradient.
         next_particles = jax.lax.stop_gradient(
             self.sample_particles(
-                state.actor_params, state.critic_params, batch.next_obs, k_next, diagnostics=self.config.log_margin
+                state.init_params, state.critic_params, batch.next_obs, k_next, diagnostics=self.config.log_margin
             )
         )
-        target = soft_bellman_target(
-            self.config.reward_scale * batch.reward,
-            batch.terminated,
-            self.config.gamma,
-            self.soft_value(state.critic_target, batch.next_obs, next_particles),
-        )
-        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic_params, batch, target
-        )
-        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, c_grads)
+        target = self.bellman_target(batch, self.soft_value(state.critic_target, batch.next_obs, next_particles))
+        critic_params, critic_opt, metrics = self.critic_step(state, batch, target)
 
-        metrics: Metrics = {"critic_loss": c_loss, **c_info}
-        actor_params, actor_opt = state.actor_params, state.actor_opt
+        init_params, init_opt = state.init_params, state.init_opt
         if self.learned_init:
             (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-                state.actor_params, critic_params, batch.obs, k_actor
+                state.init_params, critic_params, batch.obs, k_actor
             )
-            actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
+            init_params, init_opt = apply_gradients(self.init_tx, state.init_params, state.init_opt, a_grads)
             metrics.update(actor_loss=a_loss, **a_info)
 
         metrics.update(particle_diagnostics(next_particles, *self.diagnostics_available))
         metrics["alpha"] = jnp.asarray(self.config.alpha)
-        new_state = state.replace(
-            critic_params=critic_params,
-            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
-            critic_opt=critic_opt,
-            actor_params=actor_params,
-            actor_opt=actor_opt,
-            key=key,
-            step=state.step + 1,
-        )
+        new_state = self.advance(state, critic_params, critic_opt, key, init_params=init_params, init_opt=init_opt)
         return new_state, metrics
 
 

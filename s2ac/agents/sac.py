@@ -10,11 +10,11 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.common import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.agents.common import ActorCriticState, CriticAgent, adam, apply_gradients, check_act_mode
 from s2ac.checks import finite_positive, require
 from s2ac.config import AgentConfig, is_multigoal
-from s2ac.distributions import ActionBox, normal_log_prob, squash, squash_log_det
-from s2ac.nets import CriticEnsemble, GaussianHead
+from s2ac.distributions import normal_log_prob, squash, squash_log_det
+from s2ac.nets import GaussianHead
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
@@ -50,61 +50,40 @@ def preset_fields(preset: str, env_id: str) -> dict:
 
 
 @flax.struct.dataclass
-class SACState:
-    """Flat training state: params, optimiser states, targets, PRNG key, counter."""
+class SACState(ActorCriticState):
+    """Flat training state: critics, actor, their optimiser states, ``log alpha`` and its optimiser, key, counter."""
 
-    critic_params: Any
-    critic_target: Any
-    critic_opt: Any
-    actor_params: Any
-    actor_opt: Any
     log_alpha: Array
     alpha_opt: Any
-    key: Array
-    step: Array
 
 
-class SACAgent:
+class SACAgent(CriticAgent):
     """SAC with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    state_class = SACState
     policy_density = "sample_action"
     """``sample_action`` returns each draw's exact log-density (SAC-NF inherits it)."""
 
     def __init__(self, config: SACConfig, spec: EnvSpec):
-        config.validate()
-        self.config, self.spec = config, spec
-        self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
-        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
+        super().__init__(config, spec)
         self.actor = GaussianHead(
             config.actor_hidden, spec.act_dim, config.activation, config.log_std_min, config.log_std_max
         )
-        self.critic_tx = adam(config.critic_lr)
         self.actor_tx = adam(config.actor_lr)
         self.alpha_tx = adam(config.alpha_lr)
         self.target_entropy = -float(spec.act_dim) if config.target_entropy is None else config.target_entropy
-        self.trace_count = 0
-        self.update = jax.jit(self._update)
-        self.act = jax.jit(self._act, static_argnames="mode")
 
     # -- initialisation ---------------------------------------------------
-    def init(self, key: Array) -> SACState:
-        k_critic, k_actor, key = jax.random.split(key, 3)
-        obs = jnp.zeros((1, self.spec.obs_dim))
-        act = jnp.zeros((1, self.spec.act_dim))
-        critic_params = self.critic.init(k_critic, obs, act)
-        actor_params = self.actor.init(k_actor, obs)
+    def init_policy(self, key: Array) -> dict:
+        """The actor, ``log alpha`` and their optimiser states."""
+        actor_params = self.actor.init(key, jnp.zeros((1, self.spec.obs_dim)))
         log_alpha = jnp.asarray(jnp.log(self.config.alpha), jnp.float32)
-        return SACState(
-            critic_params=critic_params,
-            critic_target=critic_params,
-            critic_opt=self.critic_tx.init(critic_params),
-            actor_params=actor_params,
-            actor_opt=self.actor_tx.init(actor_params),
-            log_alpha=log_alpha,
-            alpha_opt=self.alpha_tx.init(log_alpha),
-            key=key,
-            step=jnp.zeros((), jnp.int32),
-        )
+        return {
+            "actor_params": actor_params,
+            "actor_opt": self.actor_tx.init(actor_params),
+            "log_alpha": log_alpha,
+            "alpha_opt": self.alpha_tx.init(log_alpha),
+        }
 
     # -- policy -------------------------------------------------------------
     def sample_action(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
@@ -116,21 +95,19 @@ class SACAgent:
         return squash(u, self.box), log_prob
 
     def _act(self, state: SACState, obs: Array, key: Array, mode: str = "random") -> Array:
+        """``"random"``, ``"softmax"``: a policy draw; ``"max"``, ``"mean"``: ``squash(mu(s))``."""
+        check_act_mode(mode, self.act_modes)
         if mode in ("random", "softmax"):
             return self.sample_action(state.actor_params, obs, key)[0]
         mean, _ = self.actor.apply(state.actor_params, obs)
         return squash(mean, self.box)
 
     # -- losses ---------------------------------------------------------------
-    def critic_loss(self, critic_params, state: SACState, batch: Batch, key: Array) -> tuple[Array, Metrics]:
-        alpha = jnp.exp(state.log_alpha)
-        next_action, next_log_prob = self.sample_action(state.actor_params, batch.next_obs, key)
-        next_q = jnp.min(self.critic.apply(state.critic_target, batch.next_obs, next_action), axis=0)
-        target = soft_bellman_target(
-            self.config.reward_scale * batch.reward, batch.terminated, self.config.gamma, next_q - alpha * next_log_prob
-        )
-        q = self.critic.apply(critic_params, batch.obs, batch.action)
-        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+    def soft_value(self, state: SACState, next_obs: Array, key: Array) -> Array:
+        """``V(s') = min_k Qbar_k(s', a') - alpha log pi(a'|s')`` with one ``a' ~ pi(.|s')``."""
+        next_action, next_log_prob = self.sample_action(state.actor_params, next_obs, key)
+        next_q = jnp.min(self.critic.apply(state.critic_target, next_obs, next_action), axis=0)
+        return next_q - jnp.exp(state.log_alpha) * next_log_prob
 
     def actor_loss(self, actor_params, critic_params, log_alpha, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` with ``a`` reparameterised."""
@@ -147,10 +124,8 @@ class SACAgent:
     def _update(self, state: SACState, batch: Batch) -> tuple[SACState, Metrics]:
         self.trace_count += 1  # runs at trace time only: counts compilations
         key, k_critic, k_actor = jax.random.split(state.key, 3)
-        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic_params, state, batch, k_critic
-        )
-        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, c_grads)
+        target = self.bellman_target(batch, self.soft_value(state, batch.next_obs, k_critic))
+        critic_params, critic_opt, c_info = self.critic_step(state, batch, target)
 
         (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
             state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor
@@ -162,19 +137,17 @@ class SACAgent:
             al_loss, al_grad = jax.value_and_grad(self.alpha_loss)(state.log_alpha, a_info["entropy"])
             log_alpha, alpha_opt = apply_gradients(self.alpha_tx, state.log_alpha, state.alpha_opt, al_grad)
 
-        new_state = state.replace(
-            critic_params=critic_params,
-            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
-            critic_opt=critic_opt,
+        new_state = self.advance(
+            state,
+            critic_params,
+            critic_opt,
+            key,
             actor_params=actor_params,
             actor_opt=actor_opt,
             log_alpha=log_alpha,
             alpha_opt=alpha_opt,
-            key=key,
-            step=state.step + 1,
         )
         metrics = {
-            "critic_loss": c_loss,
             "actor_loss": a_loss,
             "alpha": jnp.exp(log_alpha),
             "alpha_loss": al_loss,

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from s2ac.agents import sac
-from s2ac.agents.common import ACT_MODES
+from s2ac.agents.common import check_act_mode
 from s2ac.agents.sac import SACAgent, SACConfig, SACState
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.distributions import normal_log_prob, squash, squash_log_det, unsquash
@@ -341,8 +341,7 @@ class SACNFAgent(SACAgent):
 
     def _act(self, state: SACState, obs: Array, key: Array, mode: str = "random") -> Array:
         """``"random"``, ``"softmax"``: a policy draw; ``"max"``, ``"mean"``: the Gaussian mean through the flows."""
-        if mode not in ACT_MODES:
-            raise ValueError(f"unknown action mode {mode!r}; expected one of {ACT_MODES}")
+        check_act_mode(mode, self.act_modes)
         if mode in ("random", "softmax"):
             return self.sample_action(state.actor_params, obs, key)[0]
         u, _ = self.actor.apply(state.actor_params, obs)

@@ -16,9 +16,10 @@ Where SVGD runs (``svgd_space``):
 
 * ``"u"`` (default): on the pre-squash ``u = f(s, xi)`` with the exact push-forward target
   ``exp(Q(s, squash(u))/alpha) |det d squash/du|``, i.e. the energy of
-  :meth:`s2ac.agents.s2ac.S2ACAgent.energy` with ``score_space="squashed"``. ``u`` is unbounded, so
-  the repulsion can never push a particle past the box edge, kernel distances are not compressed near
-  the edges, and the samples' distribution on the box is exactly the push-forward of the ``u`` target.
+  :meth:`s2ac.agents.common.CriticAgent.critic_energy` (as S²AC's with ``score_space="squashed"``).
+  ``u`` is unbounded, so the repulsion can never push a particle past the box edge, kernel distances
+  are not compressed near the edges, and the samples' distribution on the box is exactly the
+  push-forward of the ``u`` target.
 * ``"action"``: on the box actions with the target ``exp(Q(s, a)/alpha)`` and the gradient sent
   through ``tanh`` (the authors' S²AC code for its SQL baseline). The target ignores the boundary:
   repulsion pushes edge particles outward where ``tanh' -> 0`` and their update vanishes.
@@ -38,28 +39,19 @@ inside the sampler, SVGD in action space.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.common import (
-    ACT_MODES,
-    adam,
-    apply_gradients,
-    polyak,
-    soft_bellman_target,
-    twin_critic_loss,
-)
+from s2ac.agents.common import ActorCriticState, CriticAgent, adam, apply_gradients, check_act_mode, pick_action
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig
-from s2ac.distributions import ActionBox, squash, squash_log_det
-from s2ac.nets import MLP, Activation, CriticEnsemble
+from s2ac.distributions import ActionBox, squash
+from s2ac.nets import AmortizedSampler
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 NOISES: tuple[str, ...] = ("normal", "uniform01")
@@ -159,22 +151,6 @@ def soft_value_uniform(q: Array, alpha: float, log_volume: float) -> Array:
     return alpha * jax.nn.logsumexp(q / alpha, axis=-1) - alpha * math.log(m) + alpha * log_volume
 
 
-def svgd_direction_anchored(points: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float) -> Array:
-    """SVGD direction at ``points`` (n, d) from the kernel anchors ``anchors`` (K, d) (SQL Eq. 13)::
-
-        phi(x_i) = (1/K) sum_j [ k(y_j, x_i) s_j + alpha grad_{y_j} k(y_j, x_i) ]
-
-    with ``s_j`` the energy gradient at anchor ``y_j`` and ``grad_{y_j} k(y_j, x_i) = (x_i - y_j)/sigma^2 k``.
-    This is :func:`s2ac.stein.svgd_direction` (the poster's ``alpha``-scaled form) with the expectation
-    taken over a separate particle set; with ``anchors = points`` the two are identical.
-    """
-    diff = points[:, None, :] - anchors[None, :, :]  # (i, j, d): x_i - y_j
-    k = jnp.exp(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2))
-    drive = k @ anchor_scores
-    repulse = jnp.einsum("ij,ijd->id", k, diff) / sigma**2
-    return (drive + alpha * repulse) / anchors.shape[0]
-
-
 def amortized_svgd_loss(
     moved: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float
 ) -> tuple[Array, Array]:
@@ -182,18 +158,11 @@ def amortized_svgd_loss(
 
     Its gradient in the sampler's parameters ``psi`` is ``-(1/n) sum_i (d x_i/d psi)^T phi(x_i)``:
     gradient descent moves every sample ``x_i = f(s, xi_i)`` along the SVGD direction ``phi``
-    (:func:`svgd_direction_anchored`; anchors, scores and bandwidth carry no gradient).
+    (:func:`s2ac.stein.svgd_direction_anchored`; anchors, scores and bandwidth carry no gradient).
     """
     sg = jax.lax.stop_gradient
-    phi = sg(svgd_direction_anchored(sg(moved), sg(anchors), sg(anchor_scores), sg(sigma), alpha))
+    phi = sg(stein.svgd_direction_anchored(sg(moved), sg(anchors), sg(anchor_scores), sg(sigma), alpha))
     return -jnp.mean(jnp.sum(phi * moved, axis=-1)), phi
-
-
-def resolve_bandwidth(particles: Array, bandwidth: float | str) -> Array:
-    """Sigma for one state's particles: a rule of :func:`s2ac.stein.bandwidth_from_rule` or a fixed value."""
-    if isinstance(bandwidth, str):
-        return stein.bandwidth_from_rule(particles, bandwidth)  # type: ignore[arg-type]
-    return jnp.asarray(bandwidth, particles.dtype)
 
 
 def draw_noise(key: Array, shape: tuple[int, ...], noise: str) -> Array:
@@ -208,86 +177,36 @@ def noise_mean(noise: str) -> float:
     return 0.0 if noise == "normal" else 0.5
 
 
-class AmortizedSampler(nn.Module):
-    """``u = f(s, xi)``: an MLP on ``[s, xi]`` (SQL's StochasticNNPolicy before its tanh).
-
-    ``obs`` is broadcast against ``noise``'s leading axes: ``obs (B, o)``, ``noise (B, n, e)`` gives ``(B, n, d)``.
-    """
-
-    hidden_sizes: Sequence[int]
-    act_dim: int
-    activation: Activation = "relu"
-
-    @nn.compact
-    def __call__(self, obs: Array, noise: Array) -> Array:
-        if noise.ndim == obs.ndim + 1:  # several samples per state
-            obs = jnp.broadcast_to(obs[..., None, :], noise.shape[:-1] + obs.shape[-1:])
-        return MLP(self.hidden_sizes, self.act_dim, self.activation)(jnp.concatenate([obs, noise], axis=-1))
-
-
 # ---------------------------------------------------------------------------
 # Agent
 # ---------------------------------------------------------------------------
 
 
 @flax.struct.dataclass
-class SQLState:
-    """Flat training state: critic, target critic, sampler, optimiser states, PRNG key, counter."""
-
-    critic_params: Any
-    critic_target: Any
-    critic_opt: Any
-    actor_params: Any
-    actor_opt: Any
-    key: Array
-    step: Array
+class SQLState(ActorCriticState):
+    """Flat training state: critic, target critic, the sampler f (``actor_*``), optimiser states, PRNG key, counter."""
 
 
-def pick_action(actions: Array, q: Array, key: Array, mode: str, alpha: float) -> Array:
-    """One of ``actions`` (B, n, d) per state: highest ``q`` (``"max"``) or drawn ``~ exp(q/alpha)`` (``"softmax"``)."""
-    if mode == "max":
-        idx = jnp.argmax(q, axis=-1)
-    else:
-        idx = jax.random.categorical(key, q / alpha, axis=-1)
-    return jnp.take_along_axis(actions, idx[:, None, None], axis=1)[:, 0]
-
-
-class SQLAgent:
+class SQLAgent(CriticAgent):
     """Soft Q-learning with the shared ``init`` / ``update`` / ``act`` interface."""
 
+    state_class = SQLState
     policy_density = "none"
     """The amortized sampler has no tractable log-density."""
 
     def __init__(self, config: SQLConfig, spec: EnvSpec):
-        config.validate()
-        self.config, self.spec = config, spec
-        self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
+        super().__init__(config, spec)
         self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
         self.sampler_alpha = config.effective_sampler_alpha
         self.log_volume = box_log_volume(self.box)
-        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
         self.sampler = AmortizedSampler(config.actor_hidden, spec.act_dim, config.activation)
-        self.critic_tx = adam(config.critic_lr)
         self.actor_tx = adam(config.actor_lr)
-        self.trace_count = 0
-        self.update = jax.jit(self._update)
-        self.act = jax.jit(self._act, static_argnames="mode")
 
     # -- initialisation -----------------------------------------------------------
-    def init(self, key: Array) -> SQLState:
-        k_critic, k_actor, key = jax.random.split(key, 3)
-        obs = jnp.zeros((1, self.spec.obs_dim))
-        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.spec.act_dim)))
-        actor_params = self.sampler.init(k_actor, obs, jnp.zeros((1, self.noise_dim)))
-        return SQLState(
-            critic_params=critic_params,
-            critic_target=critic_params,
-            critic_opt=self.critic_tx.init(critic_params),
-            actor_params=actor_params,
-            actor_opt=self.actor_tx.init(actor_params),
-            key=key,
-            step=jnp.zeros((), jnp.int32),
-        )
+    def init_policy(self, key: Array) -> dict:
+        """The sampler f(s, xi) and its optimiser state."""
+        actor_params = self.sampler.init(key, jnp.zeros((1, self.spec.obs_dim)), jnp.zeros((1, self.noise_dim)))
+        return {"actor_params": actor_params, "actor_opt": self.actor_tx.init(actor_params)}
 
     # -- sampler ------------------------------------------------------------------
     def sample_u(self, actor_params: Any, obs: Array, key: Array, n: int) -> Array:
@@ -295,21 +214,13 @@ class SQLAgent:
         noise = draw_noise(key, (obs.shape[0], n, self.noise_dim), self.config.noise)
         return self.sampler.apply(actor_params, obs, noise)
 
-    def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
-        """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, n, d)``: shape ``(B, n)``."""
-        obs_rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
-        return jnp.min(self.critic.apply(critic_params, obs_rep, actions), axis=0)
-
     def energy(self, critic_params: Any, obs: Array, x: Array) -> Array:
         """Energy ``alpha_s log p`` of the SVGD target for one state's particles ``x`` (n, d).
 
-        ``"u"``: ``min_k Q_k(s, squash(u)) + alpha_s log|det d squash/du|``; ``"action"``: ``min_k Q_k(s, a)``.
+        ``"u"``: ``min_k Q_k(s, squash(u)) + alpha_s log|det d squash/du|``; ``"action"``: ``min_k Q_k(s, a)``
+        (:meth:`~s2ac.agents.common.CriticAgent.critic_energy`).
         """
-        obs_rep = jnp.broadcast_to(obs, (x.shape[0], obs.shape[-1]))
-        if self.config.svgd_space == "action":
-            return jnp.min(self.critic.apply(critic_params, obs_rep, x), axis=0)
-        q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(x, self.box)), axis=0)
-        return q + self.sampler_alpha * squash_log_det(x, self.box)
+        return self.critic_energy(critic_params, obs, x, self.config.svgd_space == "u", self.sampler_alpha)
 
     def sampler_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """Amortized SVGD surrogate (SQL Eq. 13-14), averaged over states; critic held fixed."""
@@ -324,7 +235,7 @@ class SQLAgent:
         def one_state(obs_row: Array, anchors_row: Array, moved_row: Array) -> tuple[Array, Array, Array]:
             # Rows are independent, so the gradient of the summed energy is the row-wise score.
             scores = jax.grad(lambda y: jnp.sum(self.energy(critic_params, obs_row, y)))(anchors_row)
-            sigma = resolve_bandwidth(anchors_row, cfg.bandwidth)
+            sigma = stein.resolve_bandwidth(anchors_row, cfg.bandwidth)
             loss, phi = amortized_svgd_loss(moved_row, anchors_row, scores, sigma, self.sampler_alpha)
             return loss, sigma, jnp.mean(jnp.linalg.norm(phi, axis=-1))
 
@@ -351,16 +262,11 @@ class SQLAgent:
         q = self.min_q(target_params, next_obs, actions)
         return soft_value_uniform(q, cfg.alpha, self.log_volume)
 
-    def critic_loss(self, critic_params: Any, batch: Batch, target: Array) -> tuple[Array, Metrics]:
-        q = self.critic.apply(critic_params, batch.obs, batch.action)
-        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
-
     # -- acting -------------------------------------------------------------------
     def _act(self, state: SQLState, obs: Array, key: Array, mode: str = "random") -> Array:
         """``"random"``: one ``f(s, xi)``; ``"mean"``: ``f(s, E[xi])`` (one deterministic pass);
         ``"max"`` / ``"softmax"``: best of / ``exp(Q/alpha)``-weighted pick among ``n_svgd_particles`` samples."""
-        if mode not in ACT_MODES:
-            raise ValueError(f"unknown action mode {mode!r}; expected one of {ACT_MODES}")
+        check_act_mode(mode, self.act_modes)
         k_sample, k_pick = jax.random.split(key)
         if mode == "mean":
             noise = jnp.full((obs.shape[0], self.noise_dim), noise_mean(self.config.noise), obs.dtype)
@@ -376,30 +282,15 @@ class SQLAgent:
         self.trace_count += 1  # runs at trace time only: counts compilations
         key, k_value, k_actor = jax.random.split(state.key, 3)
         next_value = self.soft_value(state.critic_target, state.actor_params, batch.next_obs, k_value)
-        target = soft_bellman_target(
-            self.config.reward_scale * batch.reward, batch.terminated, self.config.gamma, next_value
-        )
-        (c_loss, c_info), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
-            state.critic_params, batch, target
-        )
-        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, c_grads)
+        critic_params, critic_opt, c_info = self.critic_step(state, batch, self.bellman_target(batch, next_value))
 
         (a_loss, a_info), a_grads = jax.value_and_grad(self.sampler_loss, has_aux=True)(
             state.actor_params, critic_params, batch.obs, k_actor
         )
         actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
 
-        new_state = state.replace(
-            critic_params=critic_params,
-            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
-            critic_opt=critic_opt,
-            actor_params=actor_params,
-            actor_opt=actor_opt,
-            key=key,
-            step=state.step + 1,
-        )
+        new_state = self.advance(state, critic_params, critic_opt, key, actor_params=actor_params, actor_opt=actor_opt)
         metrics = {
-            "critic_loss": c_loss,
             "actor_loss": a_loss,
             "alpha": jnp.asarray(self.config.alpha),
             "value_mean": jnp.mean(next_value),
@@ -414,9 +305,7 @@ __all__ = [
     "SQLAgent",
     "SQLState",
     "SQL_PAPER_FIELDS",
-    "AmortizedSampler",
     "amortized_svgd_loss",
     "box_log_volume",
     "soft_value_uniform",
-    "svgd_direction_anchored",
 ]

@@ -129,8 +129,8 @@ def _density_estimators(run: TrainedRun, task: MultiGoalSpec, draws: int):
 
         def particles(state, key) -> dict[str, Array]:
             obs = _repeat_probes(task, rows)
-            closed = closed_fn(state.actor_params, state.critic_params, obs, key)
-            exact = exact_fn(state.actor_params, state.critic_params, obs, key).log_prob
+            closed = closed_fn(state.init_params, state.critic_params, obs, key)
+            exact = exact_fn(state.init_params, state.critic_params, obs, key).log_prob
             return {
                 "closed_form": -jnp.mean(closed.log_prob.reshape(n_probe, -1), axis=1),
                 "exact": -jnp.mean(exact.reshape(n_probe, -1), axis=1),
