@@ -44,7 +44,7 @@ PARTICLE_ACT_MODES = ("random", "max", "softmax")
 """Action modes of a policy that picks one of several candidate actions (see :func:`pick_action`)."""
 
 POLICY_DENSITIES = ("particles", "sample_action", "none")
-"""``particles``: ``sample_particles(actor_params, critic_params, obs, key).log_prob`` (S²AC's SVGD density);
+"""``particles``: ``sample_particles(init_params, critic_params, obs, key).log_prob`` (S²AC's SVGD density);
 ``sample_action``: ``sample_action(actor_params, obs, key) -> (action, log_prob)`` (SAC, SAC-NF);
 ``none``: no tractable density (SQL)."""
 
