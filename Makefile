@@ -19,12 +19,13 @@ demo: install
 	rm -rf runs/demo
 	$(VENV)/bin/s2ac train --algo s2ac --preset quick --env s2ac/MultiGoal3-v0 --seed 0 --out runs/demo
 
-# Unit, integration and smoke tests (slow learning tests are deselected; pytest's exit 5 = no tests).
+# Unit, integration and smoke tests on every core (slow tests are deselected; pytest's exit 5 = no tests).
+# tests/conftest.py keeps a persistent XLA compilation cache in .cache/jax-tests.
 test: install
-	$(VENV)/bin/pytest -q || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup || [ $$? -eq 5 ]
 
 test-slow: install
-	$(VENV)/bin/pytest -q -m slow || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup -m slow || [ $$? -eq 5 ]
 
 lint: install
 	$(VENV)/bin/ruff check s2ac tests
@@ -34,4 +35,4 @@ bench: install
 	$(VENV)/bin/s2ac bench update --algo s2ac --obs-dim 11 --act-dim 3 --batch 100 --particles 10 --svgd-steps 3
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .cache

@@ -118,7 +118,14 @@ class Algorithm:
             raise FileNotFoundError(f"{path} is not a saved model or run folder ({RUN_CONFIG_FILE} missing)")
         saved = json.loads(cfg_file.read_text())
         algo = saved["algo"]
-        target_cls = ALGORITHMS.get(algo, cls)
+        if algo not in ALGORITHMS:
+            raise ValueError(f"{path} holds a model of unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+        if cls is not Algorithm and cls.algo != algo:
+            raise ValueError(
+                f"{path} holds a {algo!r} model, not a {cls.algo!r} one: load it with "
+                f"s2ac.{ALGORITHMS[algo].__name__}.load or s2ac.Algorithm.load"
+            )
+        target_cls = ALGORITHMS[algo]
         config = config_from_dict(config_class(algo), saved["agent"])
         model = target_cls(saved["train"]["env_id"], config, seed=saved["train"]["seed"], run_dir=path)
         ckpt_root = path / "checkpoints" if (path / "checkpoints").is_dir() else path

@@ -28,6 +28,8 @@ REPLAY_FILE = "replay.npz"
 TRAINER_FILE = "trainer.json"
 MANIFEST_FILE = "manifest.json"
 LATEST = "latest"
+CHECKPOINT_FILES = (STATE_FILE, REPLAY_FILE, TRAINER_FILE)
+"""Every file a checkpoint holds besides its manifest; a manifest must list each of them."""
 
 
 class CheckpointError(RuntimeError):
@@ -74,7 +76,7 @@ def save_checkpoint(
         (tmp / STATE_FILE).write_bytes(serialization.to_bytes(agent_state))
         replay_saver(tmp / REPLAY_FILE)
         (tmp / TRAINER_FILE).write_text(json.dumps(trainer_state))
-        files = (STATE_FILE, REPLAY_FILE, TRAINER_FILE)
+        files = CHECKPOINT_FILES
         for name in files:
             _fsync_file(tmp / name)
         manifest = {"step": step, "sha256": {name: _sha256(tmp / name) for name in files}}
@@ -109,6 +111,9 @@ def verify_checkpoint(path: Path) -> dict:
         hashes = manifest["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt: unreadable {MANIFEST_FILE} ({err})") from err
+    unlisted = [name for name in CHECKPOINT_FILES if not isinstance(hashes, dict) or name not in hashes]
+    if unlisted:  # an empty or partial manifest would let a garbage file pass unchecked
+        raise CheckpointError(f"checkpoint {path} is corrupt: {MANIFEST_FILE} does not list {', '.join(unlisted)}")
     for name, expected in hashes.items():
         file = path / name
         if not file.is_file():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import warnings
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -15,14 +17,18 @@ class MetricLogger:
     """Append metric rows ``{"step": n, key: value, ...}`` to ``metrics.jsonl`` and TensorBoard.
 
     On resume, rows after the checkpoint's step are dropped (they will be written again,
-    identically) and TensorBoard purges events after that step.
+    identically; a torn last line left by a crash goes with them) and TensorBoard purges events
+    after that step. Each row is one ``write`` of a whole line, flushed, so a crash leaves at most
+    one torn line, at the end.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
         self.path = Path(run_dir) / METRICS_FILE
         if resume_step is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [row for row in read_metrics(run_dir) if row["step"] <= resume_step]
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            os.replace(tmp, self.path)  # the old rows stay whole until the new file is complete
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._fh = open(self.path, "a")
@@ -49,11 +55,26 @@ class MetricLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """All rows of a run's ``metrics.jsonl``."""
+    """All rows of a run's ``metrics.jsonl``. A torn last line (a crash or a full disk mid-write) is
+    dropped with a warning naming the file; an unreadable line before the last is an error naming
+    the file and the line."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i + 1, line) for i, line in enumerate(path.read_text().splitlines()) if line.strip()]
+    rows = []
+    for n, (number, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "step" not in row:
+                raise ValueError("not a metric row")
+        except ValueError as err:
+            if n == len(lines) - 1:
+                warnings.warn(f"{path}: dropped a torn last line {number} ({err})", RuntimeWarning, stacklevel=2)
+                break
+            raise ValueError(f"{path}: line {number} is not a metric row ({err}); the file is damaged") from err
+        rows.append(row)
+    return rows
 
 
 def make_progress(enabled: bool = True) -> Progress:

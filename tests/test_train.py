@@ -18,18 +18,20 @@ from s2ac.runs import TrainingDiverged
 MG = "s2ac/MultiGoal3-v0"
 
 
+TINY_SCHEDULE = dict(
+    learning_starts=100,
+    random_steps=150,
+    train_freq=20,
+    gradient_steps=10,
+    eval_freq=300,
+    eval_episodes=2,
+    checkpoint_freq=150,
+    log_every=100,
+)
+
+
 def tiny_train(total=600, **fields):
-    base = dict(
-        total_steps=total,
-        learning_starts=100,
-        random_steps=150,
-        train_freq=20,
-        gradient_steps=10,
-        eval_freq=300,
-        eval_episodes=2,
-        checkpoint_freq=150,
-        log_every=100,
-    )
+    base = dict(TINY_SCHEDULE, total_steps=total)
     base.update(fields)
     return make_train_config("quick", MG, **base)
 
@@ -80,6 +82,24 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo):
     ref = Trainer(algo, tiny_agent(algo), tiny_train(), straight, resume=True, progress=False, tensorboard=False)
     b = jax.tree_util.tree_leaves(ref.state.critic_params)
     for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_extending_a_finished_single_run_equals_the_longer_run(tmp_path):
+    # Pendulum episodes are 200 steps, so the run of 300 ends mid-episode; its final checkpoint holds
+    # the env state, observation and pending action, and the extension continues that episode.
+    def train(total):
+        return make_train_config("quick", "Pendulum-v1", **{**TINY_SCHEDULE, "total_steps": total})
+
+    agent = tiny_agent("sac")
+    Trainer("sac", agent, train(450), tmp_path / "straight", progress=False, tensorboard=False).run()
+    Trainer("sac", agent, train(300), tmp_path / "extended", progress=False, tensorboard=False).run()
+    extended = Trainer("sac", agent, train(450), tmp_path / "extended", resume=True, progress=False, tensorboard=False)
+    assert extended.members[0].ep_len == 100  # really mid-episode
+    extended.run()
+    assert comparable(read_rows(tmp_path / "extended")) == comparable(read_rows(tmp_path / "straight"))
+    straight = Trainer("sac", agent, train(450), tmp_path / "straight", resume=True, progress=False, tensorboard=False)
+    for x, y in zip(jax.tree_util.tree_leaves(extended.state), jax.tree_util.tree_leaves(straight.state)):
         np.testing.assert_array_equal(x, y)
 
 
