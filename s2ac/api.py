@@ -81,18 +81,38 @@ class Algorithm:
         self.agent, self.state = trainer.agent, trainer.state
         return self
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True, key: jax.Array | None = None):
-        """Action(s) for ``obs`` of shape ``(obs_dim,)`` or ``(n, obs_dim)``; returns ``(action, None)``."""
-        obs = np.asarray(obs, np.float32)
-        if obs.shape[-1] != self.spec.obs_dim or obs.ndim not in (1, 2):
-            raise ValueError(f"obs must have shape ({self.spec.obs_dim},) or (n, {self.spec.obs_dim}); got {obs.shape}")
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        *,
+        key: jax.Array | None = None,
+    ) -> tuple[np.ndarray, Any]:
+        """Action(s) for ``observation`` of shape ``(obs_dim,)`` or ``(n, obs_dim)``, as in SB3:
+        returns ``(action, state)``; the policies are memoryless, so ``state`` is passed through and
+        ``episode_start`` is accepted and unused.
+
+        ``deterministic=True`` acts with the config's ``deterministic_mode`` (highest min-Q particle,
+        or S²AC's ``test_selection``) under a key fixed by the model's seed, so the same observation
+        gives the same action on every call. Stochastic calls draw a new key each time (or use
+        ``key``)."""
+        obs = np.asarray(observation, np.float32)
+        if obs.ndim not in (1, 2) or obs.shape[-1] != self.spec.obs_dim:
+            raise ValueError(f"observation must have shape ({self.spec.obs_dim},) or (n, {self.spec.obs_dim}); "
+                             f"got {obs.shape}")  # fmt: skip
+        if not np.all(np.isfinite(obs)):
+            raise ValueError(f"observation has non-finite entries: {obs[~np.isfinite(obs)][:4]}")
         single = obs.ndim == 1
-        if key is None:
-            key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls)
+        if key is None and deterministic:
+            key = jax.random.PRNGKey(self.seed + 1)
+        elif key is None:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls + 1)
             self._act_calls += 1
-        mode = "max" if deterministic else "random"
+        mode = self.config.deterministic_mode if deterministic else "random"
         action = np.asarray(self.agent.act(self.state, jnp.asarray(obs[None] if single else obs), key, mode=mode))
-        return (action[0] if single else action), None
+        return (action[0] if single else action), state
 
     def save(self, path: str | Path) -> Path:
         """Write the config and the agent state (not the replay buffer) to folder ``path``."""

@@ -166,7 +166,7 @@ def cmd_eval(argv: list[str]) -> int:
     out: dict = {"run_dir": str(args.run_dir), "env": env_id}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
         episodes = GymEpisodes([make_env(env_id) for _ in range(args.episodes)], seed=0)
-        stats = run_episodes(episodes, lambda obs, t, d=deterministic: model.predict(obs, d)[0])
+        stats = run_episodes(episodes, lambda obs, t, d=deterministic: model.predict(obs, deterministic=d)[0])
         out[mode] = stats.summary(prefix="")
     print(json.dumps(out, indent=None if args.json else 2))
     return 0

@@ -51,6 +51,11 @@ class AgentConfig:
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
 
+    @property
+    def deterministic_mode(self) -> str:
+        """The ``act`` mode of the deterministic policy (evaluation, ``predict(deterministic=True)``)."""
+        return "max"
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first out-of-range field."""
         require(0.0 <= self.gamma < 1.0 and math.isfinite(self.gamma), f"gamma must be in [0, 1); got {self.gamma!r}")

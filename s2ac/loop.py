@@ -65,8 +65,9 @@ LOOP_STATE_KEY = "loop"
 """Key of the mid-episode loop state inside a checkpoint's trainer state."""
 LEGACY_LOOP_STATE_KEYS = ("lockstep",)
 """Earlier names of that key, still read on resume."""
-EVAL_MODES = (("max", "eval/"), ("random", "eval/stochastic_"))
-"""Evaluation: the deterministic (highest-Q) and the stochastic policy, and their metric prefixes."""
+EVAL_PREFIXES = {"deterministic": "eval/", "stochastic": "eval/stochastic_"}
+"""Evaluation: the deterministic policy (the config's ``deterministic_mode``: highest min-Q, or S²AC's
+``test_selection``) and the stochastic one (``random``), and their metric prefixes."""
 
 Callback = Callable[[int, list[dict]], None]
 """``callback(env_step, rows)``: called after every metric row, with one row per member."""
@@ -164,6 +165,7 @@ class TrainingLoop:
         check_group(train_configs, specs)
         self.algo, self.agent_config, self.cfg, self.spec = algo, agent_config, train_configs[0], specs[0]
         self.agent = make_agent(agent_config, self.spec)
+        self.eval_modes = {"deterministic": agent_config.deterministic_mode, "stochastic": "random"}
         self.progress_enabled, self.tensorboard, self.stop_after_s = progress, tensorboard, stop_after_s
         self.callback = callback
         self.members = [self._member(cfg, Path(d), env) for cfg, d, env in zip(train_configs, run_dirs, envs)]
@@ -218,7 +220,7 @@ class TrainingLoop:
         self._eval_actions = {
             mode: over_members(lambda s, o, k, step, t, mode=mode: eval_actions(s, o, k, step, t, mode), n,
                                (True, True, True, False, False))
-            for mode, _ in EVAL_MODES
+            for mode in self.eval_modes.values()
         }  # fmt: skip
 
     # -- checkpoints -------------------------------------------------------------------
@@ -368,8 +370,8 @@ class TrainingLoop:
             [GymEpisodes(envs[:n], m.config.seed) for envs, m in zip(self.eval_envs, self.members)]
         )
         out: list[dict[str, Any]] = [{} for _ in self.members]
-        for mode, prefix in EVAL_MODES:
-            fn = self._eval_actions[mode]
+        for kind, mode in self.eval_modes.items():
+            fn, prefix = self._eval_actions[mode], EVAL_PREFIXES[kind]
 
             def policy(obs, t, fn=fn):
                 obs = jnp.asarray(obs.reshape(len(self.members), n, -1))

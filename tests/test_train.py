@@ -322,9 +322,17 @@ def test_class_api_learn_predict_save_load(tmp_path):
     again, _ = loaded.predict(obs, deterministic=True, key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(action, again)
     from_run = S2AC.load(tmp_path / "run")
-    np.testing.assert_allclose(from_run.predict(obs, key=jax.random.PRNGKey(0))[0], action)
-    with pytest.raises(ValueError, match="obs must have shape"):
+    np.testing.assert_allclose(from_run.predict(obs, deterministic=True, key=jax.random.PRNGKey(0))[0], action)
+    # SB3's signature: (observation, state, episode_start, deterministic) -> (action, state).
+    first, state = model.predict(obs, "rnn-state", np.ones(1, bool), True)
+    assert state == "rnn-state"
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], first)  # repeatable
+    draws = [model.predict(obs)[0] for _ in range(3)]
+    assert not np.allclose(draws[0], draws[1])  # stochastic calls differ
+    with pytest.raises(ValueError, match="observation must have shape"):
         model.predict(np.zeros(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        model.predict(np.array([np.nan, 0.0], np.float32))
 
 
 @pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "sac"])
@@ -371,3 +379,13 @@ def test_every_command_has_help(argv, capsys):
         main(argv)
     assert info.value.code == 0
     assert "--out" in capsys.readouterr().out or argv[0] == "bench"
+
+
+def test_every_evaluation_path_acts_with_test_selection(tmp_path):
+    from s2ac import S2AC
+
+    cfg = dataclasses.replace(tiny_agent("s2ac"), test_selection="softmax")
+    trainer = Trainer("s2ac", cfg, tiny_train(), tmp_path / "run", progress=False, tensorboard=False)
+    assert trainer.eval_modes == {"deterministic": "softmax", "stochastic": "random"}
+    assert S2AC(MG, cfg, run_dir=tmp_path / "api").config.deterministic_mode == "softmax"
+    assert make_agent_config("sac", "quick", MG).deterministic_mode == "max"

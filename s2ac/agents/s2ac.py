@@ -92,6 +92,11 @@ class S2ACConfig(AgentConfig):
     """Deterministic action: the particle with the highest min-Q, or one drawn with prob. ~ exp(Q/alpha)."""
 
     @property
+    def deterministic_mode(self) -> str:
+        """``test_selection``: every evaluation path and ``predict(deterministic=True)`` act with it."""
+        return self.test_selection
+
+    @property
     def effective_sampler_alpha(self) -> float:
         """The temperature the sampler actually uses (derived, never written back)."""
         return self.alpha if self.sampler_alpha is None else self.sampler_alpha
