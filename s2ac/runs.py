@@ -7,6 +7,7 @@ Both training paths (:mod:`s2ac.loop` on the host, :mod:`s2ac.jax_loop` in JAX) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import deque
@@ -36,7 +37,6 @@ class LoopCounters:
     env_steps: int = 0
     episodes: int = 0
     updates: int = 0
-    next_checkpoint: int = 0
     last_return: float | None = None
 
 
@@ -68,7 +68,10 @@ class RunRecord:
 
     def load_state_dict(self, saved: dict) -> None:
         """Restore from :meth:`state_dict` in place (the counters and RNG objects are kept)."""
-        self.counters.__dict__.update(LoopCounters(**saved["counters"]).__dict__)
+        known = {f.name for f in dataclasses.fields(LoopCounters)}  # older checkpoints had more counters
+        self.counters.__dict__.update(
+            LoopCounters(**{k: v for k, v in saved["counters"].items() if k in known}).__dict__
+        )
         self.rng.bit_generator.state = saved["rng_state"]
         self.recent_returns.clear()
         self.recent_returns.extend(saved["recent_returns"])
