@@ -104,17 +104,38 @@ class EpisodeStats:
         return out
 
 
+def goal_outcomes(goals, hit_wall, n_goals: int) -> dict[str, np.ndarray]:
+    """Outcome statistics over the last axis (episodes) of ``goals`` (goal index reached, -1 for
+    none) and ``hit_wall``; any leading axes (seeds) are kept. ``goal_fractions`` has a last axis of
+    ``n_goals``; a goal is covered at :data:`COVERAGE_SHARE`; ``goal_given_hit`` is NaN without hits."""
+    goals, hit = np.asarray(goals), np.asarray(hit_wall, bool)
+    reached = goals >= 0
+    fractions = np.zeros((*goals.shape[:-1], n_goals))
+    for g in range(n_goals):
+        fractions[..., g] = np.mean(goals == g, axis=-1)
+    hit_rate, escape = hit.mean(axis=-1), (hit & reached).mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        goal_given_hit = np.where(hit_rate > 0, escape / hit_rate, np.nan)
+    return {
+        "goal_fractions": fractions,
+        "success_rate": reached.mean(axis=-1),
+        "goals_covered": (fractions >= COVERAGE_SHARE).sum(axis=-1).astype(np.float64),
+        "n_goals_reached": (fractions > 0).sum(axis=-1).astype(np.float64),
+        "hit_wall": hit_rate,
+        "hit_wall_and_goal": escape,
+        "goal_given_hit": goal_given_hit,
+    }
+
+
 def _goal_summary(goals: list[int], hit_wall: list[bool], prefix: str) -> dict[str, float]:
-    reached = [g for g in goals if g >= 0]
-    out = {f"{prefix}success_rate": len(reached) / len(goals), f"{prefix}n_goals_reached": float(len(set(reached)))}
-    shares = {goal: goals.count(goal) / len(goals) for goal in sorted(set(reached))}
-    out[f"{prefix}goals_covered"] = float(sum(share >= COVERAGE_SHARE for share in shares.values()))
-    for goal, share in shares.items():
-        out[f"{prefix}goal_{goal}_fraction"] = share
-    hits = [g for g, hit in zip(goals, hit_wall) if hit]
-    if hits:  # obstacle variants: did the episodes that touched the wall still reach a goal?
-        out[f"{prefix}wall_hit_rate"] = len(hits) / len(goals)
-        out[f"{prefix}goal_after_wall_hit"] = sum(g >= 0 for g in hits) / len(hits)
+    stats = goal_outcomes(goals, hit_wall, max(goals) + 1)
+    out = {f"{prefix}{k}": float(stats[k]) for k in ("success_rate", "n_goals_reached", "goals_covered")}
+    for goal, share in enumerate(stats["goal_fractions"]):
+        if share > 0:
+            out[f"{prefix}goal_{goal}_fraction"] = float(share)
+    if stats["hit_wall"] > 0:  # obstacle variants: did the episodes that touched the wall still reach a goal?
+        out[f"{prefix}wall_hit_rate"] = float(stats["hit_wall"])
+        out[f"{prefix}goal_after_wall_hit"] = float(stats["goal_given_hit"])
     return out
 
 
@@ -162,5 +183,6 @@ __all__ = [
     "GymEpisodes",
     "StepResult",
     "episode_seed",
+    "goal_outcomes",
     "run_episodes",
 ]

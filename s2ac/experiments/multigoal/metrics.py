@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from s2ac.agents import Agent
-from s2ac.evaluate import COVERAGE_SHARE
+from s2ac.evaluate import goal_outcomes
 
 if TYPE_CHECKING:  # the jax_loop calls stay in multigoal/run.py
     from s2ac.jax_loop import Rollouts
@@ -23,26 +23,11 @@ reference applies to every method)."""
 
 
 def episode_metrics(ro: Rollouts, n_goals: int) -> dict[str, np.ndarray]:
-    """Per-seed outcome statistics of rollouts with leading axes ``(seeds, episodes)``."""
-    goal = np.asarray(ro.goal)
-    hit = np.asarray(ro.hit_wall)
-    reached = goal >= 0
-    fractions = np.stack([np.mean(goal == g, axis=1) for g in range(n_goals)], axis=1)
-    hit_rate = hit.mean(axis=1)
-    escape = (hit & reached).mean(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        escape_given_hit = np.where(hit_rate > 0, escape / hit_rate, np.nan)
-    return {
-        "goal_fractions": fractions,
-        "success_rate": reached.mean(axis=1),
-        "goals_covered": (fractions >= COVERAGE_SHARE).sum(axis=1).astype(np.float64),
-        "n_goals_reached": (fractions > 0).sum(axis=1).astype(np.float64),
-        "mean_return": np.asarray(ro.returns).mean(axis=1),
-        "mean_length": np.asarray(ro.lengths).mean(axis=1),
-        "hit_wall": hit_rate,
-        "hit_wall_and_goal": escape,
-        "goal_given_hit": escape_given_hit,
-    }
+    """Per-seed outcome statistics of rollouts with leading axes ``(seeds, episodes)``
+    (:func:`s2ac.evaluate.goal_outcomes`, plus mean return and length)."""
+    out = goal_outcomes(ro.goal, ro.hit_wall, n_goals)
+    out.update(mean_return=np.asarray(ro.returns).mean(axis=1), mean_length=np.asarray(ro.lengths).mean(axis=1))
+    return out
 
 
 def entropy_estimators(agent: Agent) -> list[str]:
