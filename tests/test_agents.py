@@ -210,7 +210,7 @@ def test_update_traces_once_is_deterministic_and_changes_params(algo):
 
 
 def test_jit_and_eager_updates_agree():
-    agent = make_agent(small("s2ac", svgd_steps=2, n_particles=4), MULTIGOAL)
+    agent = make_agent(small("s2ac", svgd_steps=1, n_particles=3), MULTIGOAL)
     state = agent.init(jax.random.PRNGKey(0))
     batch = random_batch(MULTIGOAL, n=8)
     jitted_state, jitted = agent.update(state, batch)
@@ -323,7 +323,7 @@ def test_recomputation_settings_change_no_value():
     # remat_score and remat_keep_matmuls only choose what the actor's backward pass stores; the
     # loss and its gradient through the SVGD steps must be the same (hidden width 32 >= the
     # input width, so the kept products are exactly the hidden-layer ones).
-    base = small("s2ac")
+    base = small("s2ac", svgd_steps=2)
     obs = jax.random.normal(jax.random.PRNGKey(5), (6, HOPPER.obs_dim))
     results = []
     for remat, keep in ((False, False), (True, False), (True, True)):

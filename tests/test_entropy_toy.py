@@ -98,6 +98,7 @@ def quick_run(tmp_path_factory):
     return out, et.run_entropy_toy(out, quick=True, seed=0)
 
 
+@pytest.mark.slow  # the experiment end to end; its maths is tested above
 def test_quick_run_writes_its_files(quick_run):
     out, summary = quick_run
     for name in summary["files"]:
@@ -112,6 +113,7 @@ def test_quick_run_writes_its_files(quick_run):
     assert "s2ac reproduce entropy-toy" in md and "Wall time" in md
 
 
+@pytest.mark.slow  # the experiment end to end; its maths is tested above
 def test_quick_run_numbers(quick_run):
     _, summary = quick_run
     truth = summary["true_entropy"]

@@ -151,6 +151,7 @@ def test_vmap_over_seeds_equals_separate_single_seed_runs():
     assert not np.allclose(hist["ep_return"][:, 0], hist["ep_return"][:, 1])
 
 
+@pytest.mark.slow  # a learning check
 def test_one_seed_learns_on_a_tiny_budget():
     agent_cfg = dataclasses.replace(tiny_agent("sac"), critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32)
     cfg = make_train_config(

@@ -98,6 +98,7 @@ TINY = mg.MultigoalBudget(
 )
 
 
+@pytest.mark.slow  # the experiment end to end (trains 2 algorithms)
 def test_run_multigoal_end_to_end_tiny(tmp_path):
     summary = mg.run_multigoal(
         tmp_path, False, 2, ["s2ac-phi", "sac", "no-such-algo"], [MG3], budget=TINY, progress=False

@@ -24,6 +24,7 @@ def quick_run(tmp_path_factory):
     return out, rt.run_runtime(out, quick=True)
 
 
+@pytest.mark.slow  # the run-time study end to end (minutes of compiling and timing)
 def test_quick_run_writes_files(quick_run):
     out, results = quick_run
     for name in ("results.json", "report.md", "runtime.png"):
@@ -33,6 +34,7 @@ def test_quick_run_writes_files(quick_run):
     assert rt.CLI_COMMAND in report and "noisy" in report and results["machine"]["device_kind"] in report
 
 
+@pytest.mark.slow  # the run-time study end to end (minutes of compiling and timing)
 def test_quick_rows_are_positive_and_ratios_consistent(quick_run):
     _, results = quick_run
     assert results["matmul"]["reference_gflops_per_s"] > 0
@@ -43,6 +45,7 @@ def test_quick_rows_are_positive_and_ratios_consistent(quick_run):
     assert sac["ratio_to_sac"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # the run-time study end to end (minutes of compiling and timing)
 def test_s2ac_flops_grow_with_steps_and_particles(quick_run):
     _, results = quick_run
     grid = results["grid"]
@@ -55,6 +58,7 @@ def test_s2ac_flops_grow_with_steps_and_particles(quick_run):
     assert all(r["ratio_to_sac"] > 1 for r in s2ac)
 
 
+@pytest.mark.slow  # the run-time study end to end (minutes of compiling and timing)
 def test_quick_acting_reports_steps_per_second(quick_run):
     _, results = quick_run
     acting = results["acting"]

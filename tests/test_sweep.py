@@ -88,6 +88,7 @@ def test_sweep_rejects_unknown_override(tmp_path):
         run_sweep(SweepConfig(out=tmp_path, train_overrides={"no_such_field": 1}))
 
 
+@pytest.mark.slow  # Ray end to end; lockstep resume itself is proved in test_lockstep
 def test_run_mujoco_tiny_report(tmp_path):
     from s2ac.experiments.mujoco import run_mujoco
 
@@ -104,6 +105,7 @@ def test_run_mujoco_tiny_report(tmp_path):
     assert "| sac/Hopper-v5/corrected/seed0 | finished |" in report
 
 
+@pytest.mark.slow  # Ray end to end; lockstep resume itself is proved in test_lockstep
 def test_lockstep_sweep_groups_by_shape_stops_and_resumes(tmp_path):
     # Walker2d and HalfCheetah share shapes (one group of 2); Hopper is a group of its own.
     base = dict(
