@@ -209,6 +209,7 @@ def test_update_traces_once_is_deterministic_and_changes_params(algo):
     assert max(jax.tree_util.tree_leaves(moved)) > 0
 
 
+@pytest.mark.slow  # an eager S²AC update is op-by-op Python (tens of seconds); a compiler sanity check
 def test_jit_and_eager_updates_agree():
     agent = make_agent(small("s2ac", svgd_steps=1, n_particles=3), MULTIGOAL)
     state = agent.init(jax.random.PRNGKey(0))

@@ -191,7 +191,7 @@ def test_jax_loop_writes_run_folders_in_the_host_loops_format(tmp_path):
         agent_cfg, cfg, MG3, [0, 1], n_chunks=2, progress=False, run_dirs=dirs, tensorboard=False
     )
     host_dir = tmp_path / "host"
-    host_cfg = dataclasses.replace(cfg, eval_freq=0)
+    host_cfg = dataclasses.replace(cfg, total_steps=140, eval_freq=0)  # three update rounds
     Trainer("sac", agent_cfg, host_cfg, host_dir, progress=False, tensorboard=False).run()
     host_keys = {k for row in read_metrics(host_dir) for k in row if k.startswith(("train/", "rollout/"))}
     for i, run_dir in enumerate(dirs):

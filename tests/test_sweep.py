@@ -133,6 +133,7 @@ def test_lockstep_sweep_groups_by_shape_stops_and_resumes(tmp_path):
     assert run_sweep(SweepConfig(**base))["counts"] == {"skipped": 3}
 
 
+@pytest.mark.slow  # trains a full-size Hopper run on Ray first
 def test_run_mujoco_report_only_tabulates_copied_runs_without_training(tmp_path):
     import shutil
 

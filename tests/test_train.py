@@ -40,6 +40,9 @@ def tiny_agent(algo="s2ac", **fields):
     cfg = make_agent_config(algo, "quick", MG)
     if algo == "s2ac-amortized":
         fields.setdefault("amortizer_hidden", (32, 32))
+    if algo.startswith("s2ac"):  # loop tests: a short, cheap-to-compile sampler
+        fields.setdefault("svgd_steps", 2)
+        fields.setdefault("n_particles", 4)
     return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32, **fields)
 
 
@@ -223,7 +226,7 @@ def test_cli_train_eval_bench(tmp_path, capsys):
     argv = [
         "train",
         "--algo",
-        "s2ac",
+        "sac",
         "--preset",
         "quick",
         "--env",
@@ -243,16 +246,14 @@ def test_cli_train_eval_bench(tmp_path, capsys):
         "300",
         "--train.eval-episodes",
         "1",
-        "--agent.n-particles",
-        "6",
-        "--agent.svgd-steps",
-        "2",
+        "--agent.batch-size",
+        "24",
     ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["env_steps"] == 300
     assert {"learning_curves.png", "trajectories.png", "particles_on_q.png"} <= set(os.listdir(out))
-    assert json.loads((out / "config.json").read_text())["agent"]["n_particles"] == 6
+    assert json.loads((out / "config.json").read_text())["agent"]["batch_size"] == 24
 
     assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
     evaluation = json.loads(capsys.readouterr().out)
@@ -260,13 +261,13 @@ def test_cli_train_eval_bench(tmp_path, capsys):
     assert main(["eval", str(out), "--episodes", "4", "--env", "s2ac/MultiGoal3Obstacle-v0", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["env"] == "s2ac/MultiGoal3Obstacle-v0"
 
-    bench_argv = ["bench", "update", "--algo", "s2ac", "--hidden", "16", "--repeats", "2", "--batch", "16"]
-    assert main([*bench_argv, "--no-compare-step-rules", "--json"]) == 0
+    bench_argv = ["bench", "update", "--algo", "sac-nf", "--hidden", "16", "--repeats", "2", "--batch", "16"]
+    assert main([*bench_argv, "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)
     assert bench["flops"] > 0 and bench["median_ms"] > 0 and bench["ratio_to_sac"] > 0
-    assert main(["bench", "act", "--env", MG, "--steps", "20", "--json"]) == 0
+    assert main(["bench", "act", "--env", MG, "--steps", "20", "--algos", "sac", "sql", "--json"]) == 0
     acting = json.loads(capsys.readouterr().out)
-    assert set(acting["algos"]) == {"sac", "s2ac", "s2ac-amortized"}
+    assert set(acting["algos"]) == {"sac", "sql"}
     assert acting["algos"]["sac"]["throughput_vs_sac"] == 1.0
 
     with pytest.raises(SystemExit, match="unknown --algo"):
