@@ -41,7 +41,7 @@ class SweepConfig:
     """What a sweep runs and where."""
 
     algos: tuple[str, ...] = ("sac",)
-    """Algorithms (``s2ac.config.ALGOS``). ``"algo:preset"`` pins a preset for that entry; a plain name
+    """Algorithms (``s2ac.agents.ALGOS``). ``"algo:preset"`` pins a preset for that entry; a plain name
     runs under every preset of ``presets``."""
     envs: tuple[str, ...] = ("Hopper-v5",)
     """Gymnasium env ids."""
