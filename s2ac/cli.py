@@ -156,7 +156,7 @@ class EvalCommand:
 def cmd_eval(argv: list[str]) -> int:
     from s2ac.api import Algorithm
     from s2ac.envs import make_env
-    from s2ac.evaluate import GymEpisodes, run_episodes
+    from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 
     args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval")
     if args.episodes < 1:
@@ -165,7 +165,7 @@ def cmd_eval(argv: list[str]) -> int:
     env_id = args.env or model.env_id
     out: dict = {"run_dir": str(args.run_dir), "env": env_id}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
-        episodes = GymEpisodes([make_env(env_id) for _ in range(args.episodes)], seed=0)
+        episodes = GymEpisodes([make_env(env_id) for _ in range(args.episodes)], evaluation_seeds(0, args.episodes))
         stats = run_episodes(episodes, lambda obs, t, d=deterministic: model.predict(obs, deterministic=d)[0])
         out[mode] = stats.summary(prefix="")
     print(json.dumps(out, indent=None if args.json else 2))

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from s2ac.checks import finite_positive, non_negative_int, positive_int, require
 from s2ac.nets import ACTIVATIONS, Activation
 
-Preset = str
 PRESETS: tuple[str, ...] = ("paper", "corrected", "quick")
 
 

@@ -54,15 +54,21 @@ class EpisodeBatch(Protocol):
     def step(self, actions: np.ndarray, active: np.ndarray) -> StepResult: ...
 
 
+def evaluation_seeds(seed: int, n: int) -> list[int]:
+    """Reset seeds of evaluation episodes ``0 .. n-1`` of a run with ``seed`` (stream 1)."""
+    return [episode_seed(seed, i, EVAL_STREAM) for i in range(n)]
+
+
 class GymEpisodes:
-    """``n`` Gymnasium envs, episode ``i`` reset with ``episode_seed(seed, first_episode + i, stream)``.
+    """Gymnasium envs, episode ``i`` reset with ``seeds[i]`` (e.g. :func:`evaluation_seeds`).
 
     Only active episodes are stepped (a finished Gymnasium env must not be stepped again).
     """
 
-    def __init__(self, envs: Sequence, seed: int, stream: int = EVAL_STREAM, first_episode: int = 0):
-        self.envs, self.n = list(envs), len(envs)
-        self.seeds = [episode_seed(seed, first_episode + i, stream) for i in range(self.n)]
+    def __init__(self, envs: Sequence, seeds: Sequence[int]):
+        if len(envs) != len(seeds):
+            raise ValueError(f"{len(envs)} envs but {len(seeds)} reset seeds")
+        self.envs, self.seeds, self.n = list(envs), list(seeds), len(envs)
 
     def reset(self) -> np.ndarray:
         return np.stack([np.asarray(env.reset(seed=s)[0], np.float32) for env, s in zip(self.envs, self.seeds)])
@@ -183,6 +189,7 @@ __all__ = [
     "GymEpisodes",
     "StepResult",
     "episode_seed",
+    "evaluation_seeds",
     "goal_outcomes",
     "run_episodes",
 ]

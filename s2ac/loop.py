@@ -42,7 +42,7 @@ from s2ac.agents.common import scan_updates
 from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
-from s2ac.evaluate import EpisodeStats, GymEpisodes, episode_seed, run_episodes
+from s2ac.evaluate import EpisodeStats, GymEpisodes, episode_seed, evaluation_seeds, run_episodes
 from s2ac.logger import MetricLogger, make_progress
 from s2ac.replay import ReplayBuffer
 from s2ac.runs import LoopCounters, RunRecord, TrainingDiverged, first_non_finite, prepare_run_dir, run_config_dict
@@ -366,9 +366,9 @@ class TrainingLoop:
         n = n_episodes or self.cfg.eval_episodes
         for i, m in enumerate(self.members):
             self.eval_envs[i] += [make_env(m.config.env_id) for _ in range(n - len(self.eval_envs[i]))]
-        batch = _StackedEpisodes(
-            [GymEpisodes(envs[:n], m.config.seed) for envs, m in zip(self.eval_envs, self.members)]
-        )
+        # Every member's episodes in one batch, member-major.
+        envs = [env for member_envs in self.eval_envs for env in member_envs[:n]]
+        batch = GymEpisodes(envs, [s for m in self.members for s in evaluation_seeds(m.config.seed, n)])
         out: list[dict[str, Any]] = [{} for _ in self.members]
         for kind, mode in self.eval_modes.items():
             fn, prefix = self._eval_actions[mode], EVAL_PREFIXES[kind]
@@ -410,7 +410,7 @@ class TrainingLoop:
         cfg, start = self.cfg, time.perf_counter()
         self._start()
         rate = _Rate(self.env_steps, self.updates)
-        stopped = False
+        stopped, saved, saved_at = False, None, None
         progress = make_progress(self.progress_enabled)
         try:
             with progress:
@@ -426,13 +426,13 @@ class TrainingLoop:
                     self._end_episodes(finished)
                     stopped = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
                     if stopped or (cfg.checkpoint_freq and self.env_steps % cfg.checkpoint_freq == 0):
-                        self.save()
+                        saved, saved_at = self.save(), self.env_steps
                     if stopped:
                         break
                     if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
                         progress.update(bar, completed=self.env_steps, ret=self._latest_return(),
                                         fps=rate.fps * len(self.members))  # fmt: skip
-            final = self.save() if not stopped else [ckpt.latest_valid_checkpoint(m.ckpt_root) for m in self.members]
+            final = saved if saved_at == self.env_steps else self.save()  # the last step's checkpoint, once
         finally:
             for m in self.members:
                 m.logger.close()
@@ -465,23 +465,8 @@ class _Rate:
         return self.fps, ups
 
 
-class _StackedEpisodes:
-    """Several :class:`GymEpisodes` batches played as one (member-major order)."""
-
-    def __init__(self, batches: list[GymEpisodes]):
-        self.batches, self.n = batches, sum(b.n for b in batches)
-
-    def reset(self) -> np.ndarray:
-        return np.concatenate([b.reset() for b in self.batches])
-
-    def step(self, actions: np.ndarray, active: np.ndarray):
-        bounds = np.cumsum([0] + [b.n for b in self.batches])
-        parts = [b.step(actions[lo:hi], active[lo:hi]) for b, lo, hi in zip(self.batches, bounds[:-1], bounds[1:])]
-        return type(parts[0])(*(None if p[0] is None else np.concatenate(p) for p in zip(*parts)))
-
-
 def _split_stats(stats: EpisodeStats, n_members: int) -> list[EpisodeStats]:
-    """Member ``i``'s share of episodes stacked member-major by :class:`_StackedEpisodes`."""
+    """Member ``i``'s share of episodes batched member-major."""
     per = len(stats.returns) // n_members
     sl = [slice(i * per, (i + 1) * per) for i in range(n_members)]
     return [
@@ -515,10 +500,6 @@ class Trainer(TrainingLoop):
     def state(self) -> Any:
         """The agent state (unbatched)."""
         return self.member_state(0)
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self.states = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], value)
 
     @property
     def counters(self) -> LoopCounters:

@@ -11,7 +11,7 @@ import pytest
 from s2ac.agents import make_agent, make_agent_config
 from s2ac.config import make_train_config
 from s2ac.envs import jax_env_for, make_env
-from s2ac.evaluate import GymEpisodes, run_episodes
+from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 from s2ac.jax_loop import (
     env_spec_of,
     init_seed_state,
@@ -120,7 +120,7 @@ def test_play_episodes_match_gymnasium_episodes():
         states = jax.tree_util.tree_map(lambda x: x[None], agent.init(None))
         ro = play_episodes(agent, states, task, jax.random.PRNGKey(0), 3, "max")
         policy = lambda obs, t, target=target: np.clip(np.asarray(target) - obs, -1, 1)  # noqa: E731
-        envs = GymEpisodes([make_env(env_id) for _ in range(3)], seed=0)
+        envs = GymEpisodes([make_env(env_id) for _ in range(3)], evaluation_seeds(0, 3))
         ref = run_episodes(envs, policy, keep_trajectories=True)
         np.testing.assert_allclose(ro.returns[0], ref.returns, rtol=1e-5)
         np.testing.assert_array_equal(ro.lengths[0], ref.lengths)
