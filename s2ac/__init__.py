@@ -5,8 +5,7 @@ The class API has one class per registered algorithm (:data:`s2ac.agents.REGISTR
 """
 
 from s2ac import api
-from s2ac.api import ALGORITHMS, Algorithm
+from s2ac.api import *  # noqa: F403  (the class API, whose classes the registry names)
 
-globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
-__all__ = ["Algorithm", "ALGORITHMS", *api.API_CLASSES]
+__all__ = list(api.__all__)
 __version__ = "0.1.0"

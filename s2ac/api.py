@@ -108,7 +108,7 @@ class Algorithm:
         if key is None and deterministic:
             key = jax.random.PRNGKey(self.seed + 1)
         elif key is None:
-            key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls + 1)
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls)
             self._act_calls += 1
         mode = self.config.deterministic_mode if deterministic else "random"
         action = np.asarray(self.agent.act(self.state, jnp.asarray(obs[None] if single else obs), key, mode=mode))
@@ -166,3 +166,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {name: _api_class(spec) for name, spec 
 """One class per registered algorithm, named as the registry says (``S2AC``, ``SAC`` ...)."""
 globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
 API_CLASSES: tuple[str, ...] = tuple(cls.__name__ for cls in ALGORITHMS.values())
+__all__ = ["Algorithm", "ALGORITHMS", *API_CLASSES]
