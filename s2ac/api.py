@@ -1,86 +1,307 @@
-"""A class API in the spirit of Stable-Baselines3.
+"""A class API that behaves like Stable-Baselines3's.
 
 from s2ac import S2AC
-model = S2AC("s2ac/MultiGoal3-v0", preset="quick", seed=0)
+model = S2AC("MlpPolicy", "Pendulum-v1", learning_rate=1e-3, seed=0)
 model.learn(total_timesteps=20_000)
 action, _ = model.predict(obs, deterministic=True)
-model.save("multigoal_s2ac")
-model = S2AC.load("multigoal_s2ac")
+model.save("pendulum_s2ac")                  # one file: pendulum_s2ac.zip
+model = S2AC.load("pendulum_s2ac", env=env)  # then model.learn(...) continues
+
+One model is one run of :class:`s2ac.loop.Trainer`, kept between ``learn`` calls: weights,
+optimiser states, replay buffer, the env's current episode and the step counters carry over,
+so ``learn(a); learn(b)`` trains exactly as ``learn(a + b)`` does. See the README's table
+"SB3 call -> s2ac" for what differs from SB3.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from s2ac import checkpoint as ckpt
-from s2ac.agents import REGISTRY, AlgoSpec, EnvSpec, config_class, make_agent, make_agent_config
-from s2ac.config import AgentConfig, TrainConfig, config_from_dict, make_train_config
-from s2ac.envs import make_env
-from s2ac.loop import Trainer
-from s2ac.runs import RUN_CONFIG_FILE, run_config_dict
+from s2ac.agents import REGISTRY, AlgoSpec, config_class, make_agent
+from s2ac.api_settings import SCHEDULE_FIELDS, resolve_settings
+from s2ac.callbacks import as_callback
+from s2ac.config import AgentConfig, TrainConfig, config_from_dict, config_to_dict, make_train_config
+from s2ac.env_source import EnvSource, env_source, eval_maker
+from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
+from s2ac.loop import StepInfo, Trainer, split_seed_keys
+from s2ac.model_file import model_path, read_model, write_model
+from s2ac.runs import RUN_CONFIG_FILE, LoopCounters
+from s2ac.types import EnvSpec
+
+POLICY_NAMES = ("MlpPolicy",)
+"""SB3's policy argument: the only kind here is an MLP policy over a flat observation."""
+_UNSET: Any = object()
 
 
-def _env_id(env: Any) -> str:
-    if isinstance(env, str):
-        return env
-    spec = getattr(env, "spec", None)
-    if spec is None or spec.id is None:
-        raise ValueError("pass a registered Gymnasium env id (or an env made by gymnasium.make)")
-    return spec.id
+class ModelLogger:
+    """SB3's ``model.logger`` for callbacks: ``record(key, value)`` then ``dump(step)`` writes the
+    recorded values as one row of the run's ``metrics.jsonl`` (when the model has a run folder)
+    and keeps them in ``name_to_value``."""
+
+    def __init__(self, model: Algorithm):
+        self._model = model
+        self.name_to_value: dict[str, float] = {}
+        self.rows: list[dict[str, float]] = []
+
+    def record(self, key: str, value: Any, exclude: Any = None) -> None:
+        self.name_to_value[key] = value
+
+    def record_mean(self, key: str, value: Any, exclude: Any = None) -> None:
+        self.name_to_value[key] = value
+
+    def dump(self, step: int = 0) -> None:
+        row = {k: float(v) for k, v in self.name_to_value.items() if isinstance(v, (int, float, np.number))}
+        self.rows.append({"step": int(step), **row})
+        trainer = self._model._trainer
+        if trainer is not None and trainer.members[0].logger is not None:
+            trainer.members[0].logger.log(trainer.env_steps, row)
+        self.name_to_value = {}
+
+    def get_dir(self) -> str | None:
+        run_dir = self._model.run_dir
+        return None if run_dir is None else str(run_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """``model.policy``: the agent (its networks and ``act``), its current state, and ``predict``."""
+
+    agent: Any
+    state: Any
+    deterministic_mode: str
+
+    def predict(self, observation: np.ndarray, key: jax.Array, deterministic: bool = False) -> np.ndarray:
+        mode = self.deterministic_mode if deterministic else "random"
+        return np.asarray(self.agent.act(self.state, jnp.asarray(observation), key, mode=mode))
 
 
 class Algorithm:
-    """Base of the per-algorithm classes (:data:`ALGORITHMS`): one trained agent and its run folder."""
+    """Base of the per-algorithm classes (:data:`ALGORITHMS`): one agent, its env and its run.
+
+    ``S2AC(env)``, ``S2AC("MlpPolicy", env)`` (SB3's form) and ``S2AC(env, config)`` all work.
+    ``env``: an id, a ``gym.Env`` (wrappers and make kwargs kept) or a factory
+    (:mod:`s2ac.env_source`). ``config``: an agent config of this algorithm, a dict of its fields,
+    or None (the preset's). Settings: SB3's names (:data:`s2ac.api_settings.SB3_NAMES`) or any
+    agent-config or schedule field. ``run_dir`` (or ``tensorboard_log``) makes learning write a
+    run folder (metrics, TensorBoard, checkpoints); without one, nothing is written.
+    """
 
     algo: str = ""
 
     def __init__(
         self,
-        env: Any,
-        config: AgentConfig | None = None,
+        policy: Any = _UNSET,
+        env: Any = _UNSET,
+        config: AgentConfig | dict | None = None,
         *,
         preset: str = "corrected",
-        seed: int = 0,
+        seed: int | None = 0,
         run_dir: str | Path | None = None,
-        **train_overrides: Any,
+        tensorboard_log: str | Path | None = None,
+        verbose: int = 1,
+        device: str = "auto",
+        **settings: Any,
     ):
-        self.env_id = _env_id(env)
-        self.config = config if config is not None else make_agent_config(self.algo, preset, self.env_id)
-        self.preset = preset
-        self.seed = seed
-        self.train_overrides = train_overrides
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix=f"{self.algo}-"))
-        self.spec = EnvSpec.from_env(make_env(self.env_id))
+        env, config = _split_policy_arg(policy, env, config)
+        if seed is None:  # SB3: a random seed; it is recorded so the run can be repeated
+            seed = int(np.random.SeedSequence().entropy % (2**31))
+        if device not in ("auto", "cpu", "cuda", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda'; got {device!r}")
+        self.source: EnvSource = env_source(env)
+        self.env_id, self.preset, self.seed, self.verbose = self.source.env_id, preset, int(seed), verbose
+        self.config, self.schedule = resolve_settings(self.algo, preset, self.env_id, config, settings)
+        make_train_config(preset, self.env_id, total_steps=1, seed=self.seed, **self.schedule)  # validates
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.tensorboard_log = Path(tensorboard_log) if tensorboard_log is not None else None
+        self.spec: EnvSpec = self.source.spec
         self.agent = make_agent(self.config, self.spec)
-        self.state = self.agent.init(jax.random.PRNGKey(seed))
+        self._trainer: Trainer | None = None
+        self._state_cache: tuple[Any, Any] = (None, None)
+        self.state = self.agent.init(split_seed_keys(self.seed)[0])  # the state a first learn() starts from
+        self.counters = LoopCounters()
+        self.logger = ModelLogger(self)
+        self._resume_dir: Path | None = None
+        self._state_given = False  # a loaded or set state: learning must continue from it
+        self._timesteps_offset = 0
         self._act_calls = 0
 
-    def train_config(self, total_timesteps: int) -> TrainConfig:
-        return make_train_config(
-            self.preset, self.env_id, total_steps=total_timesteps, seed=self.seed, **self.train_overrides
-        )
+    # -- properties as in SB3 -----------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        """The agent state (networks, optimiser states, PRNG key), the training run's once learning began."""
+        if self._trainer is None:
+            return self._state
+        if self._state_cache[0] is not self._trainer.states:
+            self._state_cache = (self._trainer.states, self._trainer.state)
+        return self._state_cache[1]
 
-    def learn(self, total_timesteps: int, progress_bar: bool = True, resume: bool = False) -> Algorithm:
-        """Train for ``total_timesteps`` env steps (``resume`` continues the run in ``run_dir``)."""
-        trainer = Trainer(
-            self.algo,
-            self.config,
-            self.train_config(total_timesteps),
-            self.run_dir,
-            resume=resume,
-            progress=progress_bar,
-        )
-        trainer.run()
-        self.agent, self.state = trainer.agent, trainer.state
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
+        if self._trainer is not None:
+            self._trainer.states = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], value)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps since the last ``learn(reset_num_timesteps=True)`` (SB3's counter)."""
+        return self.counters.env_steps - self._timesteps_offset
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.agent, self.state, self.config.deterministic_mode)
+
+    def get_env(self) -> Any:
+        """The training env (a ``gym.Env``; SB3 returns a ``VecEnv``)."""
+        return self.source.env
+
+    def set_env(self, env: Any) -> None:
+        """Train on ``env`` from the next ``learn``; its spaces must match. The current episode ends
+        there (the new env is reset), as in SB3."""
+        source = env_source(env)
+        if source.spec != self.spec:
+            raise ValueError(f"the new env's spaces {source.spec} differ from the model's {self.spec}")
+        self.source = source
+        if self._trainer is not None:
+            member = self._trainer.members[0]
+            member.env, member.make_eval_env, member.obs = source.env, source.make_copy, None
+            member.ep_return, member.ep_len = 0.0, 0
+            self._trainer.eval_envs[0] = []
+            self._trainer.pending_actions = None
+
+    def get_vec_normalize_env(self) -> None:
+        """SB3's hook for ``VecNormalize``; there is none here."""
+        return None
+
+    def get_parameters(self) -> dict[str, Any]:
+        """The agent state as nested dicts of numpy arrays (networks, optimiser states, PRNG key)."""
+        return serialization.to_state_dict(jax.device_get(self.state))
+
+    def set_parameters(self, load_path_or_dict: str | Path | dict, exact_match: bool = True) -> None:
+        """Set the agent state from :meth:`get_parameters`'s dict or a saved model's file. With
+        ``exact_match=False`` a dict may hold a subset of the top-level entries."""
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            meta, state_bytes = read_model(model_path(load_path_or_dict))
+            params = serialization.msgpack_restore(state_bytes)
+        current = self.get_parameters()
+        if exact_match and set(params) != set(current):
+            raise ValueError(f"parameters have entries {sorted(params)}, the model {sorted(current)}")
+        unknown = set(params) - set(current)
+        if unknown:
+            raise ValueError(f"unknown parameter entries {sorted(unknown)}; the model has {sorted(current)}")
+        try:
+            self.state = serialization.from_state_dict(self.state, {**current, **params})
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"parameters do not fit this model's networks: {err}") from err
+        self._state_given = True
+
+    # -- learning ------------------------------------------------------------------------
+    def train_config(self, total_steps: int) -> TrainConfig:
+        """The schedule of a run of ``total_steps`` env steps."""
+        return make_train_config(self.preset, self.env_id, total_steps=total_steps, seed=self.seed, **self.schedule)
+
+    def _new_trainer(self, total_steps: int, progress: bool, on_step) -> Trainer:
+        train = self.train_config(total_steps)
+        common = dict(progress=progress, env=self.source.env, env_maker=self.source.make_copy, open_ended=True,
+                      on_step=on_step)  # fmt: skip
+        if self._resume_dir is not None:  # a model loaded from a run folder continues that run exactly
+            return Trainer(self.algo, self.config, train, self._resume_dir, resume=True, **common)
+        start = (self.state, self.counters) if self._state_given or self.counters.env_steps else None
+        return Trainer(self.algo, self.config, train, self._learning_dir(), start=start, **common)
+
+    def _learning_dir(self) -> Path | None:
+        if self.run_dir is not None or self.tensorboard_log is None:
+            return self.run_dir
+        taken = [int(p.name.rsplit("_", 1)[1]) for p in self.tensorboard_log.glob(f"{type(self).__name__}_*")
+                 if p.name.rsplit("_", 1)[1].isdigit()]  # fmt: skip
+        self.run_dir = self.tensorboard_log / f"{type(self).__name__}_{max(taken, default=0) + 1}"  # SB3's naming
+        return self.run_dir
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        log_interval: int | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool | None = None,
+    ) -> Algorithm:
+        """Train ``total_timesteps`` more env steps, continuing from the model's current state.
+
+        ``callback``: SB3's protocol (:mod:`s2ac.callbacks`, or SB3's own callbacks), a list of
+        them, or a function ``(locals, globals) -> bool``; ``on_step`` returning False stops.
+        ``reset_num_timesteps``: restart :attr:`num_timesteps` at 0 (the schedule, the random-action
+        phase and the checkpoints keep counting the model's lifetime steps). ``progress_bar``:
+        default shown when ``verbose >= 1``. ``log_interval`` is accepted for SB3 compatibility; the
+        schedule's ``log_every`` sets the metric rows.
+        """
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)):
+            raise TypeError(f"total_timesteps must be an int; got {total_timesteps!r}")
+        if total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be >= 1; got {total_timesteps}")
+        cb = as_callback(callback)
+        progress = self.verbose >= 1 if progress_bar is None else progress_bar
+        start_steps = self.counters.env_steps
+        end = start_steps + int(total_timesteps)
+        self._warn_random_phase(start_steps, end)
+        if reset_num_timesteps:
+            self._timesteps_offset = start_steps
+        on_step = None if cb is None else self._step_hook(cb, int(total_timesteps))
+        if self._trainer is None:
+            self._trainer = self._new_trainer(end, progress, on_step)
+            self._resume_dir = None
+            self.counters = self._trainer.counters
+        else:
+            self._trainer.progress_enabled, self._trainer.on_step = progress, on_step
+            self._trainer.extend(end - self._trainer.env_steps)
+        if cb is not None:
+            cb.init_callback(self)
+            cb.on_training_start(locals(), globals())
+            cb.on_rollout_start()
+        self._trainer.run()
+        if cb is not None:
+            cb.on_rollout_end()
+            cb.on_training_end()
         return self
 
+    def _step_hook(self, cb: Any, total_timesteps: int):
+        def on_step(step: StepInfo) -> bool:
+            cb.update_locals(
+                {
+                    "self": self,
+                    "total_timesteps": total_timesteps,
+                    "actions": step.action[None],
+                    "new_obs": step.next_obs[None],
+                    "rewards": np.asarray([step.reward], np.float32),
+                    "dones": np.asarray([step.done]),
+                    "infos": [step.info],
+                }
+            )
+            return cb.on_step()
+
+        return on_step
+
+    def _warn_random_phase(self, start: int, end: int) -> None:
+        random_steps = self.train_config(max(end, 1)).random_steps
+        if end <= random_steps:
+            warnings.warn(
+                f"all {end - start} steps of this learn() call are uniform random actions: the random-action phase "
+                f"lasts random_steps={random_steps} env steps; learn longer or pass random_steps=... to the model",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # -- acting --------------------------------------------------------------------------
     def predict(
         self,
         observation: np.ndarray,
@@ -96,8 +317,8 @@ class Algorithm:
 
         ``deterministic=True`` acts with the config's ``deterministic_mode`` (highest min-Q particle,
         or S²AC's ``test_selection``) under a key fixed by the model's seed, so the same observation
-        gives the same action on every call. Stochastic calls draw a new key each time (or use
-        ``key``)."""
+        gives the same action on every call with the same weights. Stochastic calls draw a new key
+        each time (or use ``key``)."""
         obs = np.asarray(observation, np.float32)
         if obs.ndim not in (1, 2) or obs.shape[-1] != self.spec.obs_dim:
             raise ValueError(f"observation must have shape ({self.spec.obs_dim},) or (n, {self.spec.obs_dim}); "
@@ -110,50 +331,129 @@ class Algorithm:
         elif key is None:
             key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._act_calls)
             self._act_calls += 1
-        mode = self.config.deterministic_mode if deterministic else "random"
-        action = np.asarray(self.agent.act(self.state, jnp.asarray(obs[None] if single else obs), key, mode=mode))
+        action = self.policy.predict(obs[None] if single else obs, key, deterministic)
         return (action[0] if single else action), state
 
+    def evaluate(
+        self, n_episodes: int = 10, deterministic: bool = True, env: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(returns, lengths)`` of ``n_episodes`` episodes on copies of the training env (or on
+        ``env``: an id, a ``gym.Env`` to copy, or a factory), reset with the evaluation seeds."""
+        make = self.source.make_copy if env is None else eval_maker(env)
+        episodes = GymEpisodes([make() for _ in range(n_episodes)], evaluation_seeds(self.seed, n_episodes))
+        stats = run_episodes(episodes, lambda obs, t: self.predict(obs, deterministic=deterministic)[0])
+        return np.asarray(stats.returns), np.asarray(stats.lengths)
+
+    # -- files ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the config and the agent state (not the replay buffer) to folder ``path``."""
-        path = Path(path)
-        train = self.train_config(1)  # only env id, seed and schedule are recorded
-        ckpt.save_checkpoint(
-            path,
-            0,
-            jax.device_get(self.state),
-            {"env_id": self.env_id, "preset": self.preset, "seed": self.seed},
-            lambda p: np.savez(p),
-            keep=1,
-        )
-        (path / RUN_CONFIG_FILE).write_text(json.dumps(run_config_dict(self.algo, self.config, train), indent=2))
-        return path
+        """Write one zip file (``.zip`` added when missing, as in SB3): agent config, preset,
+        schedule, seed, env id, step counters and agent state (not the replay buffer)."""
+        path = model_path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot save to {path}: it is a folder; save writes one .zip file")
+        meta = {
+            "algo": self.algo,
+            "class": type(self).__name__,
+            "env_id": self.env_id,
+            "preset": self.preset,
+            "seed": self.seed,
+            "agent": config_to_dict(self.config),
+            "schedule": dict(self.schedule),
+            "counters": dataclasses.asdict(self.counters),
+        }
+        return write_model(path, meta, serialization.to_bytes(jax.device_get(self.state)))
 
     @classmethod
-    def load(cls, path: str | Path) -> Algorithm:
-        """Load a model written by :meth:`save`, or the latest checkpoint of a training run folder."""
+    def load(cls, path: str | Path, env: Any = None, **settings: Any) -> Algorithm:
+        """A model from :meth:`save`'s zip (``.zip`` may be omitted) or from a training run folder
+        (its latest valid checkpoint; ``learn`` then continues that run exactly). ``env`` replaces
+        the saved env id (its spaces must match); ``settings`` are constructor keywords
+        (``run_dir``, ``tensorboard_log``, ``verbose``)."""
         path = Path(path)
+        if path.is_dir():
+            return cls._load_run_folder(path, env, settings)
+        file = path if path.is_file() else model_path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"no saved model at {path} (nor {file})")
+        meta, state_bytes = read_model(file)
+        target = _target_class(cls, meta["algo"], file)
+        config = config_from_dict(config_class(meta["algo"]), meta["agent"])
+        model = target(env if env is not None else meta["env_id"], config, preset=meta["preset"], seed=meta["seed"],
+                       **{**meta["schedule"], **settings})  # fmt: skip
+        model._check_env_spec(meta["env_id"], env)
+        try:
+            model.state = serialization.from_bytes(model.state, state_bytes)
+        except Exception as err:  # msgpack and structure errors come in many types
+            raise ckpt.CheckpointError(f"{file}: the saved state does not fit the agent ({err})") from err
+        model.counters = LoopCounters(**meta["counters"])
+        model._timesteps_offset, model._state_given = 0, True
+        return model
+
+    @classmethod
+    def _load_run_folder(cls, path: Path, env: Any, settings: dict[str, Any]) -> Algorithm:
         cfg_file = path / RUN_CONFIG_FILE
         if not cfg_file.is_file():
-            raise FileNotFoundError(f"{path} is not a saved model or run folder ({RUN_CONFIG_FILE} missing)")
-        saved = json.loads(cfg_file.read_text())
-        algo = saved["algo"]
-        if algo not in ALGORITHMS:
-            raise ValueError(f"{path} holds a model of unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
-        if cls is not Algorithm and cls.algo != algo:
-            raise ValueError(
-                f"{path} holds a {algo!r} model, not a {cls.algo!r} one: load it with "
-                f"s2ac.{ALGORITHMS[algo].__name__}.load or s2ac.Algorithm.load"
-            )
-        target_cls = ALGORITHMS[algo]
-        config = config_from_dict(config_class(algo), saved["agent"])
-        model = target_cls(saved["train"]["env_id"], config, seed=saved["train"]["seed"], run_dir=path)
-        ckpt_root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+            raise FileNotFoundError(f"{path} is not a training run folder ({RUN_CONFIG_FILE} missing)")
+        saved = _read_json(cfg_file)
+        target = _target_class(cls, saved["algo"], path)
+        config = config_from_dict(config_class(saved["algo"]), saved["agent"])
+        train = config_from_dict(TrainConfig, saved["train"])
+        schedule = {name: getattr(train, name) for name in SCHEDULE_FIELDS}
+        model = target(env if env is not None else train.env_id, config, seed=train.seed, **{**schedule, **settings})
+        model.preset = "corrected"  # the schedule is explicit; the preset only fills fields not given
+        ckpt_root = path / "checkpoints"
         latest = ckpt.latest_valid_checkpoint(ckpt_root)
         if latest is None:
-            raise ckpt.CheckpointError(f"no valid checkpoint in {ckpt_root}")
+            raise ckpt.CheckpointError(f"{ckpt_root}: no valid checkpoint (the run has not saved one yet)")
         model.state = ckpt.load_agent_state(latest, model.state)
+        model.counters = LoopCounters(**ckpt.load_trainer_state(latest)["counters"])
+        model._resume_dir, model._state_given = path, True
         return model
+
+    def _check_env_spec(self, saved_env_id: str, env: Any) -> None:
+        if env is not None and self.env_id != saved_env_id:
+            warnings.warn(f"loading a model trained on {saved_env_id} onto {self.env_id}", UserWarning, stacklevel=3)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(env={self.env_id!r}, preset={self.preset!r}, seed={self.seed}, " \
+               f"num_timesteps={self.num_timesteps})"  # fmt: skip
+
+
+def _split_policy_arg(policy: Any, env: Any, config: Any) -> tuple[Any, Any]:
+    """``(env, config)`` from SB3's ``(policy, env)`` form or our ``(env, config)`` form."""
+    if isinstance(policy, str) and policy in POLICY_NAMES:
+        if env is _UNSET:
+            raise TypeError(f"{policy!r} given without an env: S2AC('MlpPolicy', env, ...)")
+        return env, config
+    if isinstance(policy, str) and policy.endswith("Policy"):
+        raise ValueError(f"policy {policy!r} not supported: only {POLICY_NAMES} (flat observations)")
+    if policy is _UNSET:
+        if env is _UNSET:
+            raise TypeError("an env is needed: S2AC(env) or S2AC('MlpPolicy', env)")
+        return env, config
+    if env is not _UNSET:  # (env, config) given positionally
+        if config is not None:
+            raise TypeError("too many positional arguments: (env, config) or ('MlpPolicy', env)")
+        return policy, env
+    return policy, config
+
+
+def _target_class(cls: type[Algorithm], algo: str, where: Path) -> type[Algorithm]:
+    if algo not in ALGORITHMS:
+        raise ValueError(f"{where} holds a model of unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+    if cls is not Algorithm and cls.algo != algo:
+        raise ValueError(
+            f"{where} holds a {ALGORITHMS[algo].__name__} ({algo!r}) model, not a {cls.__name__} ({cls.algo!r}) one: "
+            f"load it with s2ac.{ALGORITHMS[algo].__name__}.load or s2ac.Algorithm.load"
+        )
+    return ALGORITHMS[algo]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ckpt.CheckpointError(f"{path} is not valid JSON ({err})") from err
 
 
 def _api_class(spec: AlgoSpec) -> type[Algorithm]:
@@ -166,4 +466,4 @@ ALGORITHMS: dict[str, type[Algorithm]] = {name: _api_class(spec) for name, spec 
 """One class per registered algorithm, named as the registry says (``S2AC``, ``SAC`` ...)."""
 globals().update({cls.__name__: cls for cls in ALGORITHMS.values()})
 API_CLASSES: tuple[str, ...] = tuple(cls.__name__ for cls in ALGORITHMS.values())
-__all__ = ["Algorithm", "ALGORITHMS", *API_CLASSES]
+__all__ = ["Algorithm", "ALGORITHMS", "ModelLogger", "Policy", *API_CLASSES]

@@ -212,10 +212,10 @@ def make_chunk_fn(agent: Agent, task: MultiGoalSpec, cfg: TrainConfig, n_rounds:
         steps = step0 + jnp.arange(cfg.train_freq, dtype=jnp.int32)
         (st, ep_acc), _ = jax.lax.scan(env_step, (st, ep_acc), steps)
         n_added = step0 + cfg.train_freq
-        # Same rule as s2ac.loop: train after env step n when n % train_freq == 0 and n >= learning_starts.
-        st, tr_acc = jax.lax.cond(
-            n_added >= cfg.learning_starts, lambda s, a: train_round(s, a, n_added), lambda s, a: (s, a), st, tr_acc
-        )
+        # Same rule as s2ac.loop: train after env step n when n % train_freq == 0, n >= learning_starts
+        # and the buffer holds a whole batch.
+        due = (n_added >= cfg.learning_starts) & (n_added >= agent.config.batch_size)
+        st, tr_acc = jax.lax.cond(due, lambda s, a: train_round(s, a, n_added), lambda s, a: (s, a), st, tr_acc)
         return (st, ep_acc, tr_acc, start_step), None
 
     def chunk(st: SeedState, start_step: Array):

@@ -9,7 +9,8 @@ each one compiled call, ``jax.vmap``-ed over members when there are several (wit
 functions run unbatched, so a single run does exactly the arithmetic of an ordinary agent).
 
 The schedule (REFERENCE.md §2): uniform random actions for the first ``random_steps`` env steps;
-after env step ``n`` with ``n >= learning_starts`` and ``n % train_freq == 0``, ``gradient_steps``
+after env step ``n`` with ``n >= learning_starts``, ``n % train_freq == 0`` and at least
+``batch_size`` transitions in the replay buffer, ``gradient_steps``
 updates in one compiled call; evaluation every ``eval_freq`` steps; a metric row every
 ``log_every`` steps; a checkpoint every ``checkpoint_freq`` steps, when ``stop_after_s`` has
 passed, and at the end.
@@ -24,6 +25,7 @@ be snapshot is checkpointed without it (a warning says so) and a resume restarts
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -39,6 +41,7 @@ import numpy as np
 from s2ac import checkpoint as ckpt
 from s2ac.agents import make_agent
 from s2ac.agents.common import scan_updates
+from s2ac.checks import positive_int
 from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
@@ -73,12 +76,28 @@ Callback = Callable[[int, list[dict]], None]
 """``callback(env_step, rows)``: called after every metric row, with one row per member."""
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What one env step of member 0 produced, for a per-step hook (the class API's callbacks)."""
+
+    env_step: int
+    action: np.ndarray
+    reward: float
+    next_obs: np.ndarray
+    done: bool
+    info: dict
+
+
+StepHook = Callable[[StepInfo], bool]
+"""``on_step(info) -> keep_going``: called after every env step; ``False`` stops the run there."""
+
+
 @dataclass
 class Member:
     """Host-side state of one run."""
 
     config: TrainConfig
-    run_dir: Path
+    run_dir: Path | None  # None: nothing is written (an in-memory run of the class API)
     env: Any
     buffer: ReplayBuffer
     record: RunRecord
@@ -86,10 +105,12 @@ class Member:
     ep_return: float = 0.0
     ep_len: int = 0
     logger: MetricLogger | None = None
+    make_eval_env: Callable[[], Any] | None = None
+    last_step: StepInfo | None = None
 
     @property
-    def ckpt_root(self) -> Path:
-        return self.run_dir / "checkpoints"
+    def ckpt_root(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "checkpoints"
 
     @property
     def label(self) -> str:
@@ -145,14 +166,23 @@ class TrainingLoop:
         algo: str,
         agent_config: AgentConfig,
         train_configs: Sequence[TrainConfig],
-        run_dirs: Sequence[str | Path],
+        run_dirs: Sequence[str | Path | None],
         *,
         resume: bool = False,
         progress: bool = True,
         tensorboard: bool = True,
         stop_after_s: float | None = None,
         callback: Callback | None = None,
+        envs: Sequence[Any] | None = None,
+        env_makers: Sequence[Callable[[], Any]] | None = None,
+        start: Sequence[tuple[Any, LoopCounters]] | None = None,
+        open_ended: bool = False,
+        on_step: StepHook | None = None,
     ):
+        """``envs`` (training envs) and ``env_makers`` (``() -> env``, for evaluation and, without
+        ``envs``, training) replace ``make_env(env_id)``. ``start`` gives each member an agent state and
+        counters to continue from instead of a fresh init. ``open_ended`` sizes the replay buffer by
+        ``buffer_size`` alone, for a loop that :meth:`extend` will lengthen."""
         agent_config.validate()
         for cfg in train_configs:
             cfg.validate()
@@ -160,30 +190,61 @@ class TrainingLoop:
             raise ValueError(f"{len(train_configs)} train configs but {len(run_dirs)} run folders")
         if stop_after_s is not None and not (math.isfinite(stop_after_s) and stop_after_s > 0):
             raise ValueError(f"stop_after_s must be a positive number of seconds; got {stop_after_s!r}")
-        envs = [make_env(cfg.env_id) for cfg in train_configs]
+        if envs is None:
+            envs = [maker() for maker in env_makers] if env_makers else [make_env(c.env_id) for c in train_configs]
         specs = [EnvSpec.from_env(env) for env in envs]
         check_group(train_configs, specs)
         self.algo, self.agent_config, self.cfg, self.spec = algo, agent_config, train_configs[0], specs[0]
         self.agent = make_agent(agent_config, self.spec)
         self.eval_modes = {"deterministic": agent_config.deterministic_mode, "stochastic": "random"}
         self.progress_enabled, self.tensorboard, self.stop_after_s = progress, tensorboard, stop_after_s
-        self.callback = callback
-        self.members = [self._member(cfg, Path(d), env) for cfg, d, env in zip(train_configs, run_dirs, envs)]
+        self.callback, self.on_step, self.open_ended = callback, on_step, open_ended
+        makers = env_makers or [None] * len(envs)
+        self.members = [
+            self._member(cfg, None if d is None else Path(d), env, maker)
+            for cfg, d, env, maker in zip(train_configs, run_dirs, envs, makers)
+        ]
         self.eval_envs: list[list] = [[] for _ in self.members]
         keys = [split_seed_keys(cfg.seed) for cfg in train_configs]
         init_keys, self.act_keys, self.eval_keys = (jnp.stack(k) for k in zip(*keys))
         self.states = jax.vmap(self.agent.init)(init_keys)  # leading axis: members
+        if start is not None:
+            self._start_from(start)
         self.pending_actions: np.ndarray | None = None
         self.resumed_from: list[Path] | None = None
         self._snapshot_warned = False
         self._compile()
         for m in self.members:
-            prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
+            if m.run_dir is not None:
+                prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
         self.resumed_at: int | None = self._restore() if resume else None
+        if start is not None and self.env_steps:
+            self.resumed_at = self.env_steps  # metric rows up to here are kept
 
-    def _member(self, cfg: TrainConfig, run_dir: Path, env) -> Member:
-        buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), self.spec.obs_dim, self.spec.act_dim)
-        return Member(cfg, run_dir, env, buffer, RunRecord(LoopCounters(), np.random.default_rng(cfg.seed)))
+    def _member(self, cfg: TrainConfig, run_dir: Path | None, env, maker) -> Member:
+        capacity = cfg.buffer_size if self.open_ended else min(cfg.buffer_size, cfg.total_steps)
+        buffer = ReplayBuffer(capacity, self.spec.obs_dim, self.spec.act_dim)
+        record = RunRecord(LoopCounters(), np.random.default_rng(cfg.seed))
+        return Member(cfg, run_dir, env, buffer, record, make_eval_env=maker)
+
+    def _start_from(self, start: Sequence[tuple[Any, LoopCounters]]) -> None:
+        """Continue from given agent states and counters (a model loaded from a file); the host RNG
+        of member ``i`` is reseeded from (seed, env step), so the continuation is reproducible."""
+        if len(start) != len(self.members):
+            raise ValueError(f"{len(self.members)} members but {len(start)} start states")
+        self.states = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *(jax.device_get(s) for s, _ in start))
+        for m, (_, counters) in zip(self.members, start):
+            m.record.counters.__dict__.update(dataclasses.asdict(counters))
+            m.record.rng = np.random.default_rng([m.config.seed, counters.env_steps])
+
+    def extend(self, extra_steps: int) -> None:
+        """Lengthen the run by ``extra_steps`` env steps (the next :meth:`run` trains them)."""
+        positive_int("extra_steps", extra_steps)
+        total = self.env_steps + extra_steps
+        for m in self.members:
+            m.config = dataclasses.replace(m.config, total_steps=total)
+        self.cfg = self.members[0].config
+        self.resumed_at = self.env_steps
 
     @property
     def env_steps(self) -> int:
@@ -247,6 +308,8 @@ class TrainingLoop:
         states = jax.device_get(self.states)
         paths = []
         for i, m in enumerate(self.members):
+            if m.ckpt_root is None:
+                continue
             trainer_state = {**m.record.state_dict(), LOOP_STATE_KEY: self._loop_state(i, m)}
             member_state = jax.tree_util.tree_map(lambda x, i=i: x[i], states)
             paths.append(ckpt.save_checkpoint(m.ckpt_root, self.env_steps, member_state, trainer_state, m.buffer.save))
@@ -305,7 +368,7 @@ class TrainingLoop:
         The next actions are drawn after the last step too, so that the final checkpoint holds
         them and an extended run continues exactly as an uninterrupted longer one.
         """
-        if train:
+        if train and min(len(m.buffer) for m in self.members) >= self.agent_config.batch_size:
             batches = [m.buffer.sample(m.record.rng, self.cfg.gradient_steps, self.agent_config.batch_size)
                        for m in self.members]  # fmt: skip
             batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
@@ -338,11 +401,13 @@ class TrainingLoop:
         next action needs the new observation); the episode is counted after the step's log row."""
         finished: list[tuple[float, int] | None] = []
         for m, action in zip(self.members, actions):
-            next_obs, reward, terminated, truncated, _ = m.env.step(action)
+            next_obs, reward, terminated, truncated, info = m.env.step(action)
             next_obs = np.asarray(next_obs, np.float32)
             if not (np.all(np.isfinite(next_obs)) and math.isfinite(float(reward))):
                 raise TrainingDiverged(f"non-finite observation or reward from {m.label} at step {self.env_steps}")
             m.buffer.add(m.obs, action, float(reward), next_obs, bool(terminated))
+            m.last_step = StepInfo(self.env_steps + 1, action, float(reward), next_obs, bool(terminated or truncated),
+                                   info)  # fmt: skip
             m.ep_return += float(reward)
             m.ep_len += 1
             done = terminated or truncated
@@ -365,7 +430,8 @@ class TrainingLoop:
         ``keep_trajectories`` each mode's :class:`EpisodeStats` is added under ``{prefix}stats``."""
         n = n_episodes or self.cfg.eval_episodes
         for i, m in enumerate(self.members):
-            self.eval_envs[i] += [make_env(m.config.env_id) for _ in range(n - len(self.eval_envs[i]))]
+            make = m.make_eval_env or (lambda m=m: make_env(m.config.env_id))
+            self.eval_envs[i] += [make() for _ in range(n - len(self.eval_envs[i]))]
         # Every member's episodes in one batch, member-major.
         envs = [env for member_envs in self.eval_envs for env in member_envs[:n]]
         batch = GymEpisodes(envs, [s for m in self.members for s in evaluation_seeds(m.config.seed, n)])
@@ -389,13 +455,15 @@ class TrainingLoop:
         rows = []
         for i, m in enumerate(self.members):
             rows.append(m.record.log_row(fps, ups, evals[i] if evals else {}))
-            m.logger.log(self.env_steps, rows[-1])
+            if m.logger is not None:
+                m.logger.log(self.env_steps, rows[-1])
         if self.callback is not None:
             self.callback(self.env_steps, rows)
 
     def _start(self) -> None:
         for m in self.members:
-            m.logger = MetricLogger(m.run_dir, resume_step=self.resumed_at, tensorboard=self.tensorboard)
+            if m.run_dir is not None:
+                m.logger = MetricLogger(m.run_dir, resume_step=self.resumed_at, tensorboard=self.tensorboard)
             if m.obs is None:
                 m.obs = self._reset(m, m.record.counters.episodes)
         if self.pending_actions is None:
@@ -409,7 +477,7 @@ class TrainingLoop:
         """Train every member to ``total_steps`` (or until ``stop_after_s``); return a summary."""
         cfg, start = self.cfg, time.perf_counter()
         self._start()
-        rate = _Rate(self.env_steps, self.updates)
+        rate, first_step = _Rate(self.env_steps, self.updates), self.env_steps
         stopped, saved, saved_at = False, None, None
         progress = make_progress(self.progress_enabled)
         try:
@@ -425,17 +493,22 @@ class TrainingLoop:
                         self._log(evals, *rate.tick(self.env_steps, self.updates))
                     self._end_episodes(finished)
                     stopped = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
+                    if self.on_step is not None and not self.on_step(self.members[0].last_step):
+                        stopped = True
                     if stopped or (cfg.checkpoint_freq and self.env_steps % cfg.checkpoint_freq == 0):
                         saved, saved_at = self.save(), self.env_steps
                     if stopped:
                         break
                     if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
-                        progress.update(bar, completed=self.env_steps, ret=self._latest_return(),
-                                        fps=rate.fps * len(self.members))  # fmt: skip
+                        # steps/s of this call, all members together
+                        fps = (self.env_steps - first_step) * len(self.members) / max(time.perf_counter() - start, 1e-9)
+                        progress.update(bar, completed=self.env_steps, ret=self._latest_return(), fps=fps)
             final = saved if saved_at == self.env_steps else self.save()  # the last step's checkpoint, once
         finally:
             for m in self.members:
-                m.logger.close()
+                if m.logger is not None:
+                    m.logger.close()
+                    m.logger = None
         return {
             "run_dirs": [str(m.run_dir) for m in self.members],
             "checkpoints": [str(p) for p in final],
@@ -476,25 +549,36 @@ def _split_stats(stats: EpisodeStats, n_members: int) -> list[EpisodeStats]:
 
 
 class Trainer(TrainingLoop):
-    """One run: ``algo`` with ``agent_config`` on ``train_config.env_id``, written into ``run_dir``."""
+    """One run: ``algo`` with ``agent_config`` on ``train_config.env_id``, written into ``run_dir``
+    (``None``: nothing is written). ``env`` / ``env_maker`` / ``start`` are one member's
+    ``envs`` / ``env_makers`` / ``start`` of :class:`TrainingLoop`."""
 
     def __init__(
         self,
         algo: str,
         agent_config: AgentConfig,
         train_config: TrainConfig,
-        run_dir: str | Path,
+        run_dir: str | Path | None,
         *,
         resume: bool = False,
         progress: bool = True,
         tensorboard: bool = True,
         stop_after_s: float | None = None,
         callback: Callable[[int, dict], None] | None = None,
+        env: Any = None,
+        env_maker: Callable[[], Any] | None = None,
+        start: tuple[Any, LoopCounters] | None = None,
+        open_ended: bool = False,
+        on_step: StepHook | None = None,
     ):
         rows_callback = None if callback is None else (lambda step, rows: callback(step, rows[0]))
-        super().__init__(algo, agent_config, [train_config], [run_dir], resume=resume, progress=progress,
-                         tensorboard=tensorboard, stop_after_s=stop_after_s, callback=rows_callback)  # fmt: skip
-        self.run_dir = Path(run_dir)
+        super().__init__(
+            algo, agent_config, [train_config], [run_dir], resume=resume, progress=progress,
+            tensorboard=tensorboard, stop_after_s=stop_after_s, callback=rows_callback,
+            envs=None if env is None else [env], env_makers=None if env_maker is None else [env_maker],
+            start=None if start is None else [start], open_ended=open_ended, on_step=on_step,
+        )  # fmt: skip
+        self.run_dir = None if run_dir is None else Path(run_dir)
 
     @property
     def state(self) -> Any:
@@ -513,7 +597,7 @@ class Trainer(TrainingLoop):
         out = super().run()
         return {
             "run_dir": out["run_dirs"][0],
-            "checkpoint": out["checkpoints"][0],
+            "checkpoint": out["checkpoints"][0] if out["checkpoints"] else None,
             "env_steps": out["env_steps"],
             "episodes": out["episodes"][0],
             "updates": out["updates"],
@@ -521,4 +605,14 @@ class Trainer(TrainingLoop):
         }
 
 
-__all__ = ["SHARED_SCHEDULE", "LOOP_STATE_KEY", "Member", "Trainer", "TrainingLoop", "check_group", "over_members"]
+__all__ = [
+    "SHARED_SCHEDULE",
+    "LOOP_STATE_KEY",
+    "Member",
+    "StepInfo",
+    "StepHook",
+    "Trainer",
+    "TrainingLoop",
+    "check_group",
+    "over_members",
+]
