@@ -5,9 +5,15 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test test-slow lint bench clean
 
+# The dev extra's stable-baselines3 (for the SB3-compatibility tests) needs PyTorch: install its CPU
+# build first (a local wheel if the machine keeps one, else PyTorch's CPU index), a tenth of the default
+# CUDA build's download; if neither is reachable, pip falls back to the default build.
+TORCH_CPU ?= $(or $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl)),torch --index-url https://download.pytorch.org/whl/cpu)
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_CPU) || echo "no CPU build of torch reachable; the dev install takes the default one"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
