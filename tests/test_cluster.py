@@ -125,7 +125,7 @@ def cluster_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.slow  # about 2 minutes on 2 cores: two heads, three trials in Ray workers
+@pytest.mark.slow  # 90-120 s on 2 cores: two heads, three trials in Ray workers
 def test_sweep_on_a_separately_started_head_with_token_auth_then_skips_after_restart(cluster_dir, tmp_path):
     temp_dir, token = cluster_dir
     out = tmp_path / "sweep"
