@@ -17,6 +17,12 @@ one JSON line each. With ``lockstep`` the trials run in this process as vmapped 
 Threads: each trial reserves ``cpus_per_trial`` CPUs in Ray and its XLA runtime is limited to
 that many threads through ``XLA_FLAGS`` (set for the Ray workers with ``runtime_env`` so they are
 in place before JAX is imported), so that trials packed side by side do not oversubscribe cores.
+
+Clusters: with ``address`` the sweep joins a running Ray cluster (a head started with
+``ray start --head``). Ray's token authentication is honoured as :func:`ray_auth_setup` describes;
+an address where nothing listens, or a cluster that refuses this driver, raises
+:class:`ClusterConnectionError` with what to check. Ray itself is the ``s2ac[sweep]`` extra
+(:func:`require_ray`); lockstep sweeps do not need it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ LEDGER_FILE = "ledger.jsonl"
 RAY_DIR = "ray"
 PRESET_SEPARATOR = ":"
 EVAL_PREFIX = "eval/"
+PROBE_TIMEOUT_S = 5.0
+"""Seconds to wait for a TCP connection to ``address`` before calling it unreachable."""
+DEFAULT_TOKEN_PATH = Path("~/.ray/auth_token")
+"""Where ``ray start --head`` and ``ray get-auth-token --generate`` keep the cluster token."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,10 @@ class SweepConfig:
     address: str | None = None
     """Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...); None starts a local Ray on this
     machine's cores. On a cluster ``out`` must be on a file system every node sees."""
+    ray_auth_token_file: Path | None = None
+    """File holding the cluster's Ray auth token (a copy of the head's ``~/.ray/auth_token``), for a
+    cluster with token authentication; None uses ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token`` when one is there."""
     cpus_per_trial: int = 1
     """CPUs Ray reserves for each trial, and the XLA thread count inside it."""
     train_overrides: tuple[tuple[str, Any], ...] = ()
@@ -79,10 +93,12 @@ class SweepConfig:
         for name in ("algos", "envs", "seeds", "presets"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "out", Path(self.out))
+        if self.ray_auth_token_file is not None:
+            object.__setattr__(self, "ray_auth_token_file", Path(self.ray_auth_token_file))
 
     def validate(self) -> None:
         """Raise ``ValueError`` for unknown algorithms/presets, empty axes or bad counts."""
-        from s2ac.agents import ALGOS
+        from s2ac.agents import ALGOS, algo_spec
         from s2ac.config import PRESETS, TrainConfig
 
         for algo, preset in algo_presets(self):
@@ -90,6 +106,7 @@ class SweepConfig:
                 raise ValueError(f"unknown algo {algo!r}; expected one of {ALGOS}")
             if preset not in PRESETS:
                 raise ValueError(f"unknown preset {preset!r}; expected one of {PRESETS}")
+            algo_spec(algo).check_extra()  # fail before any trial runs, not in every trial
         if not (self.envs and self.seeds and self.algos):
             raise ValueError("a sweep needs at least one algo, env and seed")
         if self.cpus_per_trial < 1:
@@ -98,6 +115,8 @@ class SweepConfig:
             raise ValueError(f"stop_after_s must be a positive number of seconds; got {self.stop_after_s}")
         if self.stop_after_s is not None and not self.lockstep:
             raise ValueError("stop_after_s applies to lockstep groups only; add lockstep (--lockstep)")
+        if self.ray_auth_token_file is not None and self.address is None:
+            raise ValueError("ray_auth_token_file is for joining a cluster; give its address (--address)")
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None; got {self.total_steps}")
         known = set(TrainConfig.__dataclass_fields__)
@@ -339,6 +358,114 @@ def _split_pending(cfg: SweepConfig) -> tuple[list[TrialSpec], list[TrialSpec]]:
     return pending, done
 
 
+class ClusterConnectionError(ConnectionError, ValueError):
+    """The Ray cluster at ``address`` could not be reached or refused this driver.
+
+    Also a ``ValueError``, so the command line reports it as one ``error:`` line.
+    """
+
+
+def require_ray() -> None:
+    """Raise :class:`s2ac.extras.MissingExtraError` unless Ray Tune (the ``s2ac[sweep]`` extra) imports."""
+    from s2ac.extras import MissingExtraError, require_extra
+
+    try:
+        require_extra("ray.tune", "sweep", "s2ac sweep", package="Ray Tune")
+    except MissingExtraError as err:
+        raise MissingExtraError(f"{err} (or run the trials in this process with --lockstep)", name=err.name) from err
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``"host:port"`` or ``"ray://host:port"``; None for ``"auto"`` and other forms."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterConnectionError` at once if nothing accepts a TCP connection at ``address``.
+
+    Ray's own connect retries for about 20 s before it fails; a closed port is told apart in
+    milliseconds, an unroutable host in ``timeout_s``.
+    """
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ClusterConnectionError(
+            f"could not reach a Ray cluster at {address}: nothing accepted a connection there ({err}). Start the "
+            f"head with `ray start --head --port {target[1]} --node-ip-address HOST` and pass --address HOST:"
+            f"{target[1]} with the HOST it was started on (`ray status` on the head prints it)"
+        ) from None
+
+
+def _token_available() -> bool:
+    """Whether Ray would find an auth token: ``RAY_AUTH_TOKEN``, the ``RAY_AUTH_TOKEN_PATH`` file or
+    ``~/.ray/auth_token`` (the order of Ray's token loader)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_TOKEN_PATH).expanduser()
+    return path.is_file() and path.stat().st_size > 0
+
+
+def ray_auth_setup(token_file: Path | None) -> dict[str, str]:
+    """Set this process's environment so that Ray sends the cluster's auth token; return what was set.
+
+    Ray 2.60's token authentication: a head started by ``ray start --head`` runs with
+    ``RAY_AUTH_MODE=token`` when a token exists on it (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN_PATH``
+    or ``RAY_AUTH_TOKEN``), and then refuses drivers that do not send it. ``ray.init`` with an
+    explicit address never switches token mode on by itself, so a driver with the token at hand
+    would still be refused. Here:
+
+    * ``token_file`` given: ``RAY_AUTH_TOKEN_PATH`` points at it, and ``RAY_AUTH_MODE`` becomes
+      ``token`` unless it is set;
+    * otherwise, ``RAY_AUTH_MODE`` unset and a token available: ``RAY_AUTH_MODE=token``;
+    * ``RAY_AUTH_MODE`` set (``token`` or ``disabled``): left as it is.
+
+    A driver in token mode also joins a head without authentication, so switching it on is safe.
+    Ray reads these variables into a cached config at import, which is refreshed here as Ray's own
+    ``ray start`` does when it switches token mode on.
+    """
+    changed: dict[str, str] = {}
+    if token_file is not None:
+        path = Path(token_file).expanduser().resolve()
+        if not (path.is_file() and path.stat().st_size > 0):
+            raise ValueError(f"ray_auth_token_file {path} is missing or empty")
+        changed["RAY_AUTH_TOKEN_PATH"] = str(path)
+    if "RAY_AUTH_MODE" not in os.environ and (token_file is not None or _token_available()):
+        changed["RAY_AUTH_MODE"] = "token"
+    if changed:
+        os.environ.update(changed)
+        try:
+            from ray._raylet import AuthenticationTokenLoader, Config
+
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
+        except (ImportError, AttributeError):  # a Ray without token authentication reads nothing of this
+            pass
+    return changed
+
+
+def _connect_error(address: str) -> ClusterConnectionError:
+    """Why joining the cluster at ``address`` may have failed, and what to set."""
+    mode = os.environ.get("RAY_AUTH_MODE", "unset")
+    token = os.environ.get("RAY_AUTH_TOKEN_PATH") or ("RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else None)
+    if token is None and _token_available():
+        token = str(DEFAULT_TOKEN_PATH)
+    return ClusterConnectionError(
+        f"could not connect to the Ray cluster at {address} (something listens there, but Ray refused or timed "
+        f"out; here RAY_AUTH_MODE={mode}, token: {token or 'none'}). Check: the head's auth token (its "
+        f"~/.ray/auth_token) passed with --ray-auth-token-file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; or "
+        f"RAY_AUTH_MODE=disabled on the head and here; and that the address is the head's node IP "
+        f"(ray start --head --node-ip-address) and port"
+    )
+
+
 def _init_ray(cfg: SweepConfig) -> bool:
     """Start or join Ray; True if this call started it (and so should shut it down)."""
     import ray
@@ -348,8 +475,16 @@ def _init_ray(cfg: SweepConfig) -> bool:
     runtime_env = {"env_vars": thread_env_vars(cfg.cpus_per_trial)}
     if cfg.address is None:
         ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
-    else:
+        return True
+    probe_address(cfg.address)
+    ray_auth_setup(cfg.ray_auth_token_file)
+    # A refused token shows as ConnectionError after Ray's retries; token mode without any token as
+    # AuthenticationError (Ray 2.60).
+    refused = (ConnectionError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
+    try:
         ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=False)
+    except refused as err:
+        raise _connect_error(cfg.address) from err
     return True
 
 
@@ -456,6 +591,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     ``counts`` per status, and ``cluster`` (Ray's CPU/memory totals, when Ray was used).
     """
     cfg.validate()
+    if not cfg.lockstep:
+        require_ray()
     cfg.out.mkdir(parents=True, exist_ok=True)
     pending, done = _split_pending(cfg)
     ledger = cfg.out.resolve() / LEDGER_FILE
@@ -534,6 +671,7 @@ def summarize_runs(out: str | Path) -> list[dict]:
 
 
 __all__ = [
+    "ClusterConnectionError",
     "SweepConfig",
     "TrialSpec",
     "run_sweep",

@@ -6,7 +6,9 @@ Each algorithm is one module under ``s2ac/agents/`` holding its config class, it
 classes, the benchmark's choices, sweeps) is derived from the registry.
 
 Modules are imported on first use, so using one algorithm never imports another's dependencies
-(SAC-NF's distrax, for one).
+(SAC-NF's distrax, for one). An algorithm whose module needs an optional extra names it in
+:attr:`AlgoSpec.extra`; loading it without the extra installed raises
+:class:`s2ac.extras.MissingExtraError` with the ``pip install`` line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from types import MappingProxyType, ModuleType
 
 from s2ac.agents.common import Agent
 from s2ac.config import AgentConfig, check_preset, shared_preset_fields
+from s2ac.extras import require_extra
 from s2ac.types import Batch, EnvSpec
 
 
@@ -40,8 +43,18 @@ class AlgoSpec:
     """One line for ``--help`` and the class API's docstring."""
     fixed_fields: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     """Config fields the name pins under every preset (S²AC(phi) is S²AC with ``init="fixed"``)."""
+    extra: str | None = None
+    """The ``pyproject.toml`` extra that installs what ``module`` imports beyond the core dependencies."""
+    extra_modules: tuple[str, ...] = ()
+    """Top-level modules of that extra which ``module`` imports (checked before importing it)."""
+
+    def check_extra(self) -> None:
+        """Raise :class:`s2ac.extras.MissingExtraError` if a module of :attr:`extra` is not installed."""
+        for name in self.extra_modules:
+            require_extra(name, self.extra, f"algorithm {self.name!r}")
 
     def load(self) -> ModuleType:
+        self.check_extra()
         return importlib.import_module(self.module)
 
     @property
@@ -53,8 +66,10 @@ class AlgoSpec:
         return getattr(self.load(), self.agent_name)
 
 
-def _spec(name, module, config, agent, api, summary, **fixed) -> AlgoSpec:
-    return AlgoSpec(name, f"s2ac.agents.{module}", config, agent, api, summary, MappingProxyType(fixed))
+def _spec(name, module, config, agent, api, summary, extra=None, extra_modules=(), **fixed) -> AlgoSpec:
+    return AlgoSpec(
+        name, f"s2ac.agents.{module}", config, agent, api, summary, MappingProxyType(fixed), extra, extra_modules
+    )
 
 
 REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
@@ -111,6 +126,8 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "SACNFAgent",
                 "SACNF",
                 "SAC with a normalizing-flow policy (Mazoure et al. 2020)",
+                extra="nf",
+                extra_modules=("distrax",),
             ),
         )
     }
