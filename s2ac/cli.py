@@ -1,4 +1,4 @@
-"""Command line: ``s2ac train | eval | bench | reproduce | sweep``.
+"""Command line: ``s2ac train | eval | plot | bench | reproduce | sweep``.
 
 ``s2ac train`` is parsed in two stages: ``--algo``, ``--preset`` and ``--env`` pick the
 preset, whose full agent and training configs then become the defaults of every
@@ -11,19 +11,21 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import tyro
 
-from s2ac.agents import ALGOS, config_class, make_agent_config
-from s2ac.config import PRESETS, TrainConfig, make_train_config
+from s2ac.agents import ALGOS, make_agent_config
+from s2ac.config import PRESETS, make_train_config
 
 COMMANDS = {
     "train": "train an agent (progress bar, metrics, checkpoints, plots)",
-    "eval": "evaluate the latest checkpoint of a run folder",
+    "eval": "evaluate the latest checkpoint of a run folder; --video DIR records the episodes",
+    "plot": "compare run folders: learning curves per (algo, env) and the IQM of normalised final returns",
     "bench": "benchmark the update (ms, FLOPs, GFLOP/s vs a dense matmul) or acting (env steps/s)",
-    "reproduce": "reproduce an experiment: entropy-toy, multigoal, runtime, mujoco, step-rules",
+    "reproduce": "reproduce an experiment (s2ac reproduce NAME; the experiments are listed below)",
     "sweep": "a grid of (algorithm x env x seed x preset) runs on Ray, or as lockstep groups; rerun to resume",
 }
 
@@ -31,6 +33,13 @@ COMMANDS = {
 def _usage() -> str:
     lines = ["usage: s2ac COMMAND [options]   (s2ac COMMAND --help for details)", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines) + "\n\n" + _experiments_usage()
+
+
+def _experiments_usage() -> str:
+    """Every experiment of :data:`EXPERIMENTS` with the first line of its options' docstring."""
+    lines = ["experiments (s2ac reproduce NAME [options]):"]
+    lines += [f"  {name:<12} {options.__doc__.strip().splitlines()[0]}" for name, (options, _) in EXPERIMENTS.items()]
     return "\n".join(lines)
 
 
@@ -38,55 +47,19 @@ def _usage() -> str:
 
 
 def _preparse_train(argv: list[str]) -> argparse.Namespace:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="s2ac")
-    pre.add_argument("--preset", default="corrected")
-    pre.add_argument("--env", default="s2ac/MultiGoal3-v0")
-    pre.add_argument("--act-with", choices=("svgd", "amortized"), default=None)
+    """The first parsing stage: ``--algo``, ``--preset`` and ``--env`` (same defaults as the help's)."""
+    from s2ac.cli_options import DEFAULT_ALGO, DEFAULT_ENV, DEFAULT_PRESET
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--algo", default=DEFAULT_ALGO)
+    pre.add_argument("--preset", default=DEFAULT_PRESET)
+    pre.add_argument("--env", default=DEFAULT_ENV)
     known, _ = pre.parse_known_args(argv)
-    if known.act_with == "amortized":  # S²AC acting through its amortized sampler
-        if known.algo not in ("s2ac", "s2ac-amortized"):
-            raise SystemExit("error: --act-with amortized needs --algo s2ac")
-        known.algo = "s2ac-amortized"
     if known.algo not in ALGOS:
         raise SystemExit(f"error: unknown --algo {known.algo!r}; choose from {', '.join(ALGOS)}")
     if known.preset not in PRESETS:
         raise SystemExit(f"error: unknown --preset {known.preset!r}; choose from {', '.join(PRESETS)}")
     return known
-
-
-def _train_command_type(agent_cls: type) -> type:
-    """A dataclass for tyro whose ``agent`` field has the concrete config class of the algo."""
-    return dataclasses.make_dataclass(
-        "TrainCommand",
-        [
-            ("algo", Literal[ALGOS], dataclasses.field(default="s2ac")),  # type: ignore[valid-type]
-            ("env", str, dataclasses.field(default="s2ac/MultiGoal3-v0")),
-            ("preset", Literal[PRESETS], dataclasses.field(default="corrected")),  # type: ignore[valid-type]
-            ("total_steps", Optional[int], dataclasses.field(default=None)),
-            ("seed", Optional[int], dataclasses.field(default=None)),
-            ("out", Optional[Path], dataclasses.field(default=None)),
-            ("resume", bool, dataclasses.field(default=False)),
-            ("progress", bool, dataclasses.field(default=True)),
-            ("plots", bool, dataclasses.field(default=True)),
-            ("agent", agent_cls, dataclasses.field(default=None)),
-            ("train", TrainConfig, dataclasses.field(default=None)),
-        ],
-        frozen=True,
-    )
-
-
-def _drop_flag(argv: list[str], flag: str) -> list[str]:
-    """``argv`` without ``flag VALUE`` / ``flag=VALUE`` (flags consumed by the first parsing stage)."""
-    out, skip = [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-        elif arg == flag:
-            skip = i + 1 < len(argv)
-        elif not arg.startswith(flag + "="):
-            out.append(arg)
-    return out
 
 
 def _run_figures(trainer, out: Path) -> list[Path]:
@@ -104,26 +77,21 @@ def _run_figures(trainer, out: Path) -> list[Path]:
 
 def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
+    from s2ac.cli_options import ADVANCED_HELP, train_command, train_configs
     from s2ac.loop import Trainer
 
+    # --help leaves the advanced group out; --help-all is --help with it.
+    hide_advanced = "--help-all" not in argv and bool({"-h", "--help"} & set(argv))
+    argv = [("--help" if arg == "--help-all" else arg) for arg in argv]
     known = _preparse_train(argv)
     agent_default = make_agent_config(known.algo, known.preset, known.env)
     train_default = make_train_config(known.preset, known.env)
-    command_type = _train_command_type(config_class(known.algo))
-    default = command_type(
-        algo=known.algo, env=known.env, preset=known.preset, agent=agent_default, train=train_default
-    )
-    argv = _drop_flag(argv, "--act-with")
-    if known.algo == "s2ac-amortized":
-        argv = _drop_flag(argv, "--algo")
-    args = tyro.cli(command_type, default=default, args=argv, prog="s2ac train", description=cmd_train.__doc__)
-    train_cfg = dataclasses.replace(args.train, env_id=args.env)
-    if args.total_steps is not None:
-        train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps)
-    if args.seed is not None:
-        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
+    default = train_command(known.algo, known.preset, known.env, agent_default, train_default, hide_advanced)
+    description = f"{cmd_train.__doc__}\n\n{ADVANCED_HELP}" if hide_advanced else cmd_train.__doc__
+    args = tyro.cli(type(default), default=default, args=argv, prog="s2ac train", description=description)
+    agent_cfg, train_cfg = train_configs(args, agent_default, train_default)
     out = args.out or Path("runs") / f"{args.algo}-{args.env.replace('/', '_')}-seed{train_cfg.seed}"
-    trainer = Trainer(args.algo, args.agent, train_cfg, out, resume=args.resume, progress=args.progress)
+    trainer = Trainer(args.algo, agent_cfg, train_cfg, out, resume=args.resume, progress=args.progress)
     try:
         result = trainer.run()
     except KeyboardInterrupt:
@@ -149,6 +117,10 @@ class EvalCommand:
     """Episodes per policy mode."""
     env: str | None = None
     """Evaluate on another env id (e.g. an obstacle variant); default: the training env."""
+    video: Optional[Path] = None
+    """Record every episode to DIR/{deterministic,stochastic}-{i}-episode-0.mp4 (Gymnasium's RecordVideo;
+    needs moviepy and an rgb_array render: the multigoal envs draw themselves, MuJoCo envs need EGL or OSMesa
+    without a display)."""
     json: bool = False
     """Print a JSON object only."""
 
@@ -158,17 +130,66 @@ def cmd_eval(argv: list[str]) -> int:
     from s2ac.envs import make_env
     from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 
-    args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval")
+    args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval", description=EvalCommand.__doc__)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1; got {args.episodes}")
+    if args.video is not None:
+        from s2ac.video import headless_gl, recording_env
+
+        headless_gl()  # before loading the run: that makes the env, which imports MuJoCo
     model = Algorithm.load(args.run_dir)
     env_id = args.env or model.env_id
     out: dict = {"run_dir": str(args.run_dir), "env": env_id}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
-        episodes = GymEpisodes([make_env(env_id) for _ in range(args.episodes)], evaluation_seeds(0, args.episodes))
+        if args.video is None:
+            envs = [make_env(env_id) for _ in range(args.episodes)]
+        else:
+            envs = [recording_env(env_id, args.video, f"{mode}-{i}") for i in range(args.episodes)]
+        episodes = GymEpisodes(envs, evaluation_seeds(0, args.episodes))
         stats = run_episodes(episodes, lambda obs, t, d=deterministic: model.predict(obs, deterministic=d)[0])
+        for env in envs:
+            env.close()  # RecordVideo writes an episode's file when the next one starts or the env closes
         out[mode] = stats.summary(prefix="")
+    if args.video is not None:
+        out["videos"] = sorted(str(p) for p in args.video.glob("*.mp4"))
     print(json.dumps(out, indent=None if args.json else 2))
+    return 0
+
+
+# -- plot ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PlotCommand:
+    """Compare run folders: learning curves per (algorithm, env), mean over seeds with a 95% band, and
+    the IQM of final returns normalised per task (min/max over all runs of the task) with stratified
+    bootstrap intervals. Writes the PNG and a .json and .md summary next to it."""
+
+    runs: tyro.conf.Positional[tuple[Path, ...]]
+    """Run folders, or folders holding run folders (e.g. a sweep's --out)."""
+    out: Path = Path("comparison.png")
+    """The figure; the summary goes next to it with the suffixes .json and .md."""
+    labels: tuple[str, ...] = ()
+    """One label per run folder, used instead of its algorithm name (e.g. to tell presets apart)."""
+    metric: Literal["auto", "eval/mean_reward", "rollout/ep_rew_mean"] = "auto"
+    """Return curve; auto: eval/mean_reward where every run logged it, else rollout/ep_rew_mean."""
+    resamples: int = 2000
+    """Bootstrap resamples of each IQM interval."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from s2ac.compare import compare_runs
+
+    args = tyro.cli(PlotCommand, args=argv, prog="s2ac plot", description=PlotCommand.__doc__)
+    summary = compare_runs(list(args.runs), args.out, args.labels, args.metric, args.resamples, args.seed)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("\n".join(f"wrote {f}" for f in summary["files"]))
     return 0
 
 
@@ -279,62 +300,72 @@ class MujocoCommand:
     """Print the summary as one JSON object."""
 
 
+def _entropy_toy(args: EntropyToyCommand) -> None:
+    from s2ac.experiments.entropy_toy import run_entropy_toy
+
+    summary = run_entropy_toy(args.out, quick=args.quick, seed=args.seed)
+    print(json.dumps(summary, indent=None if args.json else 2))
+
+
+def _multigoal(args: MultigoalCommand) -> None:
+    from s2ac.experiments.multigoal import run_multigoal
+
+    summary = run_multigoal(args.out, args.full, args.seeds, list(args.algos), list(args.envs) or None)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {args.out / 'report.md'} ({summary['timing_s']['total']:.0f} s)")
+
+
+def _step_rules(args: StepRulesCommand) -> None:
+    from s2ac.experiments.step_rules import run_step_rules
+
+    results = run_step_rules(args.out)
+    print(json.dumps(results) if args.json else (args.out / "report.md").read_text())
+
+
+def _runtime(args: RuntimeCommand) -> None:
+    from s2ac.experiments.runtime import run_runtime
+
+    results = run_runtime(args.out, quick=args.quick)
+    print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
+
+
+def _mujoco(args: MujocoCommand) -> None:
+    from s2ac.experiments.mujoco import run_mujoco
+
+    summary = run_mujoco(
+        args.out,
+        args.envs,
+        args.algos,
+        args.steps,
+        args.seeds,
+        args.presets,
+        args.address,
+        args.cpus_per_trial,
+        lockstep=args.lockstep,
+        stop_after_s=args.stop_after_s,
+        report_only=args.report_only,
+    )
+    print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
+
+
+EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
+    "entropy-toy": (EntropyToyCommand, _entropy_toy),
+    "multigoal": (MultigoalCommand, _multigoal),
+    "runtime": (RuntimeCommand, _runtime),
+    "mujoco": (MujocoCommand, _mujoco),
+    "step-rules": (StepRulesCommand, _step_rules),
+}
+"""``s2ac reproduce NAME``: the options dataclass (its docstring is the experiment's summary in
+``s2ac --help``) and the function that runs it."""
+
+
 def cmd_reproduce(argv: list[str]) -> int:
-    experiments = {
-        "entropy-toy": EntropyToyCommand,
-        "multigoal": MultigoalCommand,
-        "runtime": RuntimeCommand,
-        "mujoco": MujocoCommand,
-        "step-rules": StepRulesCommand,
-    }
-    if not argv or argv[0] not in experiments:
-        raise SystemExit(f"usage: s2ac reproduce {{{','.join(experiments)}}} [options]")
-    name, rest = argv[0], argv[1:]
-    if name == "entropy-toy":
-        from s2ac.experiments.entropy_toy import run_entropy_toy
-
-        args = tyro.cli(EntropyToyCommand, args=rest, prog="s2ac reproduce entropy-toy")
-        summary = run_entropy_toy(args.out, quick=args.quick, seed=args.seed)
-        print(json.dumps(summary, indent=None if args.json else 2))
-    if name == "multigoal":
-        from s2ac.experiments.multigoal import run_multigoal
-
-        args = tyro.cli(MultigoalCommand, args=rest, prog="s2ac reproduce multigoal")
-        summary = run_multigoal(args.out, args.full, args.seeds, list(args.algos), list(args.envs) or None)
-        if args.json:
-            print(json.dumps(summary))
-        else:
-            print(f"wrote {args.out / 'report.md'} ({summary['timing_s']['total']:.0f} s)")
-    if name == "step-rules":
-        from s2ac.experiments.step_rules import run_step_rules
-
-        args = tyro.cli(StepRulesCommand, args=rest, prog="s2ac reproduce step-rules")
-        results = run_step_rules(args.out)
-        print(json.dumps(results) if args.json else (args.out / "report.md").read_text())
-    if name == "runtime":
-        from s2ac.experiments.runtime import run_runtime
-
-        args = tyro.cli(RuntimeCommand, args=rest, prog="s2ac reproduce runtime")
-        results = run_runtime(args.out, quick=args.quick)
-        print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
-    if name == "mujoco":
-        from s2ac.experiments.mujoco import run_mujoco
-
-        args = tyro.cli(MujocoCommand, args=rest, prog="s2ac reproduce mujoco")
-        summary = run_mujoco(
-            args.out,
-            args.envs,
-            args.algos,
-            args.steps,
-            args.seeds,
-            args.presets,
-            args.address,
-            args.cpus_per_trial,
-            lockstep=args.lockstep,
-            stop_after_s=args.stop_after_s,
-            report_only=args.report_only,
-        )
-        print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
+    if not argv or argv[0] not in EXPERIMENTS:
+        raise SystemExit(f"usage: s2ac reproduce {{{','.join(EXPERIMENTS)}}} [options]\n\n{_experiments_usage()}")
+    options, run = EXPERIMENTS[argv[0]]
+    run(tyro.cli(options, args=argv[1:], prog=f"s2ac reproduce {argv[0]}", description=options.__doc__))
     return 0
 
 
@@ -348,7 +379,14 @@ def cmd_sweep(argv: list[str]) -> int:
     return 0 if not summary["counts"].get("failed") else 1
 
 
-HANDLERS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "reproduce": cmd_reproduce, "sweep": cmd_sweep}
+HANDLERS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "plot": cmd_plot,
+    "bench": cmd_bench,
+    "reproduce": cmd_reproduce,
+    "sweep": cmd_sweep,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from s2ac.checks import finite_positive, non_negative_int, positive_int, require
 from s2ac.nets import ACTIVATIONS, Activation
@@ -25,6 +26,11 @@ PRESETS: tuple[str, ...] = ("paper", "corrected", "quick")
 @dataclass(frozen=True)
 class AgentConfig:
     """Settings shared by every actor-critic agent."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields that are implementation switches or method variants the presets set, rather than the
+    usual tuning knobs: ``s2ac train --help`` lists them last, under "advanced options". Each config
+    class names its own; :func:`advanced_fields` collects them over the class's bases."""
 
     gamma: float = 0.99
     """Discount factor (authors: 0.99)."""
@@ -124,6 +130,11 @@ QUICK_MULTIGOAL_GRADIENT_STEPS = 10
 """Updates per 50 env steps of the quick multigoal schedule (the demo)."""
 
 
+def advanced_fields(cls: type) -> frozenset[str]:
+    """The advanced fields of config class ``cls``: the ``advanced_fields`` of it and its bases."""
+    return frozenset(name for klass in cls.__mro__ for name in vars(klass).get("advanced_fields", ()))
+
+
 def is_multigoal(env_id: str) -> bool:
     """Whether ``env_id`` names one of our multigoal envs (their presets differ)."""
     return env_id.startswith("s2ac/MultiGoal")
@@ -201,6 +212,7 @@ __all__ = [
     "TrainConfig",
     "MULTIGOAL_TEMPERATURE",
     "QUICK_MULTIGOAL_GRADIENT_STEPS",
+    "advanced_fields",
     "is_multigoal",
     "check_preset",
     "quick_width",

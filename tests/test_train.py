@@ -276,16 +276,14 @@ def test_cli_train_eval_bench(tmp_path, capsys):
     assert "NoSuchEnv" in capsys.readouterr().err
 
 
-def test_cli_act_with_amortized_selects_the_amortized_agent(tmp_path, capsys):
+def test_cli_algo_amortized_selects_the_amortized_agent(tmp_path, capsys):
     from s2ac.cli import main
 
     out = tmp_path / "amortized"
     argv = [
         "train",
         "--algo",
-        "s2ac",
-        "--act-with",
-        "amortized",
+        "s2ac-amortized",
         "--preset",
         "quick",
         "--total-steps",
@@ -352,7 +350,7 @@ def test_cli_help_lists_every_config_field(algo, capsys):
         main(["train", "--algo", algo, "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    assert "--agent.alpha" in text and "--train.total-steps" in text
+    assert "--agent.alpha" in text and "--total-steps" in text and "--train.total-steps" not in text
     if algo != "sac":
         assert "--agent.svgd-step-control" in text and "--agent.n-particles" in text
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import flax
 import jax
@@ -58,6 +58,13 @@ ACT_WITH: tuple[str, ...] = ("svgd", "amortized")
 @dataclass(frozen=True)
 class AmortizedS2ACConfig(S2ACConfig):
     """S²AC plus an amortized sampler ``g(s, xi)`` that imitates its SVGD particles."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "noise_dim",
+        "n_amortizer_samples",
+        "mmd_bandwidth_scales",
+        "n_act_candidates",
+    )
 
     amortizer_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of g (as SAC's actor, so acting costs about what SAC's does)."""

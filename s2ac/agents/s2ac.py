@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import flax
 import jax
@@ -37,6 +37,21 @@ from s2ac.types import Array, Batch, EnvSpec, Metrics
 @dataclass(frozen=True)
 class S2ACConfig(AgentConfig):
     """Stein Soft Actor-Critic: S²AC(phi, theta) (``init="learned"``) or S²AC(phi) (``init="fixed"``)."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "init_std_min",
+        "init_std_max",
+        "truncation",
+        "init_density",
+        "log_margin",
+        "log_density",
+        "normalizer",
+        "sampler_alpha",
+        "score_space",
+        "remat_score",
+        "remat_keep_matmuls",
+        "unroll_svgd",
+    )
 
     init: Literal["learned", "fixed"] = "learned"
     """q0: learned state-conditioned Gaussian (S²AC(phi,theta)) or fixed N(0, init_std^2 I) (S²AC(phi))."""

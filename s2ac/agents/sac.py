@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import flax
 import jax
@@ -21,6 +21,11 @@ from s2ac.types import Array, Batch, EnvSpec, Metrics
 @dataclass(frozen=True)
 class SACConfig(AgentConfig):
     """Soft Actor-Critic with a tanh-Gaussian actor (Haarnoja et al. 2018)."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "log_std_min",
+        "log_std_max",
+    )
 
     actor_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the Gaussian actor (SAC paper: 2 x 256)."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import distrax
 import flax.linen as nn
@@ -61,6 +61,11 @@ _PLANAR_MARGIN = 1e-4  # w^T u_hat >= -1 + margin keeps the planar layer strictl
 @dataclass(frozen=True)
 class SACNFConfig(SACConfig):
     """SAC whose actor is a Gaussian followed by normalizing-flow layers (Mazoure et al.)."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "condition_flow_on_obs",
+        "coupling_log_scale_bound",
+    )
 
     flow: Literal["planar", "radial", "affine_coupling"] = "radial"
     """Flow family: planar / radial (Rezende & Mohamed 2015; Mazoure et al. use radial) or RealNVP affine coupling."""

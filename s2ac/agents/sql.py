@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import flax
 import jax
@@ -61,6 +61,15 @@ SVGD_SPACES: tuple[str, ...] = ("u", "action")
 @dataclass(frozen=True)
 class SQLConfig(AgentConfig):
     """Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)."""
+
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "n_fixed_particles",
+        "noise_dim",
+        "noise",
+        "svgd_space",
+        "sampler_alpha",
+        "importance_on_sampler",
+    )
 
     actor_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the sampler f(s, xi) (SQL code: 2 x 128; 2 x 256 here, as SAC's actor)."""

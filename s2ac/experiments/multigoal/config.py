@@ -24,7 +24,8 @@ OBSTACLE_VARIANT: dict[str, str] = {
 }
 """Evaluation-only wall variant of each training env (REFERENCE.md §3 "Obstacle variants")."""
 MODES: tuple[str, ...] = ("random", "max")
-"""Test policies: a random particle / a policy draw, and the highest-Q particle / the mean action."""
+"""Test policies: a random particle / a policy draw, and the deterministic policy, which acts with the
+config's ``deterministic_mode`` (the highest-Q particle, or S²AC's ``test_selection``)."""
 VARIANTS: tuple[str, ...] = ("plain", "obstacle")
 KNN_K = 3
 """Neighbour order of the sample-based entropy reference."""

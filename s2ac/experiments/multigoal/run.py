@@ -104,7 +104,9 @@ def evaluate_run(run: TrainedRun, budget: MultigoalBudget, key: Array) -> tuple[
         metrics[variant], first[variant] = {}, {}
         for m_index, mode in enumerate(MODES):
             k = jax.random.fold_in(jax.random.fold_in(key, v_index), m_index)
-            ro = play_episodes(run.agent, run.states, task, k, budget.eval_episodes, mode)
+            # "max" names the deterministic policy: the config's deterministic_mode (S²AC: test_selection).
+            act_mode = run.config.deterministic_mode if mode == "max" else mode
+            ro = play_episodes(run.agent, run.states, task, k, budget.eval_episodes, act_mode)
             metrics[variant][mode] = episode_metrics(ro, len(task.goals))
             first[variant][mode] = Rollouts(*(x[0] for x in ro))
     return metrics, first
