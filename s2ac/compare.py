@@ -215,9 +215,9 @@ def _markdown(summary: dict, figure: Path) -> str:
 
 def plot_comparison(curves: list[RunCurve], summary: dict, out: Path) -> Path:
     """One panel of curves per env (mean and band per label) and one of the IQMs with their intervals."""
-    from s2ac.plots import _pyplot
+    from s2ac.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     envs = list(summary["tasks"])
     labels = sorted({c.label for c in curves})
     colours = {label: f"C{i}" for i, label in enumerate(labels)}

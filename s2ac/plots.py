@@ -18,7 +18,8 @@ CURVES = (
 )
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (figures are written to files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +30,7 @@ def _pyplot():
 
 def plot_learning_curves(run_dir: Path, title: str = "") -> Path:
     """One panel per metric group of :data:`CURVES`, read from ``metrics.jsonl``."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = read_metrics(run_dir)
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
     for ax, keys in zip(axes, CURVES):
@@ -76,7 +77,7 @@ def plot_multigoal(
     from s2ac.envs import multigoal_spec
     from s2ac.envs.multigoal import draw_multigoal
 
-    plt = _pyplot()
+    plt = pyplot()
     spec = multigoal_spec(env_id)
     paths = []
 
