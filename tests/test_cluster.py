@@ -148,6 +148,7 @@ def test_sweep_on_a_separately_started_head_with_token_auth_then_skips_after_res
         assert sorted(new) == [("seed0", "skipped"), ("seed1", "skipped"), ("seed2", "finished"), ("seed2", "started")]
 
 
+@pytest.mark.slow  # about 40 s: Ray retries a refused driver for 20 s
 def test_head_refusing_the_token_gives_one_line_with_what_to_set(cluster_dir, tmp_path):
     # The failure seen before token handling: the head has a token and the driver does not send it
     # (here: sends another one). Ray retries for about 20 s, then the sweep says what to check.
