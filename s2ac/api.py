@@ -24,7 +24,7 @@ from s2ac.agents import REGISTRY, AlgoSpec, EnvSpec, config_class, make_agent, m
 from s2ac.config import AgentConfig, TrainConfig, config_from_dict, make_train_config
 from s2ac.envs import make_env
 from s2ac.loop import Trainer
-from s2ac.runs import RUN_CONFIG_FILE, run_config_dict
+from s2ac.runs import RUN_CONFIG_FILE, is_run_folder, run_checkpoint, run_config_dict
 
 
 def _env_id(env: Any) -> str:
@@ -148,10 +148,12 @@ class Algorithm:
         target_cls = ALGORITHMS[algo]
         config = config_from_dict(config_class(algo), saved["agent"])
         model = target_cls(saved["train"]["env_id"], config, seed=saved["train"]["seed"], run_dir=path)
-        ckpt_root = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        latest = ckpt.latest_valid_checkpoint(ckpt_root)
-        if latest is None:
-            raise ckpt.CheckpointError(f"no valid checkpoint in {ckpt_root}")
+        if is_run_folder(path):  # a training run: its checkpoints/ folder, with one-line reasons when empty
+            latest = run_checkpoint(path, "load")
+        else:
+            latest = ckpt.latest_valid_checkpoint(path)
+            if latest is None:
+                raise ckpt.CheckpointError(f"no valid checkpoint in {path}")
         model.state = ckpt.load_agent_state(latest, model.state)
         return model
 

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
+from s2ac import runs
 from s2ac.agents import make_agent
 from s2ac.agents.common import scan_updates
 from s2ac.config import AgentConfig, TrainConfig
@@ -163,6 +164,7 @@ class TrainingLoop:
         envs = [make_env(cfg.env_id) for cfg in train_configs]
         specs = [EnvSpec.from_env(env) for env in envs]
         check_group(train_configs, specs)
+        runs.check_run_fits(agent_config, train_configs, specs[0].obs_dim, specs[0].act_dim)  # before any allocation
         self.algo, self.agent_config, self.cfg, self.spec = algo, agent_config, train_configs[0], specs[0]
         self.agent = make_agent(agent_config, self.spec)
         self.eval_modes = {"deterministic": agent_config.deterministic_mode, "stochastic": "random"}
@@ -177,9 +179,15 @@ class TrainingLoop:
         self.resumed_from: list[Path] | None = None
         self._snapshot_warned = False
         self._compile()
-        for m in self.members:
-            prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
-        self.resumed_at: int | None = self._restore() if resume else None
+        self.locks = runs.RunLocks(m.run_dir for m in self.members).acquire()  # held until run() ends or close()
+        with self.locks.release_on_error():
+            for m in self.members:
+                prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
+            self.resumed_at: int | None = self._restore() if resume else None
+
+    def close(self) -> None:
+        """Release the run folders' locks (``run`` does so when it ends)."""
+        self.locks.release()
 
     def _member(self, cfg: TrainConfig, run_dir: Path, env) -> Member:
         buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), self.spec.obs_dim, self.spec.act_dim)
@@ -253,10 +261,7 @@ class TrainingLoop:
         return paths
 
     def _restore(self) -> int:
-        paths = [ckpt.latest_valid_checkpoint(m.ckpt_root) for m in self.members]
-        missing = [str(m.ckpt_root) for m, p in zip(self.members, paths) if p is None]
-        if missing:
-            raise ckpt.CheckpointError(f"--resume: no valid checkpoint under {', '.join(missing)}")
+        paths = [runs.run_checkpoint(m.run_dir, "resume") for m in self.members]
         saved = [ckpt.load_trainer_state(p) for p in paths]
         steps = {int(s["counters"]["env_steps"]) for s in saved}
         if len(steps) != 1:
@@ -340,8 +345,7 @@ class TrainingLoop:
         for m, action in zip(self.members, actions):
             next_obs, reward, terminated, truncated, _ = m.env.step(action)
             next_obs = np.asarray(next_obs, np.float32)
-            if not (np.all(np.isfinite(next_obs)) and math.isfinite(float(reward))):
-                raise TrainingDiverged(f"non-finite observation or reward from {m.label} at step {self.env_steps}")
+            runs.check_transition(m.label, self.env_steps + 1, next_obs, reward, m.ckpt_root)
             m.buffer.add(m.obs, action, float(reward), next_obs, bool(terminated))
             m.ep_return += float(reward)
             m.ep_len += 1
@@ -408,7 +412,9 @@ class TrainingLoop:
     def run(self) -> dict[str, Any]:
         """Train every member to ``total_steps`` (or until ``stop_after_s``); return a summary."""
         cfg, start = self.cfg, time.perf_counter()
-        self._start()
+        self.locks.acquire()
+        with self.locks.release_on_error():
+            self._start()
         rate = _Rate(self.env_steps, self.updates)
         stopped, saved, saved_at = False, None, None
         progress = make_progress(self.progress_enabled)
@@ -436,6 +442,7 @@ class TrainingLoop:
         finally:
             for m in self.members:
                 m.logger.close()
+            self.locks.release()
         return {
             "run_dirs": [str(m.run_dir) for m in self.members],
             "checkpoints": [str(p) for p in final],
