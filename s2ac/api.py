@@ -35,7 +35,7 @@ from s2ac.env_source import EnvSource, env_source, eval_maker
 from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 from s2ac.loop import StepInfo, Trainer, split_seed_keys
 from s2ac.model_file import model_path, read_model, write_model
-from s2ac.runs import RUN_CONFIG_FILE, LoopCounters
+from s2ac.runs import RUN_CONFIG_FILE, LoopCounters, run_checkpoint
 from s2ac.types import EnvSpec
 
 POLICY_NAMES = ("MlpPolicy",)
@@ -401,10 +401,7 @@ class Algorithm:
         schedule = {name: getattr(train, name) for name in SCHEDULE_FIELDS}
         model = target(env if env is not None else train.env_id, config, seed=train.seed, **{**schedule, **settings})
         model.preset = "corrected"  # the schedule is explicit; the preset only fills fields not given
-        ckpt_root = path / "checkpoints"
-        latest = ckpt.latest_valid_checkpoint(ckpt_root)
-        if latest is None:
-            raise ckpt.CheckpointError(f"{ckpt_root}: no valid checkpoint (the run has not saved one yet)")
+        latest = run_checkpoint(path, "load")  # one-line reasons when there is none yet, or all are corrupt
         model.state = ckpt.load_agent_state(latest, model.state)
         model.counters = LoopCounters(**ckpt.load_trainer_state(latest)["counters"])
         model._resume_dir, model._state_given = path, True

@@ -8,6 +8,8 @@ Layout of a run folder::
 A checkpoint is written into a temporary folder, fsynced, then renamed; ``latest`` is
 replaced atomically afterwards. A crash at any point leaves the previous checkpoint
 intact. ``manifest.json`` holds a SHA-256 per file, so corruption is detected on load.
+A temporary folder's name carries its writer's pid, so pruning removes only the leftovers of
+writers that are gone (the run folder's lock, :class:`s2ac.runs.RunLock`, keeps out live ones).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,13 +52,56 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in one rename, so a reader sees the old file or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the file it replaces was an ordinary one
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+TMP_MARK = ".tmp-"
+STALE_AGE_S = 3600.0
+"""A temporary folder whose name carries no pid (an earlier version's) is a leftover after this long."""
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}{TMP_MARK}{os.getpid()}-"
+
+
+def _tmp_is_stale(path: Path) -> bool:
+    """Whether temporary folder ``path`` is a leftover: not this process's and its writer is gone."""
+    tail = path.name.split(TMP_MARK, 1)[-1]
+    pid_text = tail.split("-", 1)[0]
+    if pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return False  # ours, being written right now (a finished one has been renamed or removed)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - path.stat().st_mtime > STALE_AGE_S
+    except FileNotFoundError:
+        return False
+
+
+def _with_path(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when the OS did not (a failed write or flush names no file)."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror or os.strerror(err.errno), str(path))
 
 
 def checkpoint_name(step: int) -> str:
@@ -71,7 +117,8 @@ def save_checkpoint(
     """
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{final.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=_tmp_prefix(final.name)))
+    old = None
     try:
         (tmp / STATE_FILE).write_bytes(serialization.to_bytes(agent_state))
         replay_saver(tmp / REPLAY_FILE)
@@ -82,23 +129,37 @@ def save_checkpoint(
         manifest = {"step": step, "sha256": {name: _sha256(tmp / name) for name in files}}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest))
         _fsync_file(tmp / MANIFEST_FILE)
-        if final.exists():  # a re-save of the same step after a resume: replace it whole
-            shutil.rmtree(final)
+        if final.exists():
+            # A re-save of the same step after a resume: the old one is renamed aside (a temporary name,
+            # so a crash here leaves it to pruning) and removed only once the new one is in place.
+            old = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=_tmp_prefix(final.name)))
+            os.replace(final, old)
         os.replace(tmp, final)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        raise _with_path(err, tmp) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.replace(old, final)
         raise
-    _atomic_write_text(ckpt_root / LATEST, final.name)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    atomic_write_text(ckpt_root / LATEST, final.name)
     _prune(ckpt_root, keep)
     return final
 
 
 def _prune(ckpt_root: Path, keep: int) -> None:
-    done = sorted(p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and ".tmp-" not in p.name)
+    """Keep the newest ``keep`` checkpoints; remove temporary folders whose writers are gone."""
+    done = sorted(p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and TMP_MARK not in p.name)
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in ckpt_root.glob(".ckpt-*.tmp-*"):  # leftovers of a crash mid-write
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in ckpt_root.glob(f".ckpt-*{TMP_MARK}*"):  # leftovers of a crash mid-write
+        if _tmp_is_stale(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def verify_checkpoint(path: Path) -> dict:
@@ -130,8 +191,9 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return sorted((p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and ".tmp-" not in p.name), reverse=True)
 
 
-def latest_valid_checkpoint(ckpt_root: Path) -> Path | None:
-    """The newest checkpoint that verifies; a corrupt newer one is reported and skipped."""
+def find_valid_checkpoint(ckpt_root: Path) -> tuple[Path | None, list[str]]:
+    """``(newest checkpoint that verifies or None, why each newer one failed, newest first)``; the
+    checkpoint ``latest`` names is tried first."""
     candidates = list_checkpoints(ckpt_root)
     latest_file = ckpt_root / LATEST
     if latest_file.is_file():
@@ -139,13 +201,23 @@ def latest_valid_checkpoint(ckpt_root: Path) -> Path | None:
         if named in candidates:
             candidates.remove(named)
             candidates.insert(0, named)
+    failures = []
     for path in candidates:
         try:
             verify_checkpoint(path)
-            return path
+            return path, failures
         except CheckpointError as err:
-            warnings.warn(f"{err}; trying an older checkpoint", stacklevel=2)
-    return None
+            failures.append(str(err))
+    return None, failures
+
+
+def latest_valid_checkpoint(ckpt_root: Path, quiet: bool = False) -> Path | None:
+    """The newest checkpoint that verifies; a corrupt newer one is reported (unless ``quiet``) and skipped."""
+    found, failures = find_valid_checkpoint(ckpt_root)
+    if not quiet:
+        for reason in failures:
+            warnings.warn(f"{reason}; trying an older checkpoint", stacklevel=2)
+    return found
 
 
 LEGACY_STATE_KEYS: dict[str, str] = {"actor_params": "init_params", "actor_opt": "init_opt"}

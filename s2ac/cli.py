@@ -7,16 +7,21 @@ preset, whose full agent and training configs then become the defaults of every
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import tyro
 
+from s2ac import errors
 from s2ac.agents import ALGOS, make_agent_config
 from s2ac.config import PRESETS, make_train_config
 
@@ -389,20 +394,72 @@ HANDLERS = {
 }
 
 
+def _interrupted_exit(code: int, program: bool) -> int:
+    """``code``; but a program interrupted by Ctrl-C exits at once: the interpreter's normal shutdown can
+    crash after an interrupted XLA compilation (the run folder's lock and files are settled by then)."""
+    if program and code == errors.EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``s2ac [--debug] COMMAND ...``; a failure ends as one line on stderr and an exit code of
+    :data:`s2ac.errors.EXIT_CODES` (with ``--debug`` or ``S2AC_DEBUG=1``: the traceback instead)."""
+    program = argv is None  # run as the s2ac program (not called from Python)
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("S2AC_DEBUG", "") not in ("", "0")
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(f"{_usage()}\n\n  --debug    show tracebacks (also S2AC_DEBUG=1)\n\n{errors.exit_codes_help()}")
         return 0
     command, rest = argv[0], argv[1:]
     if command not in HANDLERS:
         print(f"error: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    try:
-        return HANDLERS[command](rest) or 0
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return errors.EXIT_USAGE
+    unraisable, alarm = sys.unraisablehook, signal.getsignal(signal.SIGALRM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def redeliver(info):
+        # Ctrl-C inside a callback (e.g. a garbage-collector hook) would be swallowed: raise it again
+        # shortly, from outside this hook, so the command stops.
+        if info.exc_type is not KeyboardInterrupt:
+            return unraisable(info)
+        try:
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+        except ValueError:  # not the main thread: interrupt it directly
+            _thread.interrupt_main()
+
+    sys.unraisablehook = redeliver
+    with warnings.catch_warnings():
+        if not debug:  # a warning is one line too, without the source line that raised it
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                print(errors.warning_line(message, category), file=file or sys.stderr)
+
+            warnings.showwarning = show
+        try:
+            return _interrupted_exit(HANDLERS[command](rest) or 0, program)
+        except SystemExit as stop:
+            if not isinstance(stop.code, str):  # argument parsers print their own usage
+                raise
+            print(stop.code, file=sys.stderr)
+            raise errors.UsageExit(stop.code) from None
+        except BaseException as err:
+            if debug or not isinstance(err, Exception | KeyboardInterrupt):
+                raise
+            print(errors.one_line(err), file=sys.stderr)
+            return _interrupted_exit(errors.exit_code(err), program)
+        finally:
+            sys.unraisablehook = unraisable
+            if signal.getsignal(signal.SIGALRM) is interrupt:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, alarm)
 
 
 if __name__ == "__main__":

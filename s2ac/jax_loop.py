@@ -46,7 +46,7 @@ from s2ac.envs.multigoal import MultiGoalSpec
 from s2ac.evaluate import EpisodeStats, StepResult, run_episodes
 from s2ac.logger import MetricLogger, make_progress
 from s2ac.replay import ReplayState, replay_add, replay_init, replay_sample, replay_to_host
-from s2ac.runs import LoopCounters, RunRecord, prepare_run_dir, run_config_dict
+from s2ac.runs import LoopCounters, RunLocks, RunRecord, prepare_run_dir, run_config_dict
 from s2ac.types import Array, Batch
 
 MAX_METRICS = (*WORST_CASE_METRICS, "invalid_state_fraction", "folded_fraction")
@@ -299,9 +299,11 @@ class RunFolders:
             raise ValueError(f"{len(seeds)} seeds but {len(run_dirs)} run folders")
         self.run_dirs, self.gradient_steps = [Path(d) for d in run_dirs], cfg.gradient_steps
         configs = [dataclasses.replace(cfg, env_id=env_id, seed=int(s)) for s in seeds]
-        for run_dir, c in zip(self.run_dirs, configs):
-            prepare_run_dir(run_dir, run_config_dict(algo, agent_config, c), resume=False)
-        self.loggers = [MetricLogger(d, tensorboard=tensorboard) for d in self.run_dirs]
+        self.locks = RunLocks(self.run_dirs).acquire()  # held until close()
+        with self.locks.release_on_error():
+            for run_dir, c in zip(self.run_dirs, configs):
+                prepare_run_dir(run_dir, run_config_dict(algo, agent_config, c), resume=False)
+            self.loggers = [MetricLogger(d, tensorboard=tensorboard) for d in self.run_dirs]
         self.records = [RunRecord(LoopCounters(), np.random.default_rng(int(s))) for s in seeds]
 
     def log(self, row: dict[str, np.ndarray], fps: float) -> None:
@@ -336,6 +338,7 @@ class RunFolders:
     def close(self) -> None:
         for logger in self.loggers:
             logger.close()
+        self.locks.release()
 
 
 @functools.lru_cache(maxsize=8)

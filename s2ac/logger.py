@@ -19,7 +19,7 @@ class MetricLogger:
     On resume, rows after the checkpoint's step are dropped (they will be written again,
     identically; a torn last line left by a crash goes with them) and TensorBoard purges events
     after that step. Each row is one ``write`` of a whole line, flushed, so a crash leaves at most
-    one torn line, at the end.
+    one torn line, at the end. A failed write (a full disk) raises an ``OSError`` naming the file.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
@@ -32,6 +32,7 @@ class MetricLogger:
         elif resume_step is None and self.path.exists():
             self.path.unlink()
         self._fh = open(self.path, "a")
+        self._write_failed = False
         self._tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -41,15 +42,25 @@ class MetricLogger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": int(step)}
         row.update({k: (float(v) if v is not None else None) for k, v in metrics.items()})
-        self._fh.write(json.dumps(row) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(row) + "\n")
+            self._fh.flush()
+        except OSError as err:
+            self._write_failed = True
+            if err.filename is not None or err.errno is None:
+                raise
+            raise type(err)(err.errno, err.strerror or os.strerror(err.errno), str(self.path)) from err
         if self._tb is not None:
             for key, value in metrics.items():
                 if value is not None and math.isfinite(float(value)):
                     self._tb.add_scalar(key, float(value), int(step))
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:
+            if not self._write_failed:  # after a failed write, that error is the one to report
+                raise
         if self._tb is not None:
             self._tb.close()
 

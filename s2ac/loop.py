@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
+from s2ac import runs
 from s2ac.agents import make_agent
 from s2ac.agents.common import scan_updates
 from s2ac.checks import positive_int
@@ -194,6 +195,8 @@ class TrainingLoop:
             envs = [maker() for maker in env_makers] if env_makers else [make_env(c.env_id) for c in train_configs]
         specs = [EnvSpec.from_env(env) for env in envs]
         check_group(train_configs, specs)
+        # Before any allocation: the buffers' and the update's memory, the batch against the buffer.
+        runs.check_run_fits(agent_config, train_configs, specs[0].obs_dim, specs[0].act_dim, open_ended)
         self.algo, self.agent_config, self.cfg, self.spec = algo, agent_config, train_configs[0], specs[0]
         self.agent = make_agent(agent_config, self.spec)
         self.eval_modes = {"deterministic": agent_config.deterministic_mode, "stochastic": "random"}
@@ -214,16 +217,22 @@ class TrainingLoop:
         self.resumed_from: list[Path] | None = None
         self._snapshot_warned = False
         self._compile()
-        for m in self.members:
-            if m.run_dir is not None:
-                prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
-        self.resumed_at: int | None = self._restore() if resume else None
+        # Each run folder is locked before anything is written into it, until run() ends or close().
+        self.locks = runs.RunLocks(m.run_dir for m in self.members if m.run_dir is not None).acquire()
+        with self.locks.release_on_error():
+            for m in self.members:
+                if m.run_dir is not None:
+                    prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
+            self.resumed_at: int | None = self._restore() if resume else None
         if start is not None and self.env_steps:
             self.resumed_at = self.env_steps  # metric rows up to here are kept
 
+    def close(self) -> None:
+        """Release the run folders' locks (``run`` does so when it ends)."""
+        self.locks.release()
+
     def _member(self, cfg: TrainConfig, run_dir: Path | None, env, maker) -> Member:
-        capacity = cfg.buffer_size if self.open_ended else min(cfg.buffer_size, cfg.total_steps)
-        buffer = ReplayBuffer(capacity, self.spec.obs_dim, self.spec.act_dim)
+        buffer = ReplayBuffer(runs.replay_capacity(cfg, self.open_ended), self.spec.obs_dim, self.spec.act_dim)
         record = RunRecord(LoopCounters(), np.random.default_rng(cfg.seed))
         return Member(cfg, run_dir, env, buffer, record, make_eval_env=maker)
 
@@ -316,10 +325,7 @@ class TrainingLoop:
         return paths
 
     def _restore(self) -> int:
-        paths = [ckpt.latest_valid_checkpoint(m.ckpt_root) for m in self.members]
-        missing = [str(m.ckpt_root) for m, p in zip(self.members, paths) if p is None]
-        if missing:
-            raise ckpt.CheckpointError(f"--resume: no valid checkpoint under {', '.join(missing)}")
+        paths = [runs.run_checkpoint(m.run_dir, "resume") for m in self.members]
         saved = [ckpt.load_trainer_state(p) for p in paths]
         steps = {int(s["counters"]["env_steps"]) for s in saved}
         if len(steps) != 1:
@@ -403,8 +409,7 @@ class TrainingLoop:
         for m, action in zip(self.members, actions):
             next_obs, reward, terminated, truncated, info = m.env.step(action)
             next_obs = np.asarray(next_obs, np.float32)
-            if not (np.all(np.isfinite(next_obs)) and math.isfinite(float(reward))):
-                raise TrainingDiverged(f"non-finite observation or reward from {m.label} at step {self.env_steps}")
+            runs.check_transition(m.label, self.env_steps + 1, next_obs, reward, m.ckpt_root)
             m.buffer.add(m.obs, action, float(reward), next_obs, bool(terminated))
             m.last_step = StepInfo(self.env_steps + 1, action, float(reward), next_obs, bool(terminated or truncated),
                                    info)  # fmt: skip
@@ -476,7 +481,9 @@ class TrainingLoop:
     def run(self) -> dict[str, Any]:
         """Train every member to ``total_steps`` (or until ``stop_after_s``); return a summary."""
         cfg, start = self.cfg, time.perf_counter()
-        self._start()
+        self.locks.acquire()
+        with self.locks.release_on_error():
+            self._start()
         rate, first_step = _Rate(self.env_steps, self.updates), self.env_steps
         stopped, saved, saved_at = False, None, None
         progress = make_progress(self.progress_enabled)
@@ -509,6 +516,7 @@ class TrainingLoop:
                 if m.logger is not None:
                     m.logger.close()
                     m.logger = None
+            self.locks.release()
         return {
             "run_dirs": [str(m.run_dir) for m in self.members],
             "checkpoints": [str(p) for p in final],

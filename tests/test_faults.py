@@ -1,15 +1,124 @@
-"""Faults a user can cause or meet: torn metrics files, partial manifests, bad eval arguments,
-loading a model with the wrong class. Each ends in one clear message and loses nothing written."""
+"""Faults a user can cause or meet: torn metrics files, partial manifests, bad eval arguments, loading
+a model with the wrong class, two writers in one run folder, stale locks, resuming without (valid)
+checkpoints or with another config, an unwritable or full output folder, NaN from the env, memory
+estimates, a batch larger than the buffer, Ctrl-C during start-up. Each ends in one clear line and a
+documented exit code (docs/failures.md) and loses nothing already written."""
 
+import contextlib
+import hashlib
+import io
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 
 from s2ac import checkpoint as ckpt
+from s2ac import errors, runs
 from s2ac.cli import main
 from s2ac.logger import METRICS_FILE, MetricLogger, read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEDULE = [
+    "--train.learning-starts", "100", "--train.random-steps", "100", "--train.checkpoint-freq", "150",
+    "--train.eval-freq", "0", "--train.eval-episodes", "1", "--train.log-every", "100",
+]  # fmt: skip
+TRAIN = ["train", "--algo", "sac", "--env", "Pendulum-v1", "--preset", "quick", "--no-progress", "--no-plots"]
+
+
+def train_args(out, *extra, total=300, env=None):
+    args = [*TRAIN, *SCHEDULE, "--total-steps", str(total), "--out", str(out), *extra]
+    return args if env is None else [*args, "--env", env]
+
+
+def run_cli(args) -> tuple[int, list[str]]:
+    """``s2ac ARGS`` in this process: the exit code and stderr's non-empty lines."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([str(a) for a in args])
+    return code, [line for line in err.getvalue().splitlines() if line.strip()]
+
+
+def one_error_line(lines, *warnings_allowed) -> str:
+    """The single error line of stderr (besides warnings matching ``warnings_allowed``)."""
+    assert not any("Traceback" in line for line in lines), lines
+    errs = [line for line in lines if not line.startswith("warning:")]
+    assert len(errs) == 1 and errs[0].startswith("error: "), lines
+    extra = [line for line in lines if line.startswith("warning:") and not any(w in line for w in warnings_allowed)]
+    assert not extra, lines
+    return errs[0]
+
+
+def tree_hashes(folder: Path, skip=(runs.LOCK_FILE,)) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def plant_lock(run_dir: Path, pid: int, command="s2ac train (elsewhere)") -> None:
+    record = {"pid": pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00", "command": command,
+              "token": "planted"}  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / runs.LOCK_FILE).write_text(json.dumps(record))
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "S2AC_DEBUG": "0"}
+
+
+class NaNAt(gymnasium.Wrapper):
+    """Pendulum whose ``field`` ("reward" or "obs") turns NaN at its ``at``-th step."""
+
+    def __init__(self, env, field: str, at: int):
+        super().__init__(env)
+        self.field, self.at, self.steps = field, at, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps == self.at:
+            if self.field == "reward":
+                reward = float("nan")
+            else:
+                obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+NAN_REWARD_ENV, NAN_OBS_ENV = "faults/NaNRewardPendulum-v0", "faults/NaNObsPendulum-v0"
+for _id, _field, _at in ((NAN_REWARD_ENV, "reward", 200), (NAN_OBS_ENV, "obs", 50)):
+    if _id not in gymnasium.registry:
+        gymnasium.register(
+            id=_id,
+            entry_point=lambda field=_field, at=_at, **kw: NaNAt(gymnasium.make("Pendulum-v1", **kw), field, at),
+        )
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A finished 300-step SAC run (checkpoints at 150 and 300), trained into a folder holding the stale
+    lock of a dead process: ``(run_dir, exit code, stderr lines, the dead pid)``."""
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    pid = dead_pid()
+    plant_lock(run_dir, pid)
+    code, lines = run_cli(train_args(run_dir))
+    return run_dir, code, lines, pid
 
 
 def write_rows(run_dir, steps, torn: str | None = None):
@@ -67,3 +176,338 @@ def test_loading_a_model_with_another_algorithms_class_is_refused_naming_both(tm
     with pytest.raises(ValueError, match=r"holds a 'sac' model, not a 's2ac' one: load it with s2ac.SAC.load"):
         S2AC.load(saved)
     assert type(Algorithm.load(saved)) is SAC and type(SAC.load(saved)) is SAC
+
+
+# -- the lock of a run folder --------------------------------------------------------------------
+
+
+@pytest.mark.xdist_group("faults")
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(base_run):
+    run_dir, code, lines, pid = base_run
+    assert code == 0, lines
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and f"took over the lock of pid {pid}" in lines[0]
+    assert not (run_dir / runs.LOCK_FILE).exists()
+    assert [c.name for c in ckpt.list_checkpoints(run_dir / "checkpoints")] == ["ckpt-000000300", "ckpt-000000150"]
+
+
+@pytest.mark.xdist_group("faults")
+def test_a_second_writer_is_refused_naming_the_holder_and_changes_nothing(base_run):
+    run_dir = base_run[0]
+    before = tree_hashes(run_dir)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        plant_lock(run_dir, holder.pid)
+        for extra in ((), ("--resume",)):
+            code, lines = run_cli(train_args(run_dir, *extra))
+            assert code == errors.EXIT_LOCKED == 5
+            line = one_error_line(lines)
+            assert (
+                f"is in use by pid {holder.pid} on {socket.gethostname()}" in line and "s2ac train (elsewhere)" in line
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+        (run_dir / runs.LOCK_FILE).unlink()
+    assert tree_hashes(run_dir) == before
+
+
+def test_a_lock_held_by_another_loop_of_this_process_is_a_conflict_and_release_frees_it(tmp_path):
+    first = runs.RunLock(tmp_path / "run").acquire()
+    assert first.acquire() is first  # re-entrant for its holder
+    with pytest.raises(runs.RunFolderLocked, match=rf"pid {os.getpid()} .*another training loop of this process"):
+        runs.RunLock(tmp_path / "run").acquire()
+    holder = json.loads((tmp_path / "run" / runs.LOCK_FILE).read_text())
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname() and holder["started"]
+    first.release()
+    assert not (tmp_path / "run").exists()  # a lock that created an empty folder takes it away again
+    with runs.RunLock(tmp_path / "run"):
+        assert (tmp_path / "run" / runs.LOCK_FILE).is_file()
+
+
+def test_a_lock_never_released_goes_with_its_object(tmp_path):
+    (tmp_path / "run").mkdir()
+    runs.RunLock(tmp_path / "run").acquire()  # dropped at once: the finalizer releases it
+    assert not (tmp_path / "run" / runs.LOCK_FILE).exists()
+    lock = runs.RunLock(tmp_path / "run").acquire()
+    plant_lock(tmp_path / "run", 1)  # someone replaced the lock file: release must not delete theirs
+    lock.release()
+    assert (tmp_path / "run" / runs.LOCK_FILE).exists()
+
+
+def test_a_constructed_loop_holds_the_lock_until_close(tmp_path):
+    from s2ac.agents import make_agent_config
+    from s2ac.config import make_train_config
+    from s2ac.loop import Trainer
+
+    cfg = make_train_config("quick", "Pendulum-v1", total_steps=200, learning_starts=100, random_steps=100)
+    trainer = Trainer("sac", make_agent_config("sac", "quick", "Pendulum-v1"), cfg, tmp_path / "run", progress=False)
+    with pytest.raises(runs.RunFolderLocked):
+        Trainer("sac", make_agent_config("sac", "quick", "Pendulum-v1"), cfg, tmp_path / "run", progress=False)
+    trainer.close()
+    assert not (tmp_path / "run" / runs.LOCK_FILE).exists()
+
+
+def test_pruning_keeps_temporary_folders_of_live_writers(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".ckpt-000000007.tmp-{holder.pid}-abc"
+        dead = tmp_path / f".ckpt-000000007.tmp-{dead_pid()}-def"
+        for folder in (live, dead):
+            folder.mkdir()
+        save = lambda step: ckpt.save_checkpoint(tmp_path, step, {"w": np.ones(3)}, {"counters": {}}, np.savez)  # noqa: E731
+        save(5)
+        first = save(5)  # the same step again (a resume at the last step): replaced whole
+        ckpt.verify_checkpoint(first)
+        assert live.exists() and not dead.exists()
+        assert [p.name for p in tmp_path.iterdir() if ckpt.TMP_MARK in p.name] == [live.name]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.xdist_group("faults")
+def test_saving_a_model_into_a_run_folder_is_refused_and_other_folders_are_not(base_run, tmp_path):
+    assert runs.is_run_folder(base_run[0])
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "config.json").write_text("{}")  # a run stopped before its first row
+    assert runs.is_run_folder(tmp_path / "fresh")
+    model = tmp_path / "model"
+    ckpt.save_checkpoint(model, 0, {"w": np.ones(2)}, {}, np.savez, keep=1)
+    (model / "config.json").write_text("{}")
+    assert not runs.is_run_folder(model) and not runs.is_run_folder(tmp_path / "model.zip")
+    assert not runs.is_run_folder(tmp_path / "missing")
+    before = tree_hashes(base_run[0])
+    with pytest.raises(FileExistsError, match="is a training run folder: saving a model there would replace"):
+        runs.refuse_run_folder(base_run[0])
+    runs.refuse_run_folder(model)
+    assert tree_hashes(base_run[0]) == before
+
+
+# -- resume and checkpoint problems -------------------------------------------------------------
+
+
+@pytest.mark.xdist_group("faults")
+def test_resuming_with_another_config_is_one_line_and_changes_nothing(base_run):
+    run_dir = base_run[0]
+    before = tree_hashes(run_dir)
+    code, lines = run_cli(train_args(run_dir, "--resume", "--agent.batch-size", "64"))
+    assert code == errors.EXIT_CHECKPOINT == 3
+    assert "another config: agent.batch_size: 100 -> 64" in one_error_line(lines)
+    assert tree_hashes(run_dir) == before and not (run_dir / runs.LOCK_FILE).exists()
+
+
+@pytest.mark.xdist_group("faults")
+def test_resuming_when_every_checkpoint_is_corrupt_lists_the_first_reason(base_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(base_run[0], run_dir)
+    for path in ckpt.list_checkpoints(run_dir / "checkpoints"):
+        (path / ckpt.STATE_FILE).write_bytes(b"garbage")
+    before = tree_hashes(run_dir)
+    code, lines = run_cli(train_args(run_dir, "--resume"))
+    assert code == 3
+    line = one_error_line(lines)
+    assert "all 2 checkpoint(s)" in line and "failed verification" in line
+    assert "ckpt-000000300 is corrupt: state.msgpack does not match" in line
+    assert tree_hashes(run_dir) == before
+
+
+def killed_args(run_dir, *extra):
+    return [*TRAIN, "--total-steps", "100000", "--train.learning-starts", "100000", "--train.random-steps",
+            "100000", "--train.checkpoint-freq", "50000", "--train.eval-freq", "0", "--train.log-every", "100",
+            "--out", str(run_dir), *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A run killed (SIGKILL) after its first metric rows, before its first checkpoint."""
+    run_dir = tmp_path_factory.mktemp("killed") / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "s2ac.cli", *killed_args(run_dir)], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not read_rows_quietly(run_dir):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert read_rows_quietly(run_dir), "the run wrote no metric row in time"
+    return run_dir
+
+
+def read_rows_quietly(run_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else []
+
+
+@pytest.mark.xdist_group("faults")
+def test_resume_and_eval_of_a_run_killed_before_its_first_checkpoint_say_so(killed_run):
+    before = tree_hashes(killed_run)
+    assert (killed_run / runs.LOCK_FILE).exists()  # left by the killed process
+    code, lines = run_cli(killed_args(killed_run, "--resume"))
+    assert code == 3
+    line = one_error_line(lines, "took over the lock")
+    assert f"{killed_run / 'checkpoints'} holds no checkpoint yet" in line
+    assert "stopped before its first checkpoint (the first was due at env step 50000" in line
+    assert line.endswith("start it again without --resume")
+    code, lines = run_cli(["eval", killed_run, "--episodes", "1"])
+    assert code == 3
+    assert f"cannot load {killed_run}: {killed_run / 'checkpoints'} holds no checkpoint yet" in one_error_line(lines)
+    assert tree_hashes(killed_run) == before
+    code, lines = run_cli(train_args(killed_run, total=200))  # a fresh start into it is allowed
+    assert code == 0, lines
+    assert [r["step"] for r in read_metrics(killed_run)] == [100, 200]
+
+
+# -- the environment returns NaN ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env", "step", "what", "last"), [
+    (NAN_REWARD_ENV, 200, "reward nan", "ckpt-000000150"),
+    (NAN_OBS_ENV, 50, "observation entries [nan", None),
+])  # fmt: skip
+def test_a_nan_from_the_env_stops_training_in_one_line_keeping_the_last_checkpoint(tmp_path, env, step, what, last):
+    # Training starts after the NaN, so these runs compile nothing but the initial state.
+    args = train_args(tmp_path / "run", "--train.learning-starts", "300", "--train.random-steps", "300", env=env)
+    code, lines = run_cli(args)
+    assert code == errors.EXIT_DIVERGED == 4
+    line = one_error_line(lines, "cannot be snapshot", "restart the current episode")
+    assert f"env {env} seed 0 returned a non-finite {what}" in line and f"at env step {step}" in line
+    if last:
+        assert line.endswith(str(tmp_path / "run" / "checkpoints" / last))
+        ckpt.verify_checkpoint(tmp_path / "run" / "checkpoints" / last)
+        assert [r["step"] for r in read_metrics(tmp_path / "run")] == [100]
+    else:
+        assert "none yet" in line
+    assert not (tmp_path / "run" / runs.LOCK_FILE).exists()
+
+
+# -- memory and batch size: refused before anything is written ------------------------------------
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    (["--total-steps", "10000000000000", "--train.buffer-size", "10000000000000"], "train.buffer_size"),
+    (["--algo", "s2ac", "--agent.n-particles", "100000000"], "agent.n_particles"),
+])  # fmt: skip
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_is_written(tmp_path, extra, field):
+    code, lines = run_cli([*train_args(tmp_path / "run"), *extra])
+    assert code == errors.EXIT_MEMORY == 7
+    line = one_error_line(lines)
+    assert line.startswith("error: not enough memory") and field in line and "GiB" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_larger_than_the_buffer_is_refused_before_anything_is_written(tmp_path):
+    code, lines = run_cli([*train_args(tmp_path / "run"), "--train.buffer-size", "80"])
+    assert code == 2
+    assert "agent.batch_size=100 is larger than the replay buffer" in one_error_line(lines)
+    assert "= 80 transitions" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+# -- the output folder cannot be written ------------------------------------------------------------
+
+
+def test_an_out_that_is_a_file_or_under_a_file_is_one_line_naming_it(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    for out, reason in ((blocker, "File exists (EEXIST)"), (blocker / "run", "Not a directory (ENOTDIR)")):
+        code, lines = run_cli(train_args(out))
+        assert code == errors.EXIT_OS == 6
+        line = one_error_line(lines)
+        assert str(blocker) in line and reason in line
+    assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_out_is_one_line_naming_it(tmp_path):
+    parent = tmp_path / "ro"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        code, lines = run_cli(train_args(parent / "run"))
+    finally:
+        parent.chmod(0o755)
+    assert code == 6
+    line = one_error_line(lines)
+    assert str(parent / "run") in line and "Permission denied" in line
+
+
+LIMITED_CLI = (  # s2ac under a file-size limit; a write past it then fails with EFBIG instead of a signal
+    "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv.pop(1)), resource.getrlimit(resource.RLIMIT_FSIZE)[1])); "
+    "runpy.run_module('s2ac.cli', run_name='__main__')"
+)
+
+
+@pytest.mark.xdist_group("faults")
+def test_a_full_disk_while_extending_a_run_is_one_line_and_keeps_its_checkpoint(base_run, tmp_path):
+    # Under a 100 kB file-size limit the next checkpoint (a 200 kB state) cannot be written.
+    run_dir = tmp_path / "run"
+    shutil.copytree(base_run[0], run_dir)
+    kept = run_dir / "checkpoints" / "ckpt-000000300"
+    before, rows = tree_hashes(kept), read_metrics(run_dir)
+    proc = subprocess.run([sys.executable, "-c", LIMITED_CLI, "100000", *train_args(run_dir, "--resume", total=600)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 6, proc.stderr
+    line = one_error_line(lines)
+    assert "File too large (EFBIG)" in line and str(run_dir / "checkpoints") in line
+    assert tree_hashes(kept) == before
+    ckpt.verify_checkpoint(kept)
+    assert ckpt.latest_valid_checkpoint(run_dir / "checkpoints") == kept
+    assert read_metrics(run_dir)[: len(rows)] == rows
+    assert json.loads((run_dir / "config.json").read_text())["train"]["total_steps"] == 600  # the extension
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if ckpt.TMP_MARK in p.name]
+    assert not (run_dir / runs.LOCK_FILE).exists()
+
+
+# -- interrupting, and tracebacks on request ----------------------------------------------------------
+
+
+def test_ctrl_c_during_start_up_is_one_line_exit_130_and_leaves_nothing_half_written(tmp_path):
+    marker, run_dir = tmp_path / "imported", tmp_path / "run"
+    script = (  # s2ac as the program, telling the test when its imports are done
+        "import sys, pathlib, s2ac.cli; pathlib.Path(sys.argv[1]).touch(); sys.argv = ['s2ac', *sys.argv[2:]]; "
+        "sys.exit(s2ac.cli.main())"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(marker), *train_args(run_dir)], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert proc.returncode == errors.EXIT_INTERRUPTED == 130, stderr
+    assert len(lines) == 1 and "Traceback" not in stderr and "interrupted" in lines[0]
+    assert not (run_dir / runs.LOCK_FILE).exists()
+    if (run_dir / "config.json").exists():  # interrupted after the folder was prepared: it is whole
+        json.loads((run_dir / "config.json").read_text())
+    assert not [p for p in tmp_path.rglob("*") if ckpt.TMP_MARK in p.name or p.name.startswith(".config.json")]
+
+
+def test_debug_shows_the_traceback_and_help_lists_the_exit_codes(tmp_path, capsys, monkeypatch):
+    assert run_cli(["eval", tmp_path / "nothing"])[0] == 2
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "eval", str(tmp_path / "nothing")])
+    monkeypatch.setenv("S2AC_DEBUG", "1")
+    with pytest.raises(FileNotFoundError):
+        main(["eval", str(tmp_path / "nothing")])
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out and all(f"  {code:<4} " in out for code in errors.EXIT_CODES)
+
+
+def test_os_errors_and_memory_errors_map_to_their_exit_codes():
+    assert errors.exit_code(OSError(28, "No space left on device", "/x")) == 6
+    assert errors.one_line(OSError(28, "No space left on device", "/x")).startswith(
+        "error: /x: No space left on device (ENOSPC); free some disk space"
+    )
+    assert errors.exit_code(FileExistsError("a message of ours")) == 2
+    assert errors.exit_code(MemoryError("Unable to allocate 7 TiB")) == 7
+    assert errors.exit_code(KeyboardInterrupt()) == 130
+    assert errors.exit_code(runs.RunFolderLocked("x")) == 5
+    assert errors.exit_code(ckpt.CheckpointError("x")) == 3
+    assert (
+        errors.one_line(RuntimeError("boom\nmore"))
+        == "error: RuntimeError: boom (unexpected; rerun with --debug for the traceback)"
+    )
