@@ -212,16 +212,6 @@ def is_run_folder(path: str | Path) -> bool:
     return (path / RUN_CONFIG_FILE).is_file() and not any(p.is_dir() for p in path.glob("ckpt-*"))
 
 
-def refuse_run_folder(path: str | Path) -> None:
-    """Raise ``FileExistsError`` (one line) when ``path`` is a training run folder (:func:`is_run_folder`):
-    a model saved there would replace the run's ``config.json``."""
-    if is_run_folder(path):
-        raise FileExistsError(
-            f"{path} is a training run folder: saving a model there would replace its {RUN_CONFIG_FILE}; "
-            "save to another path (the run's checkpoints already hold its model)"
-        )
-
-
 def _stopped_before_first_checkpoint(run_dir: Path) -> str:
     """Where a run without checkpoints stopped, from its config and metric rows (best effort)."""
     details = []
@@ -626,7 +616,6 @@ __all__ = [
     "first_non_finite",
     "is_run_folder",
     "prepare_run_dir",
-    "refuse_run_folder",
     "run_checkpoint",
     "run_config_dict",
 ]

@@ -266,21 +266,20 @@ def test_pruning_keeps_temporary_folders_of_live_writers(tmp_path):
 
 
 @pytest.mark.xdist_group("faults")
-def test_saving_a_model_into_a_run_folder_is_refused_and_other_folders_are_not(base_run, tmp_path):
-    assert runs.is_run_folder(base_run[0])
-    (tmp_path / "fresh").mkdir()
-    (tmp_path / "fresh" / "config.json").write_text("{}")  # a run stopped before its first row
-    assert runs.is_run_folder(tmp_path / "fresh")
-    model = tmp_path / "model"
-    ckpt.save_checkpoint(model, 0, {"w": np.ones(2)}, {}, np.savez, keep=1)
-    (model / "config.json").write_text("{}")
-    assert not runs.is_run_folder(model) and not runs.is_run_folder(tmp_path / "model.zip")
-    assert not runs.is_run_folder(tmp_path / "missing")
-    before = tree_hashes(base_run[0])
-    with pytest.raises(FileExistsError, match="is a training run folder: saving a model there would replace"):
-        runs.refuse_run_folder(base_run[0])
-    runs.refuse_run_folder(model)
-    assert tree_hashes(base_run[0]) == before
+def test_saving_a_loaded_run_never_touches_the_run_folder(base_run, tmp_path):
+    from s2ac import SAC
+
+    run_dir = base_run[0]
+    before = tree_hashes(run_dir)
+    model = SAC.load(run_dir)
+    saved = model.save(run_dir)  # SB3's rule: one file, run_dir + ".zip", beside the folder
+    assert saved == run_dir.with_name(run_dir.name + ".zip") and saved.is_file()
+    (tmp_path / "folder.zip").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a folder; save writes one .zip file"):
+        model.save(tmp_path / "folder.zip")
+    assert tree_hashes(run_dir) == before and not (run_dir / runs.LOCK_FILE).exists()
+    assert runs.is_run_folder(run_dir) and not runs.is_run_folder(saved) and not runs.is_run_folder(tmp_path / "x")
+    saved.unlink()
 
 
 # -- resume and checkpoint problems -------------------------------------------------------------
