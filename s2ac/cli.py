@@ -21,6 +21,7 @@ from typing import Any, Literal, Optional
 
 import tyro
 
+from s2ac import checkpoint as ckpt
 from s2ac import errors
 from s2ac.agents import ALGOS, make_agent_config
 from s2ac.config import PRESETS, make_train_config
@@ -100,7 +101,11 @@ def cmd_train(argv: list[str]) -> int:
     try:
         result = trainer.run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
+        if ckpt.list_checkpoints(out / "checkpoints"):
+            print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
+        else:
+            print(f"\ninterrupted before the first checkpoint; start again with: s2ac train {' '.join(argv)}",
+                  file=sys.stderr)  # fmt: skip
         return 130
     if args.plots:
         result["figures"] = [str(p) for p in _run_figures(trainer, out)]

@@ -190,7 +190,8 @@ def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
             )
     elif ckpt.list_checkpoints(run_dir / "checkpoints"):
         raise FileExistsError(
-            f"{run_dir} already holds a run with checkpoints; pass --resume to continue it or choose another --out"
+            f"{run_dir} already holds a run with checkpoints; continue it (s2ac train --resume, or S2AC.load(folder)"
+            ".learn(...)) or choose another folder (--out / run_dir)"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(cfg_path, json.dumps(current, indent=2))
