@@ -21,8 +21,9 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flax import serialization
 
@@ -52,19 +53,25 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` in one rename, so a reader sees the old file or the whole new one."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Replace ``path`` by what ``write(fh)`` writes, in one rename of a fsynced temporary file in the
+    same folder, so a reader (or a crash) sees the old file or the whole new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the file it replaces was an ordinary one
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of ``text`` (UTF-8)."""
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 TMP_MARK = ".tmp-"

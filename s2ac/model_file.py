@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from s2ac.checkpoint import CheckpointError
+from s2ac.checkpoint import CheckpointError, atomic_write
 
 FORMAT_VERSION = 1
 META_FILE = "model.json"
@@ -36,18 +35,13 @@ def write_model(path: Path, meta: dict[str, Any], state_bytes: bytes) -> Path:
         raise IsADirectoryError(f"cannot save a model to {path}: it is a folder (save writes one .zip file)")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "format": FORMAT_VERSION, "state_sha256": hashlib.sha256(state_bytes).hexdigest()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(META_FILE, json.dumps(meta, indent=2))
-                archive.writestr(STATE_FILE, state_bytes)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(META_FILE, json.dumps(meta, indent=2))
+            archive.writestr(STATE_FILE, state_bytes)
+
+    atomic_write(path, write)
     return path
 
 
