@@ -35,6 +35,7 @@ from s2ac.env_source import EnvSource, env_source, eval_maker
 from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 from s2ac.loop import StepInfo, Trainer, split_seed_keys
 from s2ac.model_file import model_path, read_model, write_model
+from s2ac.replay import ReplayBuffer
 from s2ac.runs import RUN_CONFIG_FILE, LoopCounters, run_checkpoint
 from s2ac.types import EnvSpec
 
@@ -131,6 +132,7 @@ class Algorithm:
         self.counters = LoopCounters()
         self.logger = ModelLogger(self)
         self._resume_dir: Path | None = None
+        self._pending_buffer: Path | None = None
         self._state_given = False  # a loaded or set state: learning must continue from it
         self._timesteps_offset = 0
         self._act_calls = 0
@@ -261,6 +263,9 @@ class Algorithm:
             self._trainer = self._new_trainer(end, progress, on_step)
             self._resume_dir = None
             self.counters = self._trainer.counters
+            if self._pending_buffer is not None:
+                self.replay_buffer.load(self._pending_buffer)
+                self._pending_buffer = None
         else:
             self._trainer.progress_enabled, self._trainer.on_step = progress, on_step
             self._trainer.extend(end - self._trainer.env_steps)
@@ -362,6 +367,31 @@ class Algorithm:
             "counters": dataclasses.asdict(self.counters),
         }
         return write_model(path, meta, serialization.to_bytes(jax.device_get(self.state)))
+
+    @property
+    def replay_buffer(self) -> ReplayBuffer | None:
+        """The run's replay buffer (as SB3's ``model.replay_buffer``); None before the first ``learn``."""
+        return None if self._trainer is None else self._trainer.members[0].buffer
+
+    def save_replay_buffer(self, path: str | Path) -> Path:
+        """Write the replay buffer (its filled part and ring position) to ``path`` (an ``.npz``), as
+        SB3's ``save_replay_buffer``; :meth:`load_replay_buffer` puts it back."""
+        if self.replay_buffer is None:
+            raise ValueError("the model has no replay buffer yet: call learn() first")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.replay_buffer.save(path)
+        return path
+
+    def load_replay_buffer(self, path: str | Path) -> None:
+        """Fill the replay buffer from :meth:`save_replay_buffer`'s file (before or after learning began)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no replay buffer file at {path}")
+        if self.replay_buffer is None:
+            self._pending_buffer = path  # the buffer exists once learn() builds the run
+        else:
+            self.replay_buffer.load(path)
 
     @classmethod
     def load(cls, path: str | Path, env: Any = None, **settings: Any) -> Algorithm:

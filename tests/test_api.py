@@ -72,6 +72,21 @@ def test_load_then_learn_continues_from_the_loaded_weights_and_step_count(tmp_pa
     assert loaded.num_timesteps == 50 and loaded.counters.env_steps == 450
 
 
+def test_the_replay_buffer_saves_and_loads_as_in_sb3(tmp_path):
+    model = SAC("Pendulum-v1", seed=0, **TINY)
+    with pytest.raises(ValueError, match="no replay buffer yet"):
+        model.save_replay_buffer(tmp_path / "buffer.npz")
+    model.learn(300)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer.npz")
+    loaded = SAC.load(tmp_path / "model")
+    loaded.load_replay_buffer(tmp_path / "buffer.npz")
+    loaded.learn(50, reset_num_timesteps=False)  # a training round at 350, from the loaded transitions
+    assert len(loaded.replay_buffer) == 350
+    np.testing.assert_array_equal(loaded.replay_buffer.obs[:300], model.replay_buffer.obs[:300])
+    assert loaded.counters.updates == model.counters.updates + 5
+
+
 def test_load_of_a_run_folder_then_learn_is_the_straight_longer_run(tmp_path):
     straight = SAC("Pendulum-v1", seed=1, run_dir=tmp_path / "straight", **TINY)
     straight.learn(400)
