@@ -36,7 +36,7 @@ from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 from s2ac.loop import StepInfo, Trainer, split_seed_keys
 from s2ac.model_file import model_path, read_model, write_model
 from s2ac.replay import ReplayBuffer
-from s2ac.runs import RUN_CONFIG_FILE, LoopCounters, run_checkpoint
+from s2ac.runs import CHECKPOINT_DIR, RUN_CONFIG_FILE, LoopCounters, run_checkpoint
 from s2ac.types import EnvSpec
 
 POLICY_NAMES = ("MlpPolicy",)
@@ -121,7 +121,7 @@ class Algorithm:
         self.source: EnvSource = env_source(env)
         self.env_id, self.preset, self.seed, self.verbose = self.source.env_id, preset, int(seed), verbose
         self.config, self.schedule = resolve_settings(self.algo, preset, self.env_id, config, settings)
-        make_train_config(preset, self.env_id, total_steps=1, seed=self.seed, **self.schedule)  # validates
+        self.train_config(1)  # the schedule is checked now, not at learn()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.tensorboard_log = Path(tensorboard_log) if tensorboard_log is not None else None
         self.spec: EnvSpec = self.source.spec
@@ -151,7 +151,7 @@ class Algorithm:
     def state(self, value: Any) -> None:
         self._state = value
         if self._trainer is not None:
-            self._trainer.states = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], value)
+            self._trainer.state = value
 
     @property
     def num_timesteps(self) -> int:
@@ -429,12 +429,20 @@ class Algorithm:
         config = config_from_dict(config_class(saved["algo"]), saved["agent"])
         train = config_from_dict(TrainConfig, saved["train"])
         schedule = {name: getattr(train, name) for name in SCHEDULE_FIELDS}
+        # Every schedule field is given, so the (default) preset fills none of them.
         model = target(env if env is not None else train.env_id, config, seed=train.seed, **{**schedule, **settings})
-        model.preset = "corrected"  # the schedule is explicit; the preset only fills fields not given
-        latest = run_checkpoint(path, "load")  # one-line reasons when there is none yet, or all are corrupt
+        legacy = not (path / CHECKPOINT_DIR).is_dir() and ckpt.list_checkpoints(path)
+        if legacy:  # a model folder of earlier versions' save(): its checkpoint beside config.json
+            latest = ckpt.latest_valid_checkpoint(path)
+            if latest is None:
+                raise ckpt.CheckpointError(f"no valid checkpoint in {path}")
+        else:
+            latest = run_checkpoint(path, "load")  # one-line reasons when there is none yet, or all are corrupt
         model.state = ckpt.load_agent_state(latest, model.state)
-        model.counters = LoopCounters(**ckpt.load_trainer_state(latest)["counters"])
-        model._resume_dir, model._state_given = path, True
+        counters = ckpt.load_trainer_state(latest).get("counters")
+        model.counters = LoopCounters(**counters) if counters else LoopCounters()
+        model._resume_dir = None if legacy else path  # a run folder: learn() continues that run exactly
+        model._state_given = True
         return model
 
     def _check_env_spec(self, saved_env_id: str, env: Any) -> None:

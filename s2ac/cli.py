@@ -101,7 +101,7 @@ def cmd_train(argv: list[str]) -> int:
     try:
         result = trainer.run()
     except KeyboardInterrupt:
-        if ckpt.list_checkpoints(out / "checkpoints"):
+        if ckpt.list_checkpoints(trainer.members[0].ckpt_root):
             print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
         else:
             print(f"\ninterrupted before the first checkpoint; start again with: s2ac train {' '.join(argv)}",

@@ -65,28 +65,8 @@ def _copier(env: gymnasium.Env) -> Callable[[], gymnasium.Env]:
     return make_copy
 
 
-def env_source(env: Any) -> EnvSource:
-    """Resolve ``env`` (an id, a ``gym.Env`` or a factory) for training; see the module docstring."""
-    if isinstance(env, str):
-        return EnvSource(env, make_env(env), lambda: make_env(env))
-    if _is_vector(env):
-        raise ValueError(VECTOR_ENV_MESSAGE)
-    if isinstance(env, gymnasium.Env):
-        EnvSpec.from_env(env)  # a clear error for spaces the agents cannot handle
-        return EnvSource(_id_of(env), env, _copier(env))
-    if callable(env):
-        made = env()
-        if _is_vector(made):
-            raise ValueError(VECTOR_ENV_MESSAGE)
-        if not isinstance(made, gymnasium.Env):
-            raise TypeError(f"the env factory returned a {type(made).__name__}, not a gymnasium.Env")
-        EnvSpec.from_env(made)
-        return EnvSource(_id_of(made), made, env)
-    raise TypeError(f"env must be an env id, a gymnasium.Env or a factory () -> env; got {type(env).__name__}")
-
-
 def eval_maker(env: Any) -> Callable[[], gymnasium.Env]:
-    """A maker of evaluation envs for ``env`` (an id, a ``gym.Env`` or a factory)."""
+    """A maker of envs like ``env`` (an id, a ``gym.Env`` to copy, or a factory): the evaluation envs."""
     if isinstance(env, str):
         return lambda: make_env(env)
     if _is_vector(env):
@@ -95,7 +75,19 @@ def eval_maker(env: Any) -> Callable[[], gymnasium.Env]:
         return _copier(env)
     if callable(env):
         return env
-    raise TypeError(f"env must be an env id, a gymnasium.Env or a factory; got {type(env).__name__}")
+    raise TypeError(f"env must be an env id, a gymnasium.Env or a factory () -> env; got {type(env).__name__}")
+
+
+def env_source(env: Any) -> EnvSource:
+    """Resolve ``env`` (an id, a ``gym.Env`` or a factory) for training; see the module docstring."""
+    make_copy = eval_maker(env)
+    train_env = env if isinstance(env, gymnasium.Env) else make_copy()
+    if _is_vector(train_env):
+        raise ValueError(VECTOR_ENV_MESSAGE)
+    if not isinstance(train_env, gymnasium.Env):
+        raise TypeError(f"the env factory returned a {type(train_env).__name__}, not a gymnasium.Env")
+    EnvSpec.from_env(train_env)  # a clear error for spaces the agents cannot handle
+    return EnvSource(env if isinstance(env, str) else _id_of(train_env), train_env, make_copy)
 
 
 __all__ = ["EnvSource", "VECTOR_ENV_MESSAGE", "env_source", "eval_maker"]

@@ -111,7 +111,7 @@ class Member:
 
     @property
     def ckpt_root(self) -> Path | None:
-        return None if self.run_dir is None else self.run_dir / "checkpoints"
+        return None if self.run_dir is None else self.run_dir / runs.CHECKPOINT_DIR
 
     @property
     def label(self) -> str:
@@ -395,7 +395,7 @@ class TrainingLoop:
                 raise TrainingDiverged(
                     f"non-finite train/{bad[0]} = {bad[1]}{where} after {self.updates + self.cfg.gradient_steps} "
                     f"updates (env step {self.env_steps}); training stopped; last good checkpoint: "
-                    f"{ckpt.latest_valid_checkpoint(m.ckpt_root)}"
+                    f"{runs.last_good_checkpoint(m.ckpt_root)}"
                 )
             m.record.add_metrics(member_metrics)
         for m in self.members:
@@ -592,6 +592,10 @@ class Trainer(TrainingLoop):
     def state(self) -> Any:
         """The agent state (unbatched)."""
         return self.member_state(0)
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.states = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], value)
 
     @property
     def counters(self) -> LoopCounters:

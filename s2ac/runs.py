@@ -33,7 +33,7 @@ import numpy as np
 from s2ac import checkpoint as ckpt
 from s2ac.agents.common import WORST_CASE_METRICS
 from s2ac.config import AgentConfig, TrainConfig, config_to_dict
-from s2ac.logger import METRICS_FILE, read_metrics
+from s2ac.logger import read_metrics
 
 RUN_CONFIG_FILE = "config.json"
 LOCK_FILE = "run.lock"
@@ -188,7 +188,7 @@ def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
                 + "; ".join(diffs)
                 + "; resume with the run's own settings, or start a new run with another --out"
             )
-    elif ckpt.list_checkpoints(run_dir / "checkpoints"):
+    elif ckpt.list_checkpoints(run_dir / CHECKPOINT_DIR):
         raise FileExistsError(
             f"{run_dir} already holds a run with checkpoints; continue it (s2ac train --resume, or S2AC.load(folder)"
             ".learn(...)) or choose another folder (--out / run_dir)"
@@ -197,20 +197,7 @@ def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
     ckpt.atomic_write_text(cfg_path, json.dumps(current, indent=2))
 
 
-# -- which folders are runs, and their checkpoints ------------------------------------------
-
-
-def is_run_folder(path: str | Path) -> bool:
-    """Whether ``path`` is a training run folder: it holds ``metrics.jsonl``, ``checkpoints/`` or
-    ``run.lock``, or a ``config.json`` without a model checkpoint beside it (a model saved by the class
-    API into a folder keeps its ``ckpt-*`` next to ``config.json``). Writing a model into a run folder
-    would replace the run's config."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    if (path / METRICS_FILE).is_file() or (path / CHECKPOINT_DIR).is_dir() or (path / LOCK_FILE).exists():
-        return True
-    return (path / RUN_CONFIG_FILE).is_file() and not any(p.is_dir() for p in path.glob("ckpt-*"))
+# -- a run folder's checkpoints ------------------------------------------
 
 
 def _stopped_before_first_checkpoint(run_dir: Path) -> str:
@@ -264,7 +251,7 @@ def run_checkpoint(path: str | Path, purpose: str = "resume") -> Path:
     return found
 
 
-def check_transition(label: str, step: int, obs: np.ndarray, reward: float, ckpt_root: Path) -> None:
+def check_transition(label: str, step: int, obs: np.ndarray, reward: float, ckpt_root: Path | None) -> None:
     """Raise :class:`TrainingDiverged` when an env returned a non-finite observation or reward at env
     step ``step``, naming the env and the last good checkpoint (which, like the rows written, is kept)."""
     bad = []
@@ -273,11 +260,19 @@ def check_transition(label: str, step: int, obs: np.ndarray, reward: float, ckpt
     if not np.all(np.isfinite(obs)):
         bad.append(f"observation entries {np.asarray(obs)[~np.isfinite(obs)][:4].tolist()}")
     if bad:
-        last = ckpt.latest_valid_checkpoint(ckpt_root, quiet=True)
         raise TrainingDiverged(
             f"env {label} returned a non-finite {' and '.join(bad)} at env step {step}; training stopped; "
-            f"last good checkpoint: {last if last is not None else f'none yet under {ckpt_root}'}"
+            f"last good checkpoint: {last_good_checkpoint(ckpt_root)}"
         )
+
+
+def last_good_checkpoint(ckpt_root: Path | None) -> str:
+    """The newest valid checkpoint under ``ckpt_root``, as a divergence message names it (``None``: a
+    run that writes no checkpoints)."""
+    if ckpt_root is None:
+        return "none (this run writes no checkpoints)"
+    last = ckpt.latest_valid_checkpoint(ckpt_root, quiet=True)
+    return str(last) if last is not None else f"none yet under {ckpt_root}"
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -615,7 +610,7 @@ __all__ = [
     "check_transition",
     "config_differences",
     "first_non_finite",
-    "is_run_folder",
+    "last_good_checkpoint",
     "prepare_run_dir",
     "run_checkpoint",
     "run_config_dict",

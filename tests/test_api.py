@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,22 @@ def test_load_of_a_run_folder_then_learn_is_the_straight_longer_run(tmp_path):
     assert leaves_equal(resumed.get_parameters(), straight.get_parameters())
 
 
+def test_a_model_folder_of_earlier_versions_still_loads(tmp_path):
+    from s2ac import checkpoint as ckpt
+    from s2ac.runs import RUN_CONFIG_FILE, run_config_dict
+
+    model = SAC("Pendulum-v1", seed=2, **TINY)
+    folder = tmp_path / "old-model"  # what save() wrote before it wrote one zip
+    trainer_state = {"env_id": model.env_id, "preset": model.preset, "seed": model.seed}
+    ckpt.save_checkpoint(folder, 0, jax.device_get(model.state), trainer_state, np.savez, keep=1)
+    config = run_config_dict("sac", model.config, model.train_config(1))
+    (folder / RUN_CONFIG_FILE).write_text(json.dumps(config))
+    loaded = SAC.load(folder)
+    assert leaves_equal(loaded.get_parameters(), model.get_parameters()) and loaded.num_timesteps == 0
+    loaded.learn(120)  # a new run from those weights; nothing is written into the old folder
+    assert sorted(p.name for p in folder.iterdir()) == ["ckpt-000000000", RUN_CONFIG_FILE, "latest"]
+
+
 def test_the_env_passed_is_the_env_trained_on(tmp_path):
     env = gym.wrappers.RecordEpisodeStatistics(gym.make("Pendulum-v1", max_episode_steps=50))
     model = SAC("MlpPolicy", env, seed=0, **TINY)
@@ -114,6 +131,25 @@ def test_the_env_passed_is_the_env_trained_on(tmp_path):
     assert all("episode" in infos[i] for i in ends)  # the wrapper was kept
     returns, lengths = model.evaluate(n_episodes=2)  # evaluation copies keep the make kwargs too
     assert list(lengths) == [50, 50]
+
+
+class NaNRewardAt(gym.Wrapper):
+    def __init__(self, env, step):
+        super().__init__(env)
+        self.at, self.t = step, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return obs, (float("nan") if self.t == self.at else reward), terminated, truncated, info
+
+
+def test_a_diverging_run_without_a_folder_says_it_has_no_checkpoint():
+    from s2ac.runs import TrainingDiverged
+
+    model = SAC(NaNRewardAt(gym.make("Pendulum-v1"), 30), **TINY)
+    with pytest.raises(TrainingDiverged, match=r"at env step 30; .*last good checkpoint: none \(this run writes no"):
+        model.learn(100)
 
 
 def test_a_factory_and_a_vector_env():

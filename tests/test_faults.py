@@ -280,7 +280,6 @@ def test_saving_a_loaded_run_never_touches_the_run_folder(base_run, tmp_path):
     with pytest.raises(IsADirectoryError, match="it is a folder; save writes one .zip file"):
         model.save(tmp_path / "folder.zip")
     assert tree_hashes(run_dir) == before and not (run_dir / runs.LOCK_FILE).exists()
-    assert runs.is_run_folder(run_dir) and not runs.is_run_folder(saved) and not runs.is_run_folder(tmp_path / "x")
     saved.unlink()
 
 
