@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo docs test test-slow lint bench clean
 
 # The dev extra's stable-baselines3 (for the SB3-compatibility tests) needs PyTorch: install its CPU
 # build first (a local wheel if the machine keeps one, else PyTorch's CPU index), a tenth of the default
@@ -25,9 +25,14 @@ demo: install
 	rm -rf runs/demo
 	$(VENV)/bin/s2ac train --algo s2ac --preset quick --env s2ac/MultiGoal3-v0 --seed 0 --out runs/demo
 
-# Unit, integration and smoke tests on every core (slow tests are deselected; pytest's exit 5 = no tests).
-# tests/conftest.py keeps a persistent XLA compilation cache in .cache/jax-tests.
-test: install
+# The documentation site, built strictly: a broken link, a page missing from the nav or a missing API
+# object fails it (serve it with: .venv/bin/mkdocs serve).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir .cache/site
+
+# The docs build, then unit, integration and smoke tests on every core (slow tests are deselected;
+# pytest's exit 5 = no tests). tests/conftest.py keeps a persistent XLA compilation cache in .cache/jax-tests.
+test: install docs
 	$(VENV)/bin/pytest -q -n auto --dist loadgroup || [ $$? -eq 5 ]
 
 test-slow: install
