@@ -9,7 +9,7 @@ model = S2AC.load("pendulum_s2ac", env=env)  # then model.learn(...) continues
 
 One model is one run of :class:`s2ac.loop.Trainer`, kept between ``learn`` calls: weights,
 optimiser states, replay buffer, the env's current episode and the step counters carry over,
-so ``learn(a); learn(b)`` trains exactly as ``learn(a + b)`` does. See the README's table
+so ``learn(a); learn(b)`` trains exactly as ``learn(a + b)`` does. See docs/guide/class-api.md, table
 "SB3 call -> s2ac" for what differs from SB3.
 """
 

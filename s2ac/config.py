@@ -123,7 +123,7 @@ MULTIGOAL_TEMPERATURE = dict(reward_scale=0.1, alpha=1.0)
 """Soft Q-Learning's multigoal temperature (haarnoja/softqlearning examples/multigoal_sql.py: reward
 scale 0.1 at temperature 1, i.e. alpha = 10 in raw reward units), used by the corrected and quick
 presets of every algorithm on multigoal. At the authors' alpha = 0.2 in raw units exp(Q/alpha) is
-three needles separated by barriers of about e^60 (REFERENCE.md §6); see the README for the
+three needles separated by barriers of about e^60 (REFERENCE.md §6); see docs/algorithms/s2ac.md for the
 alpha in {0.2, 2, 10} measurement behind the choice. The paper preset keeps the authors' 0.2."""
 
 QUICK_MULTIGOAL_GRADIENT_STEPS = 10
@@ -182,7 +182,7 @@ def make_train_config(preset: str, env_id: str, **overrides) -> TrainConfig:
             log_every=500,
         )
         if is_multigoal(env_id):
-            # The demo's schedule: 10k env steps and 10 updates every 50, which the README measures
+            # The demo's schedule: 10k env steps and 10 updates every 50, which docs/guide/first-run.md measures
             # against the mode-coverage target (every goal of the 3-goal env >= 5% of episodes).
             fields.update(total_steps=10_000, gradient_steps=QUICK_MULTIGOAL_GRADIENT_STEPS)
     fields.update(overrides)

@@ -7,7 +7,7 @@ process; a shell line ``s2ac ...`` runs :func:`s2ac.cli.main` in this process to
 cannot run in a test says why in its info string, ```` ```bash skip="reason" ````.
 
 With ``S2AC_DOCS_TINY=1`` (the default here) step counts shrink: ``--total-steps N`` and
-``learn(total_timesteps=N)`` become ``tiny_steps(N)``, training runs evaluate one episode, and
+``learn(total_timesteps=N)`` become ``tiny_steps(N)`` (300 + N / 1000 at most), training runs evaluate one episode, and
 ``s2ac eval --episodes N`` runs one. ``S2AC_DOCS_TINY=0`` runs every block as written.
 """
 
@@ -69,7 +69,7 @@ def tiny() -> bool:
 
 def tiny_steps(n: int) -> int:
     """A step count small enough for a test, still ordered like the original (a resume goes further)."""
-    return min(n, 200 + n // 1000)
+    return min(n, 300 + n // 1000)
 
 
 def shrink_cli(argv: list[str]) -> list[str]:
@@ -79,8 +79,9 @@ def shrink_cli(argv: list[str]) -> list[str]:
         if flag in argv and argv.index(flag) + 1 < len(argv):
             i = argv.index(flag) + 1
             argv[i] = str(new(int(argv[i])))
-    if argv[:1] == ["train"] and "--help-all" not in argv and "--train.eval-episodes" not in argv:
-        argv += ["--train.eval-episodes", "1"]
+    if argv[:1] == ["train"] and not {"--help", "--help-all"} & set(argv):
+        for flag, value in (("--train.eval-episodes", "1"), ("--train.log-every", "100")):
+            argv += [] if flag in argv else [flag, value]
     return argv
 
 
@@ -96,7 +97,10 @@ def run_shell(block: Block) -> None:
     for words in shell_commands(block.code):
         program, args = words[0], words[1:]
         if program == "s2ac":
-            rc = cli.main(shrink_cli(args) if tiny() else args)
+            try:
+                rc = cli.main(shrink_cli(args) if tiny() else args)
+            except SystemExit as done:  # --help and --help-all exit as argparse does
+                rc = done.code or 0
             assert rc == 0, f"{block.where}: `{shlex.join(words)}` exited with {rc}"
         elif program == "python":
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

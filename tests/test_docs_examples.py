@@ -22,7 +22,8 @@ def test_collector_finds_the_blocks_and_their_skip_reasons():
 
 def test_tiny_budget_shrinks_steps_and_episodes_in_order():
     argv = ex.shrink_cli(["train", "--algo", "sac", "--total-steps", "6000"])
-    assert argv == ["train", "--algo", "sac", "--total-steps", "206", "--train.eval-episodes", "1"]
+    tiny_schedule = ["--train.eval-episodes", "1", "--train.log-every", "100"]
+    assert argv == ["train", "--algo", "sac", "--total-steps", "306", *tiny_schedule]
     assert ex.shrink_cli(["eval", "runs/x", "--episodes", "10"]) == ["eval", "runs/x", "--episodes", "1"]
     assert ex.tiny_steps(4000) < ex.tiny_steps(6000) and ex.tiny_steps(150) == 150
 
