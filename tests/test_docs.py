@@ -70,3 +70,27 @@ def test_every_docs_page_is_in_the_nav_or_a_report():
     pages = [str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")]
     missing = [p for p in pages if not p.startswith("reports/") and f": {p}" not in nav]
     assert missing == []
+
+
+def _load_docs_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_site_drops_the_test_options_of_a_fence_and_keeps_its_language():
+    hooks = _load_docs_module("hooks")
+    page = '```bash skip="needs a Ray cluster"\nray start\n```\n```python\nx = 1\n```\n'
+    assert hooks.on_page_markdown(page) == "```bash\nray start\n```\n```python\nx = 1\n```\n"
+
+
+def test_rst_docstrings_become_markdown():
+    rst = _load_docs_module("griffe_rst")
+    text = "See :func:`~s2ac.stein.svgd_step` and :class:`SVGDResult`.\nThe step::\n\n    a <- a + eps phi\n\nDone."
+    assert rst.rst_to_markdown(text) == (
+        "See `s2ac.stein.svgd_step` and `SVGDResult`.\nThe step:\n\n```text\na <- a + eps phi\n```\n\nDone."
+    )
+    assert rst.rst_to_markdown("Notation:\n* one\n* two") == "Notation:\n\n* one\n* two"
