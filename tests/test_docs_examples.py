@@ -38,6 +38,7 @@ def test_a_renamed_class_fails_the_block(tmp_path):
         ex.run_page("README.md", tmp_path, "```python\nfrom s2ac import S2ACAmortized\n```\n")
 
 
+@pytest.mark.filterwarnings("ignore:all .* steps of this learn:UserWarning")  # the tiny budget is all random
 @pytest.mark.parametrize("page", PAGES)
 def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
