@@ -5,8 +5,8 @@ paper's 3 x 256 score network): ``sample`` (one action per state with its entrop
 acting and the critic's next action cost) and ``actor_grad`` (the gradient of
 ``mean(-Q(a) - alpha * bound)`` through every step, with a fixed quadratic ``Q`` standing in for the
 critic: the sampler's share of an actor update). Each is timed in rounds alternating with a dense
-``(batch x width) @ (width x width)`` matmul in the same process, so the ratios between step counts
-and the matmul rate printed beside them are comparable on a loaded machine.
+``(batch x width) @ (width x width)`` matmul and SAC's whole update in the same process, so the ratios
+(between step counts, and to SAC's update) are comparable on a loaded machine.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class BenchDiffusion:
     """Score-network width (the paper's 256)."""
     n_layers: int = 3
     """Score-network hidden layers (the paper's 3)."""
+    compare_sac: bool = True
+    """Also time SAC's whole update (``corrected`` preset, same batch, hidden 256) in the same rounds."""
     rounds: int = 3
     """Alternating rounds (median reported)."""
     repeats: int = 10
@@ -79,10 +81,18 @@ def run_bench_diffusion(args: BenchDiffusion) -> dict:
     dot = jax.jit(jnp.dot)
     fns = {n: _functions(args, n) for n in args.steps}
     times: dict[int, dict[str, list[float]]] = {n: {"sample": [], "actor_grad": []} for n in args.steps}
-    rates = []
+    rates, sac_times = [], []
+    sac = None
+    if args.compare_sac:
+        from s2ac.bench import BenchUpdate, compiled_update
+
+        sac_args = BenchUpdate(algo="sac", obs_dim=args.obs_dim, act_dim=args.act_dim, batch=args.batch, hidden=256)
+        sac = compiled_update("sac", "corrected", sac_args, count_flops=False)[:3]
     for _ in range(args.rounds):
         mm = median_seconds(dot, a, b, repeats=4 * args.repeats)
         rates.append(2.0 * args.batch * args.width**2 / mm / 1e9)
+        if sac is not None:
+            sac_times.append(median_seconds(*sac, repeats=args.repeats))
         for n, (sample, grad, params) in fns.items():
             times[n]["sample"].append(median_seconds(sample, params, key, repeats=args.repeats))
             times[n]["actor_grad"].append(median_seconds(grad, params, key, repeats=args.repeats))
@@ -94,6 +104,8 @@ def run_bench_diffusion(args: BenchDiffusion) -> dict:
         "matmul_gflops_per_s": float(np.median(rates)),
         "steps": {},
     }
+    if sac_times:
+        result["sac_update_ms"] = 1e3 * float(np.median(sac_times))
     base = min(args.steps)
     for n in args.steps:
         result["steps"][str(n)] = {
@@ -104,6 +116,8 @@ def run_bench_diffusion(args: BenchDiffusion) -> dict:
         row = result["steps"][str(n)]
         row[f"sample_vs_{base}_steps"] = row["sample_ms"] / result["steps"][str(base)]["sample_ms"]
         row[f"actor_grad_vs_{base}_steps"] = row["actor_grad_ms"] / result["steps"][str(base)]["actor_grad_ms"]
+        if sac_times:
+            row["actor_grad_vs_sac_update"] = row["actor_grad_ms"] / result["sac_update_ms"]
     return result
 
 

@@ -170,3 +170,15 @@ def test_diffusion_bound_experiment_tiny(tmp_path):
     )
     assert abs(g["mc"] - gaussian_entropy()) < 4 * g["mc_se"] + 1e-3  # MC truth agrees with the closed form
     assert "s2ac reproduce diffusion-bound" in (tmp_path / "report.md").read_text()
+
+
+def test_bench_diffusion_tiny():
+    from s2ac.bench_diffusion import BenchDiffusion, run_bench_diffusion
+
+    out = run_bench_diffusion(
+        BenchDiffusion(steps=(1, 3), batch=4, width=8, n_layers=1, rounds=1, repeats=1, compare_sac=False)
+    )
+    assert set(out["steps"]) == {"1", "3"} and out["steps"]["1"]["sample_vs_1_steps"] == 1.0
+    assert all(v["sample_ms"] > 0 and v["actor_grad_ms"] > 0 for v in out["steps"].values())
+    with pytest.raises(ValueError, match="diffusion steps"):
+        run_bench_diffusion(BenchDiffusion(steps=(0,)))
