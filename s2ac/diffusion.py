@@ -143,6 +143,22 @@ def init_sampler_params(config: DiffusionConfig, act_dim: int) -> SamplerParams:
     )
 
 
+AUTHORS_RUNNING_COST_TARGET_PER_DIM = 4.0
+"""The DIME code's temperature target: mean running cost vs ``4 |A|`` (``diffusion/dime.py``; yaml 6.0 unread)."""
+
+
+def dime_target_entropy(act_dim: int, config: DiffusionConfig) -> float:
+    """The authors' temperature target written as a target on the entropy bound (D10).
+
+    Their rule drives the mean RUNNING cost to ``4 |A|``; the terminal cost ``log p_0(x_0)`` has the
+    constant mean ``-|A| (1/2) log(2 pi e sigma_0^2)``, so in expectation the rule drives the bound
+    ``-(running + terminal)`` to ``-(4 - (1/2) log(2 pi e sigma_0^2)) |A|`` (``-1.665 |A|`` at
+    ``sigma_0 = 2.5``).
+    """
+    prior_entropy_per_dim = 0.5 * math.log(2.0 * math.pi * math.e * config.prior_std**2)
+    return -(AUTHORS_RUNNING_COST_TARGET_PER_DIM - prior_entropy_per_dim) * act_dim
+
+
 def cosine_schedule(step: Array, config: DiffusionConfig) -> Array:
     """``c(n)`` of (D2): near 1 at the first step, falling to ``c_min`` + a little at the last."""
     t = (config.n_steps - step) / config.n_steps
@@ -253,7 +269,9 @@ __all__ = [
     "DiffusionResult",
     "SamplerParams",
     "check_diffusion_steps",
+    "AUTHORS_RUNNING_COST_TARGET_PER_DIM",
     "cosine_schedule",
+    "dime_target_entropy",
     "friction",
     "gaussian_log_prob",
     "init_sampler_params",

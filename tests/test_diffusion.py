@@ -182,3 +182,14 @@ def test_bench_diffusion_tiny():
     assert all(v["sample_ms"] > 0 and v["actor_grad_ms"] > 0 for v in out["steps"].values())
     with pytest.raises(ValueError, match="diffusion steps"):
         run_bench_diffusion(BenchDiffusion(steps=(0,)))
+
+
+def test_authors_temperature_target_on_the_bound():
+    """Their rule (mean running cost -> 4|A|) equals a bound target of 4|A| minus the prior's entropy:
+    the terminal cost's mean, checked here by sampling the prior."""
+    cfg = dfn.DiffusionConfig()
+    x0 = 2.5 * jax.random.normal(jax.random.PRNGKey(0), (200_000, 3))
+    mean_terminal = float(jnp.mean(jax.vmap(lambda x: dfn.prior_log_prob(x, cfg))(x0)))
+    # bound = -(running + terminal); running at its target 4|A|
+    assert abs(dfn.dime_target_entropy(3, cfg) - (-(4.0 * 3 + mean_terminal))) < 0.02
+    assert abs(dfn.dime_target_entropy(1, cfg) - (-1.665)) < 1e-3
