@@ -209,9 +209,14 @@ def cmd_plot(argv: list[str]) -> int:
 def cmd_bench(argv: list[str]) -> int:
     from s2ac.bench import BenchAct, BenchUpdate, run_bench_act, run_bench_update
 
-    if not argv or argv[0] not in ("update", "act"):
-        raise SystemExit("usage: s2ac bench {update,act} [options] [--json]  (see s2ac bench update --help)")
-    if argv[0] == "update":
+    if not argv or argv[0] not in ("update", "act", "diffusion"):
+        raise SystemExit("usage: s2ac bench {update,act,diffusion} [options] [--json]  (see s2ac bench update --help)")
+    if argv[0] == "diffusion":
+        from s2ac.bench_diffusion import BenchDiffusion, run_bench_diffusion
+
+        args = tyro.cli(BenchDiffusion, args=argv[1:], prog="s2ac bench diffusion")
+        result = run_bench_diffusion(args)
+    elif argv[0] == "update":
         args = tyro.cli(BenchUpdate, args=argv[1:], prog="s2ac bench update")
         result = run_bench_update(args)
     else:
@@ -310,6 +315,33 @@ class MujocoCommand:
     """Print the summary as one JSON object."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DiffusionBoundCommand:
+    """DIME's diffusion sampler on a 2-D Gaussian and a 3-mode mixture: entropy lower bound vs k-NN and the truth."""
+
+    out: Path = Path("results/diffusion_bound")
+    """Output folder for summary.json, report.md and figure.png."""
+    steps: tuple[int, ...] = (4, 8, 16)
+    """Diffusion steps compared."""
+    iterations: int = 1500
+    """Adam steps per (target, step count)."""
+    seed: int = 0
+    """Seed."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+def _diffusion_bound(args: DiffusionBoundCommand) -> None:
+    from s2ac.experiments.diffusion_bound import BoundConfig, run_diffusion_bound
+
+    cfg = BoundConfig(steps=tuple(args.steps), iterations=args.iterations, seed=args.seed)
+    summary = run_diffusion_bound(args.out, cfg)
+    if args.json:
+        print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, default=str))
+    else:
+        print((args.out / "report.md").read_text())
+
+
 def _entropy_toy(args: EntropyToyCommand) -> None:
     from s2ac.experiments.entropy_toy import run_entropy_toy
 
@@ -366,6 +398,7 @@ EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "runtime": (RuntimeCommand, _runtime),
     "mujoco": (MujocoCommand, _mujoco),
     "step-rules": (StepRulesCommand, _step_rules),
+    "diffusion-bound": (DiffusionBoundCommand, _diffusion_bound),
 }
 """``s2ac reproduce NAME``: the options dataclass (its docstring is the experiment's summary in
 ``s2ac --help``) and the function that runs it."""
