@@ -28,6 +28,7 @@ an address where nothing listens, or a cluster that refuses this driver, raises
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -473,8 +474,14 @@ def _init_ray(cfg: SweepConfig) -> bool:
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": thread_env_vars(cfg.cpus_per_trial)}
+    # Ray's start-up INFO/WARNING lines only with --debug (S2AC_DEBUG=1); the one useful line is ours.
+    quiet = os.environ.get("S2AC_DEBUG", "") in ("", "0")
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    level = {"logging_level": logging.ERROR} if quiet else {}
     if cfg.address is None:
-        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                 **level)  # fmt: skip
         return True
     probe_address(cfg.address)
     ray_auth_setup(cfg.ray_auth_token_file)
@@ -482,7 +489,7 @@ def _init_ray(cfg: SweepConfig) -> bool:
     # AuthenticationError (Ray 2.60).
     refused = (ConnectionError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
     try:
-        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=False, **level)
     except refused as err:
         raise _connect_error(cfg.address) from err
     return True
@@ -593,7 +600,17 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     cfg.validate()
     if not cfg.lockstep:
         require_ray()
+    created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_sweep(cfg)
+    except BaseException:
+        if created and not any(cfg.out.iterdir()):  # e.g. an unreachable cluster: leave no empty --out behind
+            cfg.out.rmdir()
+        raise
+
+
+def _run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     pending, done = _split_pending(cfg)
     ledger = cfg.out.resolve() / LEDGER_FILE
     for spec in done:
