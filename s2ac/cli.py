@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -133,10 +134,10 @@ def cmd_train(argv: list[str]) -> int:
             stacklevel=1,
         )
     out = args.out or Path("runs") / f"{args.algo}-{args.env.replace('/', '_')}-seed{train_cfg.seed}"
-    trainer = Trainer(args.algo, agent_cfg, train_cfg, out, resume=args.resume, progress=args.progress,
-                      graceful_signals=True)  # fmt: skip
     command = " ".join(["s2ac train", *(a for a in argv if a != "--resume")])
     newline = "\n" if args.progress else ""  # after the progress bar
+    trainer = Trainer(args.algo, agent_cfg, train_cfg, out, resume=args.resume, progress=args.progress,
+                      graceful_signals=True)  # fmt: skip
     try:
         result = trainer.run()
     except KeyboardInterrupt as err:  # a second signal while the run was stopping
@@ -146,14 +147,22 @@ def cmd_train(argv: list[str]) -> int:
         else:
             print(f"{newline}{what} before the first checkpoint; start again with: {command}", file=sys.stderr)
         return errors.exit_code(err)
+    finally:
+        trainer.close()  # the lock, also when a signal came between building the run and training it
     if result["interrupted_by"]:
         signal_name = result["interrupted_by"]
         where = f"stopped at env step {result['env_steps']} with checkpoint {result['checkpoint']}"
         print(f"{newline}{signal_name}: {where}; resume with: {command} --resume", file=sys.stderr)
         return errors.EXIT_TERMINATED if signal_name == "SIGTERM" else errors.EXIT_INTERRUPTED
-    if args.plots:
-        result["figures"] = [str(p) for p in _run_figures(trainer, out)]
-    result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
+    try:
+        if args.plots:
+            result["figures"] = [str(p) for p in _run_figures(trainer, out)]
+        result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
+    except KeyboardInterrupt as err:  # the run is complete; only its figures and final evaluation are left
+        what = "SIGTERM" if isinstance(err, errors.Terminated) else "Ctrl-C"
+        print(f"{what}: the run had finished (env step {result['env_steps']}, checkpoint {result['checkpoint']}); "
+              "its figures and final evaluation were skipped", file=sys.stderr)  # fmt: skip
+        return errors.exit_code(err)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -472,12 +481,22 @@ HANDLERS = {
 
 
 def _interrupted_exit(code: int, program: bool) -> int:
-    """``code``; but a program interrupted by Ctrl-C exits at once: the interpreter's normal shutdown can
-    crash after an interrupted XLA compilation (the run folder's lock and files are settled by then)."""
-    if program and code in (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED):
-        sys.stdout.flush()
-        sys.stderr.flush()
+    """``code``; but a program interrupted by a signal exits at once: the interpreter's normal shutdown
+    can crash after an interrupted XLA compilation (the run folder's lock and files are settled by
+    then). A program that ends otherwise answers a signal during its shutdown (which JAX makes take
+    seconds) by exiting with ``code`` at once: its work is done and written."""
+    if not program:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code in (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED):
         os._exit(code)
+
+    def finished(signum, frame):
+        os._exit(code)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, finished)
     return code
 
 
@@ -507,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
 
             warnings.showwarning = show
         try:
-            return _interrupted_exit(HANDLERS[command](rest) or 0, program)
+            code = HANDLERS[command](rest) or 0
         except SystemExit as stop:
             if not isinstance(stop.code, str):  # argument parsers print their own usage
                 raise
@@ -517,12 +536,13 @@ def main(argv: list[str] | None = None) -> int:
             if debug or not isinstance(err, Exception | KeyboardInterrupt):
                 raise
             print(errors.one_line(err), file=sys.stderr)
-            return _interrupted_exit(errors.exit_code(err), program)
+            code = errors.exit_code(err)
         finally:
             if saved_debug is None:
                 os.environ.pop("S2AC_DEBUG", None)
             else:
                 os.environ["S2AC_DEBUG"] = saved_debug
+    return _interrupted_exit(code, program)
 
 
 if __name__ == "__main__":

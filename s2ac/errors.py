@@ -126,7 +126,8 @@ def one_line(err: BaseException) -> str:
     """What ``s2ac`` prints for ``err``: one line, starting with ``error:``."""
     if isinstance(err, KeyboardInterrupt):
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
-        return f"error: {what} during start-up; nothing was changed (files already written are complete)"
+        done = "files already written are complete (a run writes none before it trains)"
+        return f"error: {what} before the command finished; {done}"
     if _is_os_error(err):
         name = errno.errorcode.get(err.errno, str(err.errno))
         where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else "a file"

@@ -85,12 +85,9 @@ def parse_learning_rate(value: Any) -> tuple[float, str]:
 
 def _rate(number: Any, given: Any) -> float:
     try:
-        rate = float(number)
+        return float(number)  # its range is the config's to check (critic_lr, actor_lr ...)
     except (TypeError, ValueError):
         raise ValueError(f"learning_rate {given!r} is not a number") from None
-    if not (math.isfinite(rate) and rate > 0):
-        raise ValueError(f"learning_rate must be positive and finite; got {given!r}")
-    return rate
 
 
 __all__ = ["building", "learning_rate", "parse_learning_rate", "run_updates", "with_horizon"]

@@ -366,10 +366,20 @@ class ClusterConnectionError(ConnectionError, ValueError):
     """
 
 
+def _quiet_ray() -> bool:
+    """Ray's start-up INFO/WARNING lines (Python and C++) only with --debug (S2AC_DEBUG=1); the C++
+    level is read when Ray is imported, so this comes first. Returns whether Ray is to be quiet."""
+    quiet = os.environ.get("S2AC_DEBUG", "") in ("", "0")
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    return quiet
+
+
 def require_ray() -> None:
     """Raise :class:`s2ac.extras.MissingExtraError` unless Ray Tune (the ``s2ac[sweep]`` extra) imports."""
     from s2ac.extras import MissingExtraError, require_extra
 
+    _quiet_ray()
     try:
         require_extra("ray.tune", "sweep", "s2ac sweep", package="Ray Tune")
     except MissingExtraError as err:
@@ -469,15 +479,12 @@ def _connect_error(address: str) -> ClusterConnectionError:
 
 def _init_ray(cfg: SweepConfig) -> bool:
     """Start or join Ray; True if this call started it (and so should shut it down)."""
+    quiet = _quiet_ray()
     import ray
 
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": thread_env_vars(cfg.cpus_per_trial)}
-    # Ray's start-up INFO/WARNING lines only with --debug (S2AC_DEBUG=1); the one useful line is ours.
-    quiet = os.environ.get("S2AC_DEBUG", "") in ("", "0")
-    if quiet:
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     level = {"logging_level": logging.ERROR} if quiet else {}
     if cfg.address is None:
         ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,

@@ -94,9 +94,12 @@ def interrupt_and_finish(run_dir: Path, signum: int, moment) -> tuple[int, list[
     what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     if has_checkpoint:  # stopped while training: one line naming the checkpoint written at the signal
         assert len(lines) == 1, lines
-        assert lines[0].startswith(f"{what}: stopped at env step ") and "--resume" in lines[0], lines
-        step = int(lines[0].split("env step ")[1].split()[0])
-        assert lines[0].split("with checkpoint ")[1].split(";")[0].endswith(ckpt.checkpoint_name(step))
+        if lines[0].startswith(f"{what}: the run had finished"):  # during its figures or final evaluation
+            assert ckpt.checkpoint_name(TOTAL) in lines[0]
+        else:
+            assert lines[0].startswith(f"{what}: stopped at env step ") and "--resume" in lines[0], lines
+            step = int(lines[0].split("env step ")[1].split()[0])
+            assert lines[0].split("with checkpoint ")[1].split(";")[0].endswith(ckpt.checkpoint_name(step))
         for path in ckpt.list_checkpoints(run_dir / "checkpoints"):
             ckpt.verify_checkpoint(path)
         config_before = (run_dir / runs.RUN_CONFIG_FILE).read_bytes()
@@ -144,7 +147,7 @@ def test_ctrl_c_during_imports_ends_at_once_in_one_line_and_writes_nothing(tmp_p
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert proc.returncode == errors.EXIT_INTERRUPTED, stderr
-    assert one_error_line(lines).startswith("error: interrupted (Ctrl-C) during start-up; nothing was changed")
+    assert one_error_line(lines).startswith("error: interrupted (Ctrl-C) before the command finished")
     assert "Exception ignored" not in stderr and not run_dir.exists()
 
 
