@@ -8,6 +8,7 @@ preset, whose full agent and training configs then become the defaults of every
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import os
@@ -481,23 +482,29 @@ HANDLERS = {
 
 
 def _interrupted_exit(code: int, program: bool) -> int:
-    """``code``; but a program interrupted by a signal exits at once: the interpreter's normal shutdown
-    can crash after an interrupted XLA compilation (the run folder's lock and files are settled by
-    then). A program that ends otherwise answers a signal during its shutdown (which JAX makes take
-    seconds) by exiting with ``code`` at once: its work is done and written."""
+    """``code``; but the program exits here, at once after a signal (the interpreter's shutdown can
+    crash after an interrupted XLA compilation; the run folder's lock and files are settled by then),
+    else after the exit functions (locks not yet released, libraries' clean-up) under handlers that
+    answer a signal by exiting with ``code``: the work is done and written, and Python's own shutdown,
+    which JAX makes take seconds, would restore the default handlers and let a late SIGTERM kill it."""
     if not program:
         return code
+    if code not in (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED):
+
+        def finished(signum, frame):
+            _exit_now(code)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, finished)
+        atexit._run_exitfuncs()
+    _exit_now(code)
+    return code  # not reached
+
+
+def _exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    if code in (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED):
-        os._exit(code)
-
-    def finished(signum, frame):
-        os._exit(code)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, finished)
-    return code
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

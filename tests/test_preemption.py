@@ -139,10 +139,17 @@ def test_sigterm_while_training_checkpoints_and_resume_equals_the_straight_run(s
 
 
 def test_ctrl_c_during_imports_ends_at_once_in_one_line_and_writes_nothing(tmp_path):
-    # 0.6 s in: the interpreter is up and the command is importing JAX (several seconds here).
-    run_dir = tmp_path / "run"
-    proc = start(run_dir)
-    time.sleep(0.6)
+    # s2ac as the program, telling the test when the command line is loaded (JAX is not yet: the
+    # command imports it, for several seconds here), then Ctrl-C 0.3 s into those imports.
+    marker, run_dir = tmp_path / "loaded", tmp_path / "run"
+    script = (
+        "import sys, pathlib, s2ac.cli; assert 'jax' not in sys.modules; pathlib.Path(sys.argv[1]).touch(); "
+        "sys.argv = ['s2ac', *sys.argv[2:]]; sys.exit(s2ac.cli.main())"
+    )
+    command = [sys.executable, "-c", script, str(marker), *ARGS, "--out", str(run_dir)]
+    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(marker.exists, proc)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.splitlines() if line.strip()]
