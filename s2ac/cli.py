@@ -104,6 +104,13 @@ def _without_hyperparams(argv: list[str]) -> list[str]:
     return out
 
 
+def _stopped_by_signal(result: dict, what: str, command: str) -> int:
+    """The one line of a run that a signal stopped (with a checkpoint at that step), and its exit code."""
+    where = f"stopped at env step {result['env_steps']} with checkpoint {result['checkpoint']}"
+    print(f"{what}: {where}; resume with: {command} --resume", file=sys.stderr)
+    return errors.EXIT_TERMINATED if result["interrupted_by"] == "SIGTERM" else errors.EXIT_INTERRUPTED
+
+
 def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
     known = _preparse_train(argv)  # unknown names are answered before the heavy imports
@@ -151,10 +158,7 @@ def cmd_train(argv: list[str]) -> int:
     finally:
         trainer.close()  # the lock, also when a signal came between building the run and training it
     if result["interrupted_by"]:
-        signal_name = result["interrupted_by"]
-        where = f"stopped at env step {result['env_steps']} with checkpoint {result['checkpoint']}"
-        print(f"{newline}{signal_name}: {where}; resume with: {command} --resume", file=sys.stderr)
-        return errors.EXIT_TERMINATED if signal_name == "SIGTERM" else errors.EXIT_INTERRUPTED
+        return _stopped_by_signal(result, f"{newline}{result['interrupted_by']}", command)
     try:
         if args.plots:
             result["figures"] = [str(p) for p in _run_figures(trainer, out)]
