@@ -15,9 +15,11 @@ from typing import Any
 
 from s2ac.agents import algo_of_config, config_class, make_agent_config
 from s2ac.config import AgentConfig, TrainConfig, make_train_config
+from s2ac.schedules import parse_learning_rate
 
 SB3_NAMES: dict[str, str] = {
-    "learning_rate": "critic_lr and actor_lr (and SAC's alpha_lr), a constant",
+    "learning_rate": "critic_lr and actor_lr (and SAC's alpha_lr): a number, 'lin_3e-4', or an SB3 callable of "
+    "progress_remaining that is constant or linear (AgentConfig.lr_schedule)",
     "buffer_size": "TrainConfig.buffer_size",
     "learning_starts": "TrainConfig.learning_starts",
     "batch_size": "AgentConfig.batch_size",
@@ -82,9 +84,8 @@ def _policy_kwargs(value: dict[str, Any]) -> dict[str, Any]:
 def sb3_fields(name: str, value: Any, base: AgentConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(agent_fields, schedule_fields)`` of the SB3 setting ``name=value``."""
     if name == "learning_rate":
-        if callable(value):
-            raise ValueError("learning_rate schedules are not supported; pass a constant")
-        fields = {"critic_lr": value, "actor_lr": value}
+        value, schedule = parse_learning_rate(value)
+        fields: dict[str, Any] = {"critic_lr": value, "actor_lr": value, "lr_schedule": schedule}
         if any(f.name == "alpha_lr" for f in dataclasses.fields(base)):
             fields["alpha_lr"] = value
         return fields, {}

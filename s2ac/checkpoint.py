@@ -27,6 +27,8 @@ from typing import Any, BinaryIO
 
 from flax import serialization
 
+from s2ac.errors import CheckpointError
+
 STATE_FILE = "state.msgpack"
 REPLAY_FILE = "replay.npz"
 TRAINER_FILE = "trainer.json"
@@ -34,10 +36,6 @@ MANIFEST_FILE = "manifest.json"
 LATEST = "latest"
 CHECKPOINT_FILES = (STATE_FILE, REPLAY_FILE, TRAINER_FILE)
 """Every file a checkpoint holds besides its manifest; a manifest must list each of them."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or belongs to another configuration."""
 
 
 def _sha256(path: Path) -> str:

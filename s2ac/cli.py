@@ -7,8 +7,8 @@ preset, whose full agent and training configs then become the defaults of every
 
 from __future__ import annotations
 
-import _thread
 import argparse
+import atexit
 import dataclasses
 import json
 import os
@@ -17,14 +17,24 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
-import tyro
+from s2ac import errors, interrupts
+from s2ac.names import ALGOS, PRESETS
 
-from s2ac import checkpoint as ckpt
-from s2ac import errors
-from s2ac.agents import ALGOS, make_agent_config
-from s2ac.config import PRESETS, make_train_config
+# JAX, the agents and tyro are imported by the commands that need them, so that ``s2ac --help``,
+# an unknown command or algorithm, and a signal during start-up are answered without them.
+if TYPE_CHECKING:
+    import tyro
+
+
+def _tyro():
+    """tyro, imported on first use (the commands' dataclasses name it in their annotations)."""
+    global tyro
+    import tyro
+
+    return tyro
+
 
 COMMANDS = {
     "train": "train an agent (progress bar, metrics, checkpoints, plots)",
@@ -54,12 +64,13 @@ def _experiments_usage() -> str:
 
 def _preparse_train(argv: list[str]) -> argparse.Namespace:
     """The first parsing stage: ``--algo``, ``--preset`` and ``--env`` (same defaults as the help's)."""
-    from s2ac.cli_options import DEFAULT_ALGO, DEFAULT_ENV, DEFAULT_PRESET
+    from s2ac.names import DEFAULT_ALGO, DEFAULT_ENV, DEFAULT_PRESET
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--algo", default=DEFAULT_ALGO)
     pre.add_argument("--preset", default=DEFAULT_PRESET)
     pre.add_argument("--env", default=DEFAULT_ENV)
+    pre.add_argument("--hyperparams", default=None)
     known, _ = pre.parse_known_args(argv)
     if known.algo not in ALGOS:
         raise SystemExit(f"error: unknown --algo {known.algo!r}; choose from {', '.join(ALGOS)}")
@@ -81,35 +92,82 @@ def _run_figures(trainer, out: Path) -> list[Path]:
     return paths
 
 
+def _without_hyperparams(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--hyperparams":
+            skip = True
+        elif not arg.startswith("--hyperparams="):
+            out.append(arg)
+    return out
+
+
+def _stopped_by_signal(result: dict, what: str, command: str) -> int:
+    """The one line of a run that a signal stopped (with a checkpoint at that step), and its exit code."""
+    where = f"stopped at env step {result['env_steps']} with checkpoint {result['checkpoint']}"
+    print(f"{what}: {where}; resume with: {command} --resume", file=sys.stderr)
+    return errors.EXIT_TERMINATED if result["interrupted_by"] == "SIGTERM" else errors.EXIT_INTERRUPTED
+
+
 def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
+    known = _preparse_train(argv)  # unknown names are answered before the heavy imports
+    from s2ac import checkpoint as ckpt
+    from s2ac.agents import make_agent_config
     from s2ac.cli_options import ADVANCED_HELP, train_command, train_configs
+    from s2ac.config import make_train_config
     from s2ac.loop import Trainer
 
+    tyro = _tyro()
+
+    if known.hyperparams is not None:  # RL Zoo's file: its flags first, so the command line's own win
+        from s2ac.hyperparams import train_flags
+
+        argv = [*train_flags(known.hyperparams, known.algo, known.preset, known.env), *_without_hyperparams(argv)]
     # --help leaves the advanced group out; --help-all is --help with it.
     hide_advanced = "--help-all" not in argv and bool({"-h", "--help"} & set(argv))
     argv = [("--help" if arg == "--help-all" else arg) for arg in argv]
-    known = _preparse_train(argv)
     agent_default = make_agent_config(known.algo, known.preset, known.env)
     train_default = make_train_config(known.preset, known.env)
     default = train_command(known.algo, known.preset, known.env, agent_default, train_default, hide_advanced)
     description = f"{cmd_train.__doc__}\n\n{ADVANCED_HELP}" if hide_advanced else cmd_train.__doc__
     args = tyro.cli(type(default), default=default, args=argv, prog="s2ac train", description=description)
     agent_cfg, train_cfg = train_configs(args, agent_default, train_default)
+    if getattr(agent_cfg, "svgd_steps", None) == 0:
+        warnings.warn(
+            "agent.svgd_steps=0: no SVGD step, so the policy is q0 pushed through the squash (an ablation, not S²AC)",
+            UserWarning,
+            stacklevel=1,
+        )
     out = args.out or Path("runs") / f"{args.algo}-{args.env.replace('/', '_')}-seed{train_cfg.seed}"
-    trainer = Trainer(args.algo, agent_cfg, train_cfg, out, resume=args.resume, progress=args.progress)
+    command = " ".join(["s2ac train", *(a for a in argv if a != "--resume")])
+    newline = "\n" if args.progress else ""  # after the progress bar
+    trainer = Trainer(args.algo, agent_cfg, train_cfg, out, resume=args.resume, progress=args.progress,
+                      graceful_signals=True)  # fmt: skip
     try:
         result = trainer.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # a second signal while the run was stopping
+        what = "terminated (SIGTERM)" if isinstance(err, errors.Terminated) else "interrupted (Ctrl-C)"
         if ckpt.list_checkpoints(trainer.members[0].ckpt_root):
-            print(f"\ninterrupted; resume with: s2ac train {' '.join(argv)} --resume", file=sys.stderr)
+            print(f"{newline}{what}; resume with: {command} --resume", file=sys.stderr)
         else:
-            print(f"\ninterrupted before the first checkpoint; start again with: s2ac train {' '.join(argv)}",
-                  file=sys.stderr)  # fmt: skip
-        return 130
-    if args.plots:
-        result["figures"] = [str(p) for p in _run_figures(trainer, out)]
-    result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
+            print(f"{newline}{what} before the first checkpoint; start again with: {command}", file=sys.stderr)
+        return errors.exit_code(err)
+    finally:
+        trainer.close()  # the lock, also when a signal came between building the run and training it
+    if result["interrupted_by"]:
+        return _stopped_by_signal(result, f"{newline}{result['interrupted_by']}", command)
+    try:
+        if args.plots:
+            result["figures"] = [str(p) for p in _run_figures(trainer, out)]
+        result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
+    except KeyboardInterrupt as err:  # the run is complete; only its figures and final evaluation are left
+        what = "SIGTERM" if isinstance(err, errors.Terminated) else "Ctrl-C"
+        print(f"{what}: the run had finished (env step {result['env_steps']}, checkpoint {result['checkpoint']}); "
+              "its figures and final evaluation were skipped", file=sys.stderr)  # fmt: skip
+        return errors.exit_code(err)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -135,11 +193,33 @@ class EvalCommand:
     """Print a JSON object only."""
 
 
+def _check_eval_env(run_dir: Path, model: Any, env_id: str) -> None:
+    """Refuse ``--env`` when its spaces differ from those the run was trained on, naming both envs."""
+    from s2ac.envs import make_env
+    from s2ac.types import EnvSpec
+
+    env = make_env(env_id)
+    try:
+        spec = EnvSpec.from_env(env)
+    finally:
+        env.close()
+    if spec != model.spec:
+
+        def spaces(s: EnvSpec) -> str:
+            return f"observations ({s.obs_dim},), actions ({s.act_dim},) in [{min(s.action_low)}, {max(s.action_high)}]"
+
+        raise ValueError(
+            f"--env {env_id} does not match the run {run_dir}, trained on {model.env_id}: {env_id} has "
+            f"{spaces(spec)}, {model.env_id} {spaces(model.spec)}; evaluate on an env of the same spaces"
+        )
+
+
 def cmd_eval(argv: list[str]) -> int:
     from s2ac.api import Algorithm
     from s2ac.envs import make_env
     from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
 
+    tyro = _tyro()
     args = tyro.cli(EvalCommand, args=argv, prog="s2ac eval", description=EvalCommand.__doc__)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1; got {args.episodes}")
@@ -149,6 +229,8 @@ def cmd_eval(argv: list[str]) -> int:
         headless_gl()  # before loading the run: that makes the env, which imports MuJoCo
     model = Algorithm.load(args.run_dir)
     env_id = args.env or model.env_id
+    if args.env is not None:
+        _check_eval_env(args.run_dir, model, env_id)
     out: dict = {"run_dir": str(args.run_dir), "env": env_id}
     for mode, deterministic in (("deterministic", True), ("stochastic", False)):
         if args.video is None:
@@ -194,6 +276,7 @@ class PlotCommand:
 def cmd_plot(argv: list[str]) -> int:
     from s2ac.compare import compare_runs
 
+    tyro = _tyro()
     args = tyro.cli(PlotCommand, args=argv, prog="s2ac plot", description=PlotCommand.__doc__)
     summary = compare_runs(list(args.runs), args.out, args.labels, args.metric, args.resamples, args.seed)
     if args.json:
@@ -211,6 +294,7 @@ def cmd_bench(argv: list[str]) -> int:
 
     if not argv or argv[0] not in ("update", "act", "diffusion"):
         raise SystemExit("usage: s2ac bench {update,act,diffusion} [options] [--json]  (see s2ac bench update --help)")
+    tyro = _tyro()
     if argv[0] == "diffusion":
         from s2ac.bench_diffusion import BenchDiffusion, run_bench_diffusion
 
@@ -408,6 +492,7 @@ def cmd_reproduce(argv: list[str]) -> int:
     if not argv or argv[0] not in EXPERIMENTS:
         raise SystemExit(f"usage: s2ac reproduce {{{','.join(EXPERIMENTS)}}} [options]\n\n{_experiments_usage()}")
     options, run = EXPERIMENTS[argv[0]]
+    tyro = _tyro()
     run(tyro.cli(options, args=argv[1:], prog=f"s2ac reproduce {argv[0]}", description=options.__doc__))
     return 0
 
@@ -416,6 +501,7 @@ def cmd_sweep(argv: list[str]) -> int:
     """Grid of (algorithm x env x seed x preset) training runs on Ray; rerunning resumes unfinished trials."""
     from s2ac.sweep import SweepConfig, run_sweep
 
+    tyro = _tyro()
     config = tyro.cli(SweepConfig, args=argv, prog="s2ac sweep", description=cmd_sweep.__doc__)
     summary = run_sweep(config)
     print(json.dumps(summary, indent=2, default=str))
@@ -433,13 +519,29 @@ HANDLERS = {
 
 
 def _interrupted_exit(code: int, program: bool) -> int:
-    """``code``; but a program interrupted by Ctrl-C exits at once: the interpreter's normal shutdown can
-    crash after an interrupted XLA compilation (the run folder's lock and files are settled by then)."""
-    if program and code == errors.EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    """``code``; but the program exits here, at once after a signal (the interpreter's shutdown can
+    crash after an interrupted XLA compilation; the run folder's lock and files are settled by then),
+    else after the exit functions (locks not yet released, libraries' clean-up) under handlers that
+    answer a signal by exiting with ``code``: the work is done and written, and Python's own shutdown,
+    which JAX makes take seconds, would restore the default handlers and let a late SIGTERM kill it."""
+    if not program:
+        return code
+    if code not in (errors.EXIT_INTERRUPTED, errors.EXIT_TERMINATED):
+
+        def finished(signum, frame):
+            _exit_now(code)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, finished)
+        atexit._run_exitfuncs()
+    _exit_now(code)
+    return code  # not reached
+
+
+def _exit_now(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,24 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     if command not in HANDLERS:
         print(f"error: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return errors.EXIT_USAGE
-    unraisable, alarm = sys.unraisablehook, signal.getsignal(signal.SIGALRM)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    def redeliver(info):
-        # Ctrl-C inside a callback (e.g. a garbage-collector hook) would be swallowed: raise it again
-        # shortly, from outside this hook, so the command stops.
-        if info.exc_type is not KeyboardInterrupt:
-            return unraisable(info)
-        try:
-            signal.signal(signal.SIGALRM, interrupt)
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
-        except ValueError:  # not the main thread: interrupt it directly
-            _thread.interrupt_main()
-
-    sys.unraisablehook = redeliver
-    with warnings.catch_warnings():
+    saved_debug = os.environ.get("S2AC_DEBUG")
+    if debug:
+        os.environ["S2AC_DEBUG"] = "1"  # for what reads it below (e.g. whether Ray may log), until the end
+    with warnings.catch_warnings(), interrupts.StartUp():  # SIGTERM ends start-up as Ctrl-C does
         if not debug:  # a warning is one line too, without the source line that raised it
 
             def show(message, category, filename, lineno, file=None, line=None):
@@ -482,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
 
             warnings.showwarning = show
         try:
-            return _interrupted_exit(HANDLERS[command](rest) or 0, program)
+            code = HANDLERS[command](rest) or 0
         except SystemExit as stop:
             if not isinstance(stop.code, str):  # argument parsers print their own usage
                 raise
@@ -492,12 +580,13 @@ def main(argv: list[str] | None = None) -> int:
             if debug or not isinstance(err, Exception | KeyboardInterrupt):
                 raise
             print(errors.one_line(err), file=sys.stderr)
-            return _interrupted_exit(errors.exit_code(err), program)
+            code = errors.exit_code(err)
         finally:
-            sys.unraisablehook = unraisable
-            if signal.getsignal(signal.SIGALRM) is interrupt:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, alarm)
+            if saved_debug is None:
+                os.environ.pop("S2AC_DEBUG", None)
+            else:
+                os.environ["S2AC_DEBUG"] = saved_debug
+    return _interrupted_exit(code, program)
 
 
 if __name__ == "__main__":

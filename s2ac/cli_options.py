@@ -26,12 +26,7 @@ import tyro
 
 from s2ac.agents import ALGOS, algo_spec
 from s2ac.config import PRESETS, AgentConfig, TrainConfig, advanced_fields
-
-DEFAULT_ALGO = "s2ac"
-DEFAULT_PRESET = "corrected"
-DEFAULT_ENV = TrainConfig.env_id
-"""Defaults of ``--algo``, ``--preset`` and ``--env``: the first parsing stage (which picks the preset
-whose values become every other flag's default) and the help both use these."""
+from s2ac.names import DEFAULT_ALGO, DEFAULT_ENV, DEFAULT_PRESET  # noqa: E402  (the first parsing stage's)
 
 TOP_LEVEL_TRAIN_FIELDS = {"env_id": "env", "total_steps": "total_steps", "seed": "seed"}
 """Schedule fields set by a top-level flag (field -> flag) instead of ``--train.FIELD``."""
@@ -111,6 +106,12 @@ def train_command(
         ("seed", int, train.seed, train_docs["seed"]),
         ("out", Optional[Path], None, "Run folder; default: runs/ALGO-ENV-seedSEED."),
         ("resume", bool, False, "Continue the run in --out from its latest valid checkpoint."),
+        (
+            "hyperparams",
+            Optional[Path],
+            None,
+            "RL Zoo-style YAML: the block of --env sets the defaults (docs/guide/rl-zoo.md).",
+        ),
         ("progress", bool, True, "Show a progress bar."),
         ("plots", bool, True, "Write the run's figures when training ends."),
     ]

@@ -21,13 +21,22 @@ from s2ac.checks import finite_positive, non_negative_int, positive_int, require
 from s2ac.nets import ACTIVATIONS, Activation
 
 PRESETS: tuple[str, ...] = ("paper", "corrected", "quick")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "linear")
+ADDED_FIELD_DEFAULTS: dict[str, object] = {
+    "lr_schedule": "constant",
+    "lr_schedule_updates": 0,
+    "normalize_obs": False,
+    "normalize_reward": False,
+}
+"""Config fields added after runs were first written, with their defaults: a run whose ``config.json``
+lacks one ran with that default (so it still resumes and loads)."""
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     """Settings shared by every actor-critic agent."""
 
-    advanced_fields: ClassVar[tuple[str, ...]] = ()
+    advanced_fields: ClassVar[tuple[str, ...]] = ("lr_schedule", "lr_schedule_updates")
     """Fields that are implementation switches or method variants the presets set, rather than the
     usual tuning knobs: ``s2ac train --help`` lists them last, under "advanced options". Each config
     class names its own; :func:`advanced_fields` collects them over the class's bases."""
@@ -52,6 +61,11 @@ class AgentConfig:
     """Entropy temperature in the critic target and actor loss (authors: 0.2, fixed), in units of the
     SCALED reward ``reward_scale * r``: the policy targets exp(Q/alpha) with Q in those units, so the
     temperature in raw reward units is ``alpha / reward_scale``."""
+    lr_schedule: str = "constant"
+    """Learning-rate schedule of every optimiser: ``constant``, or ``linear`` from the rates above down
+    to 0 over ``lr_schedule_updates`` updates (SB3's and RL Zoo's ``lin_3e-4``; s2ac.schedules)."""
+    lr_schedule_updates: int = 0
+    """Updates over which ``linear`` decays; 0: the updates of the run's schedule (set when it starts)."""
     reward_scale: float = 1.0
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
@@ -70,6 +84,11 @@ class AgentConfig:
         finite_positive("actor_lr", self.actor_lr)
         finite_positive("alpha", self.alpha)
         finite_positive("reward_scale", self.reward_scale)
+        require(
+            self.lr_schedule in LR_SCHEDULES,
+            f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}",
+        )
+        non_negative_int("lr_schedule_updates", self.lr_schedule_updates)
         for name in ("critic_hidden", "actor_hidden"):
             widths = getattr(self, name)
             require(
@@ -110,6 +129,10 @@ class TrainConfig:
     """Save a checkpoint at the first episode end after every this many steps (0 disables)."""
     log_every: int = 1_000
     """Write training metrics every this many env steps."""
+    normalize_obs: bool = False
+    """Normalise observations by running statistics (SB3's VecNormalize; s2ac.normalize)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (VecNormalize's norm_reward)."""
 
     def validate(self) -> None:
         require(isinstance(self.env_id, str) and self.env_id != "", "env_id must be a non-empty string")

@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
-from s2ac.checkpoint import CheckpointError
-from s2ac.runs import NotEnoughMemory, RunFolderLocked, TrainingDiverged
+# Only the standard library here: the command line imports this module before JAX, so that an
+# argument error or a signal during start-up is answered without it.
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another configuration."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or statistic became non-finite; the last good checkpoint is kept."""
+
+
+class RunFolderLocked(RuntimeError):
+    """Another live process (or another training loop of this one) is writing the run folder."""
+
+
+class NotEnoughMemory(MemoryError):
+    """The estimated memory of a run exceeds what the machine has available; nothing was written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and ``kill`` send) outside a training loop: it ends the command
+    as Ctrl-C does, with exit code :data:`EXIT_TERMINATED`."""
+
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -22,6 +45,7 @@ EXIT_LOCKED = 5
 EXIT_OS = 6
 EXIT_MEMORY = 7
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -32,7 +56,9 @@ EXIT_CODES: dict[int, str] = {
     EXIT_LOCKED: "the run folder is in use by another process",
     EXIT_OS: "operating-system or filesystem error (not a folder, read-only, disk full, ...), naming the path",
     EXIT_MEMORY: "not enough memory for the run's estimate, or an allocation failed",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a training run first finishes its update and writes a checkpoint",
+    EXIT_TERMINATED: "terminated (SIGTERM, e.g. a preemption); a training run first finishes its update and "
+    "writes a checkpoint",
 }
 """Exit code -> meaning, as ``s2ac --help`` lists them."""
 
@@ -72,6 +98,8 @@ def _is_device_oom(err: BaseException) -> bool:
 
 def exit_code(err: BaseException) -> int:
     """The exit code of :data:`EXIT_CODES` for ``err``."""
+    if isinstance(err, Terminated):
+        return EXIT_TERMINATED
     if isinstance(err, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(err, RunFolderLocked):
@@ -97,7 +125,9 @@ def _first_line(text: str) -> str:
 def one_line(err: BaseException) -> str:
     """What ``s2ac`` prints for ``err``: one line, starting with ``error:``."""
     if isinstance(err, KeyboardInterrupt):
-        return "error: interrupted (Ctrl-C); files already written are complete (checkpoints are written atomically)"
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
+        done = "files already written are complete (a run writes none before it trains)"
+        return f"error: {what} before the command finished; {done}"
     if _is_os_error(err):
         name = errno.errorcode.get(err.errno, str(err.errno))
         where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else "a file"
@@ -126,6 +156,12 @@ def exit_codes_help() -> str:
 
 
 __all__ = [
+    "CheckpointError",
+    "NotEnoughMemory",
+    "RunFolderLocked",
+    "Terminated",
+    "TrainingDiverged",
+    "EXIT_TERMINATED",
     "EXIT_CODES",
     "EXIT_CHECKPOINT",
     "EXIT_DIVERGED",

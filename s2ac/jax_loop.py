@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
+from s2ac import schedules
 from s2ac.agents import Agent, EnvSpec, algo_of_config, make_agent
 from s2ac.agents.common import WORST_CASE_METRICS, scan_updates
 from s2ac.config import AgentConfig, TrainConfig
@@ -240,6 +241,11 @@ def _rounds_per_chunk(n_rounds: int, target: int) -> int:
 def check_schedule(cfg: TrainConfig) -> None:
     """The vectorized loop needs whole rounds: ``total_steps`` a multiple of ``train_freq``."""
     cfg.validate()
+    if cfg.normalize_obs or cfg.normalize_reward:
+        raise ValueError(
+            "train_vectorized does not normalise observations or rewards; use the host loop (s2ac train, the class "
+            "API, s2ac sweep --lockstep) for normalize_obs / normalize_reward"
+        )
     if cfg.total_steps % cfg.train_freq:
         raise ValueError(
             f"train_vectorized needs total_steps ({cfg.total_steps}) to be a multiple of train_freq ({cfg.train_freq})"
@@ -389,6 +395,7 @@ def train_vectorized(
         raise ValueError("train_vectorized needs at least one seed")
     check_schedule(train_config)
     cfg = train_config
+    algo_config = schedules.with_horizon(algo_config, cfg)  # a linear learning rate spans the run's updates
     capacity = min(cfg.buffer_size, cfg.total_steps)
     n_rounds = cfg.total_steps // cfg.train_freq
     per_chunk = _rounds_per_chunk(n_rounds, -(-n_rounds // max(1, n_chunks)))

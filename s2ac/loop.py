@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import checkpoint as ckpt
-from s2ac import runs
+from s2ac import runs, schedules
 from s2ac.agents import make_agent
 from s2ac.agents.common import scan_updates
 from s2ac.checks import positive_int
@@ -47,9 +47,11 @@ from s2ac.config import AgentConfig, TrainConfig
 from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.evaluate import EpisodeStats, GymEpisodes, episode_seed, evaluation_seeds, run_episodes
+from s2ac.interrupts import GracefulStop
 from s2ac.logger import MetricLogger, make_progress
+from s2ac.normalize import Normalizer
 from s2ac.replay import ReplayBuffer
-from s2ac.runs import LoopCounters, RunRecord, TrainingDiverged, first_non_finite, prepare_run_dir, run_config_dict
+from s2ac.runs import LoopCounters, RunRecord, TrainingDiverged, first_non_finite, run_config_dict
 from s2ac.types import EnvSpec
 
 SHARED_SCHEDULE = (
@@ -68,6 +70,8 @@ SHARED_SCHEDULE = (
 LOOP_STATE_KEY = "loop"
 """Key of the mid-episode loop state inside a checkpoint's trainer state."""
 LEGACY_LOOP_STATE_KEYS = ("lockstep",)
+NORMALIZER_KEY = "normalizer"
+"""Key of the observation and reward statistics (:mod:`s2ac.normalize`) inside a checkpoint's trainer state."""
 """Earlier names of that key, still read on resume."""
 EVAL_PREFIXES = {"deterministic": "eval/", "stochastic": "eval/stochastic_"}
 """Evaluation: the deterministic policy (the config's ``deterministic_mode``: highest min-Q, or S²AC's
@@ -108,6 +112,7 @@ class Member:
     logger: MetricLogger | None = None
     make_eval_env: Callable[[], Any] | None = None
     last_step: StepInfo | None = None
+    normalizer: Normalizer | None = None
 
     @property
     def ckpt_root(self) -> Path | None:
@@ -153,6 +158,14 @@ def over_members(fn: Callable, n_members: int, batched: tuple[bool, ...]) -> Cal
     return jax.jit(single)
 
 
+def _check_run_folders(run_dirs: Sequence[str | Path | None], run_configs: list[dict], resume: bool) -> None:
+    """Before anything is built or written: a live writer (what to wait for), then each folder's kind."""
+    for d, current in zip(run_dirs, run_configs):
+        if d is not None:
+            runs.RunLock(d).check_free()
+            runs.check_run_folder(Path(d), current, resume)
+
+
 def split_seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(init_key, act_key, eval_key)`` of a run: the agent's init, acting and evaluation streams."""
     k_init, k_act, k_eval = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -179,16 +192,26 @@ class TrainingLoop:
         start: Sequence[tuple[Any, LoopCounters]] | None = None,
         open_ended: bool = False,
         on_step: StepHook | None = None,
+        graceful_signals: bool = False,
     ):
         """``envs`` (training envs) and ``env_makers`` (``() -> env``, for evaluation and, without
         ``envs``, training) replace ``make_env(env_id)``. ``start`` gives each member an agent state and
         counters to continue from instead of a fresh init. ``open_ended`` sizes the replay buffer by
-        ``buffer_size`` alone, for a loop that :meth:`extend` will lengthen."""
+        ``buffer_size`` alone, for a loop that :meth:`extend` will lengthen. ``graceful_signals``: SIGINT
+        and SIGTERM during :meth:`run` stop it after the current step with a checkpoint
+        (:class:`s2ac.interrupts.GracefulStop`; :attr:`interrupted_by` names the signal).
+
+        Nothing is written before every check passed: the run folders are checked first (new, empty,
+        or a run of the same config to resume), then locked; ``config.json`` is written only after a
+        resume has read its checkpoints."""
+        agent_config = schedules.with_horizon(agent_config, train_configs[0]) if train_configs else agent_config
         agent_config.validate()
         for cfg in train_configs:
             cfg.validate()
         if len(run_dirs) != len(train_configs):
             raise ValueError(f"{len(train_configs)} train configs but {len(run_dirs)} run folders")
+        run_configs = [run_config_dict(algo, agent_config, c) for c in train_configs]
+        _check_run_folders(run_dirs, run_configs, resume)
         if stop_after_s is not None and not (math.isfinite(stop_after_s) and stop_after_s > 0):
             raise ValueError(f"stop_after_s must be a positive number of seconds; got {stop_after_s!r}")
         if envs is None:
@@ -202,6 +225,7 @@ class TrainingLoop:
         self.eval_modes = {"deterministic": agent_config.deterministic_mode, "stochastic": "random"}
         self.progress_enabled, self.tensorboard, self.stop_after_s = progress, tensorboard, stop_after_s
         self.callback, self.on_step, self.open_ended = callback, on_step, open_ended
+        self.graceful_signals, self.interrupted_by = graceful_signals, None
         makers = env_makers or [None] * len(envs)
         self.members = [
             self._member(cfg, None if d is None else Path(d), env, maker)
@@ -217,15 +241,23 @@ class TrainingLoop:
         self.resumed_from: list[Path] | None = None
         self._snapshot_warned = False
         self._compile()
-        # Each run folder is locked before anything is written into it, until run() ends or close().
-        self.locks = runs.RunLocks(m.run_dir for m in self.members if m.run_dir is not None).acquire()
-        with self.locks.release_on_error():
-            for m in self.members:
-                if m.run_dir is not None:
-                    prepare_run_dir(m.run_dir, run_config_dict(algo, agent_config, m.config), resume)
-            self.resumed_at: int | None = self._restore() if resume else None
+        self.resumed_at: int | None = self._open_run_folders(run_configs, resume)
         if start is not None and self.env_steps:
             self.resumed_at = self.env_steps  # metric rows up to here are kept
+
+    def _open_run_folders(self, run_configs: list[dict], resume: bool) -> int | None:
+        """Lock every run folder, check it again under the lock, read a resume's checkpoints, and only
+        then write ``config.json``; returns the env step resumed at (None for a fresh run)."""
+        self.locks = runs.RunLocks(m.run_dir for m in self.members if m.run_dir is not None).acquire()
+        with self.locks.release_on_error():
+            for m, current in zip(self.members, run_configs):
+                if m.run_dir is not None:
+                    runs.check_run_folder(m.run_dir, current, resume)
+            resumed_at = self._restore() if resume else None
+            for m, current in zip(self.members, run_configs):
+                if m.run_dir is not None:
+                    runs.write_run_config(m.run_dir, current)
+        return resumed_at
 
     def close(self) -> None:
         """Release the run folders' locks (``run`` does so when it ends)."""
@@ -234,7 +266,8 @@ class TrainingLoop:
     def _member(self, cfg: TrainConfig, run_dir: Path | None, env, maker) -> Member:
         buffer = ReplayBuffer(runs.replay_capacity(cfg, self.open_ended), self.spec.obs_dim, self.spec.act_dim)
         record = RunRecord(LoopCounters(), np.random.default_rng(cfg.seed))
-        return Member(cfg, run_dir, env, buffer, record, make_eval_env=maker)
+        normalizer = Normalizer(self.spec.obs_dim, cfg.normalize_obs, cfg.normalize_reward, self.agent_config.gamma)
+        return Member(cfg, run_dir, env, buffer, record, make_eval_env=maker, normalizer=normalizer)
 
     def _start_from(self, start: Sequence[tuple[Any, LoopCounters]]) -> None:
         """Continue from given agent states and counters (a model loaded from a file); the host RNG
@@ -320,6 +353,8 @@ class TrainingLoop:
             if m.ckpt_root is None:
                 continue
             trainer_state = {**m.record.state_dict(), LOOP_STATE_KEY: self._loop_state(i, m)}
+            if m.normalizer.active:
+                trainer_state[NORMALIZER_KEY] = m.normalizer.state_dict()
             member_state = jax.tree_util.tree_map(lambda x, i=i: x[i], states)
             paths.append(ckpt.save_checkpoint(m.ckpt_root, self.env_steps, member_state, trainer_state, m.buffer.save))
         return paths
@@ -332,6 +367,7 @@ class TrainingLoop:
             raise ckpt.CheckpointError(
                 f"resume: lockstep members must resume from one env step; their checkpoints are at {sorted(steps)}"
             )
+        runs.check_resume_length(self.members[0].run_dir, max(steps), self.cfg.total_steps)
         template = jax.device_get(self.member_state(0))
         states = [ckpt.load_agent_state(p, template) for p in paths]
         self.states = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
@@ -345,6 +381,8 @@ class TrainingLoop:
         """Restore one member's buffer, record and mid-episode state; returns its pending action."""
         m.buffer.load(path / ckpt.REPLAY_FILE)
         m.record.load_state_dict(saved)
+        if NORMALIZER_KEY in saved:
+            m.normalizer = Normalizer.from_state_dict(saved[NORMALIZER_KEY])
         loop = next((saved[k] for k in (LOOP_STATE_KEY, *LEGACY_LOOP_STATE_KEYS) if k in saved), None)
         if loop is None or loop.get("env") is None:  # taken at an episode boundary, or no env snapshot
             m.obs = self._reset(m, m.record.counters.episodes)
@@ -362,7 +400,16 @@ class TrainingLoop:
         return np.asarray(obs, np.float32)
 
     def _obs(self) -> jax.Array:
-        return jnp.asarray(np.stack([m.obs for m in self.members]))
+        """Every member's current observation as its agent sees it (normalised, if the run normalises)."""
+        return jnp.asarray(np.stack([m.normalizer.obs(m.obs) for m in self.members]))
+
+    @staticmethod
+    def _normalized(m: Member, batch: Any) -> Any:
+        """A drawn batch of raw transitions with the member's statistics of now applied."""
+        if not m.normalizer.active:
+            return batch
+        n = m.normalizer
+        return batch._replace(obs=n.obs(batch.obs), next_obs=n.obs(batch.next_obs), reward=n.reward(batch.reward))
 
     def _random_actions(self) -> np.ndarray:
         low, high = self.spec.action_low, self.spec.action_high
@@ -375,7 +422,8 @@ class TrainingLoop:
         them and an extended run continues exactly as an uninterrupted longer one.
         """
         if train and min(len(m.buffer) for m in self.members) >= self.agent_config.batch_size:
-            batches = [m.buffer.sample(m.record.rng, self.cfg.gradient_steps, self.agent_config.batch_size)
+            batches = [self._normalized(m, m.buffer.sample(m.record.rng, self.cfg.gradient_steps,
+                                                           self.agent_config.batch_size))
                        for m in self.members]  # fmt: skip
             batches = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *batches)
             self.states, metrics = self._train(self.states, batches)
@@ -410,6 +458,7 @@ class TrainingLoop:
             next_obs, reward, terminated, truncated, info = m.env.step(action)
             next_obs = np.asarray(next_obs, np.float32)
             runs.check_transition(m.label, self.env_steps + 1, next_obs, reward, m.ckpt_root)
+            m.normalizer.observe(next_obs, float(reward), bool(terminated or truncated))
             m.buffer.add(m.obs, action, float(reward), next_obs, bool(terminated))
             m.last_step = StepInfo(self.env_steps + 1, action, float(reward), next_obs, bool(terminated or truncated),
                                    info)  # fmt: skip
@@ -445,7 +494,8 @@ class TrainingLoop:
             fn, prefix = self._eval_actions[mode], EVAL_PREFIXES[kind]
 
             def policy(obs, t, fn=fn):
-                obs = jnp.asarray(obs.reshape(len(self.members), n, -1))
+                obs = obs.reshape(len(self.members), n, -1)
+                obs = jnp.asarray(np.stack([m.normalizer.obs(o) for m, o in zip(self.members, obs)]))
                 return np.asarray(fn(self.states, obs, self.eval_keys, self.env_steps, t)).reshape(obs.shape[0] * n, -1)
 
             stats = run_episodes(batch, policy, keep_trajectories)
@@ -481,36 +531,48 @@ class TrainingLoop:
     def run(self) -> dict[str, Any]:
         """Train every member to ``total_steps`` (or until ``stop_after_s``); return a summary."""
         cfg, start = self.cfg, time.perf_counter()
-        self.locks.acquire()
-        with self.locks.release_on_error():
-            self._start()
+        signals = GracefulStop(self.graceful_signals)  # from here a signal stops the run with a checkpoint
+        signals.__enter__()
+        try:
+            self.locks.acquire()
+            with self.locks.release_on_error():
+                self._start()
+        except BaseException:
+            signals.__exit__()
+            raise
         rate, first_step = _Rate(self.env_steps, self.updates), self.env_steps
         stopped, saved, saved_at = False, None, None
         progress = make_progress(self.progress_enabled)
         try:
-            with progress:
-                bar = progress.add_task(self._progress_label(), total=cfg.total_steps, completed=self.env_steps,
-                                        fps=0.0, ret="-")  # fmt: skip
-                while self.env_steps < cfg.total_steps:
-                    finished = self._step_envs(self.pending_actions)
-                    train = self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0
-                    self._train_and_next_actions(train)
-                    evals = self.evaluate_members() if cfg.eval_freq and self.env_steps % cfg.eval_freq == 0 else None
-                    if self.env_steps % cfg.log_every == 0 or evals:
-                        self._log(evals, *rate.tick(self.env_steps, self.updates))
-                    self._end_episodes(finished)
-                    stopped = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
-                    if self.on_step is not None and not self.on_step(self.members[0].last_step):
-                        stopped = True
-                    if stopped or (cfg.checkpoint_freq and self.env_steps % cfg.checkpoint_freq == 0):
-                        saved, saved_at = self.save(), self.env_steps
-                    if stopped:
-                        break
-                    if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
-                        # steps/s of this call, all members together
-                        fps = (self.env_steps - first_step) * len(self.members) / max(time.perf_counter() - start, 1e-9)
-                        progress.update(bar, completed=self.env_steps, ret=self._latest_return(), fps=fps)
-            final = saved if saved_at == self.env_steps else self.save()  # the last step's checkpoint, once
+            with signals:
+                with progress:
+                    bar = progress.add_task(self._progress_label(), total=cfg.total_steps, completed=self.env_steps,
+                                            fps=0.0, ret="-")  # fmt: skip
+                    while self.env_steps < cfg.total_steps:
+                        finished = self._step_envs(self.pending_actions)
+                        train = self.env_steps >= cfg.learning_starts and self.env_steps % cfg.train_freq == 0
+                        self._train_and_next_actions(train)
+                        due = cfg.eval_freq and self.env_steps % cfg.eval_freq == 0
+                        evals = self.evaluate_members() if due else None
+                        if self.env_steps % cfg.log_every == 0 or evals:
+                            self._log(evals, *rate.tick(self.env_steps, self.updates))
+                        self._end_episodes(finished)
+                        stopped = self.stop_after_s is not None and time.perf_counter() - start > self.stop_after_s
+                        if self.on_step is not None and not self.on_step(self.members[0].last_step):
+                            stopped = True
+                        stopped = stopped or signals.requested
+                        if stopped or (cfg.checkpoint_freq and self.env_steps % cfg.checkpoint_freq == 0):
+                            saved, saved_at = self.save(), self.env_steps
+                        if stopped:
+                            break
+                        if self.env_steps % 100 == 0 or self.env_steps == cfg.total_steps:
+                            # steps/s of this call, all members together
+                            elapsed = max(time.perf_counter() - start, 1e-9)
+                            fps = (self.env_steps - first_step) * len(self.members) / elapsed
+                            progress.update(bar, completed=self.env_steps, ret=self._latest_return(), fps=fps)
+                final = saved if saved_at == self.env_steps else self.save()  # the last step's checkpoint, once
+            # A signal that came too late to stop anything (the run had finished) is no interruption.
+            self.interrupted_by = signals.name if self.env_steps < cfg.total_steps else None
         finally:
             for m in self.members:
                 if m.logger is not None:
@@ -524,6 +586,7 @@ class TrainingLoop:
             "episodes": [m.record.counters.episodes for m in self.members],
             "updates": self.updates,
             "stopped": stopped,
+            "interrupted_by": self.interrupted_by,
             "wall_s": time.perf_counter() - start,
         }
 
@@ -578,6 +641,7 @@ class Trainer(TrainingLoop):
         start: tuple[Any, LoopCounters] | None = None,
         open_ended: bool = False,
         on_step: StepHook | None = None,
+        graceful_signals: bool = False,
     ):
         rows_callback = None if callback is None else (lambda step, rows: callback(step, rows[0]))
         super().__init__(
@@ -585,6 +649,7 @@ class Trainer(TrainingLoop):
             tensorboard=tensorboard, stop_after_s=stop_after_s, callback=rows_callback,
             envs=None if env is None else [env], env_makers=None if env_maker is None else [env_maker],
             start=None if start is None else [start], open_ended=open_ended, on_step=on_step,
+            graceful_signals=graceful_signals,
         )  # fmt: skip
         self.run_dir = None if run_dir is None else Path(run_dir)
 
@@ -614,6 +679,7 @@ class Trainer(TrainingLoop):
             "episodes": out["episodes"][0],
             "updates": out["updates"],
             "stopped": out["stopped"],
+            "interrupted_by": out["interrupted_by"],
         }
 
 

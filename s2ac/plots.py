@@ -40,7 +40,8 @@ def plot_learning_curves(run_dir: Path, title: str = "") -> Path:
                 steps, values = zip(*pts)
                 ax.plot(steps, values, label=key, marker="." if key.startswith("eval/") else None)
         ax.set_xlabel("env steps")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a run that ended before its first evaluation has no eval curve
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(title or Path(run_dir).name)
     fig.tight_layout()

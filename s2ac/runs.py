@@ -32,7 +32,8 @@ import numpy as np
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents.common import WORST_CASE_METRICS
-from s2ac.config import AgentConfig, TrainConfig, config_to_dict
+from s2ac.config import ADDED_FIELD_DEFAULTS, AgentConfig, TrainConfig, config_to_dict
+from s2ac.errors import NotEnoughMemory, RunFolderLocked, TrainingDiverged
 from s2ac.logger import read_metrics
 
 RUN_CONFIG_FILE = "config.json"
@@ -41,18 +42,6 @@ CHECKPOINT_DIR = "checkpoints"
 # Fields that may differ between a run and its resumption: extending a run, and settings that only
 # change how the same values are computed (so a run made before such a field existed still resumes).
 RESUMABLE_CHANGES = {"total_steps", "remat_keep_matmuls"}
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or statistic became non-finite; the last good checkpoint is kept."""
-
-
-class RunFolderLocked(RuntimeError):
-    """Another live process (or another training loop of this one) is writing the run folder."""
-
-
-class NotEnoughMemory(MemoryError):
-    """The estimated memory of a run exceeds what the machine has available; nothing was written."""
 
 
 @dataclass
@@ -159,7 +148,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
         for key in sorted(set(old) | set(new)):
             if key in RESUMABLE_CHANGES:
                 continue
-            a, b = old.get(key), new.get(key)
+            a, b = old.get(key, ADDED_FIELD_DEFAULTS.get(key)), new.get(key)
             if isinstance(a, list):
                 a = tuple(a)
             if isinstance(b, list):
@@ -169,32 +158,100 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     return diffs
 
 
-def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
-    """Check that ``run_dir`` can hold the run of config ``current`` and write its ``config.json``.
+RUN_LEFTOVERS = (LOCK_FILE, "metrics.jsonl", "events.out.tfevents.")
+"""What a run can leave before its ``config.json`` (a lock, metric rows, TensorBoard events): a folder
+holding only these is a run folder of ours."""
 
-    Resuming needs a run made with the same config (``total_steps`` aside; the differing
-    fields are listed); a fresh run refuses a folder that already holds checkpoints (a folder with a
-    ``config.json`` but no checkpoint yet, a run stopped before its first one, starts again). The
-    caller holds the folder's :class:`RunLock`; ``config.json`` is replaced atomically.
-    """
+
+def read_run_config(run_dir: Path) -> dict:
+    """The ``config.json`` of run folder ``run_dir``; :class:`CheckpointError` naming the file when it is
+    not a JSON object of a run (a torn or edited file)."""
+    cfg_path = run_dir / RUN_CONFIG_FILE
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except ValueError as err:
+        raise ckpt.CheckpointError(f"{cfg_path} is not valid JSON ({err}); restore it or start a new run") from err
+    if not isinstance(saved, dict) or not {"algo", "agent", "train"} <= set(saved):
+        raise ckpt.CheckpointError(f"{cfg_path} is not a run's config (no algo, agent and train entries)")
+    return saved
+
+
+def _is_ours(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run of ours: a run's ``config.json``, a ``checkpoints`` folder, or only
+    :data:`RUN_LEFTOVERS`."""
+    if (run_dir / CHECKPOINT_DIR).is_dir():
+        return True
+    if all(p.name.startswith(RUN_LEFTOVERS) for p in run_dir.iterdir()):
+        return True
+    try:
+        read_run_config(run_dir)
+        return True
+    except (OSError, ckpt.CheckpointError):
+        return False
+
+
+def _listing(entries: list[str], n: int = 4) -> str:
+    more = f", and {len(entries) - n} more" if len(entries) > n else ""
+    return ", ".join(entries[:n]) + more
+
+
+def check_run_folder(run_dir: Path, current: dict, resume: bool) -> None:
+    """Refuse, before anything is written, a ``run_dir`` that is not a place for the run of config
+    ``current``. It must be a new path, an empty folder, or a run folder of ours: resuming needs one
+    made with the same config (``total_steps`` aside; the differing fields are listed); a fresh run
+    refuses one that holds checkpoints (a run stopped before its first checkpoint starts again). The
+    current folder, and a folder holding anything else, are refused naming what is there."""
+    run_dir = Path(run_dir)
+    if str(run_dir) in ("", ".") or (run_dir.exists() and run_dir.resolve() == Path.cwd().resolve()):
+        raise FileExistsError(
+            f"--out {str(run_dir)!r} is the current folder; a run writes a folder of its own: name a new one "
+            "(e.g. --out runs/NAME)"
+        )
     cfg_path = run_dir / RUN_CONFIG_FILE
     if resume:
         if not cfg_path.is_file():
             raise FileNotFoundError(f"--resume: no run to resume in {run_dir} ({RUN_CONFIG_FILE} missing)")
-        diffs = config_differences(json.loads(cfg_path.read_text()), current)
+        diffs = config_differences(read_run_config(run_dir), current)
         if diffs:
             raise ckpt.CheckpointError(
                 f"cannot resume {run_dir}: its checkpoint was made with another config: "
                 + "; ".join(diffs)
                 + "; resume with the run's own settings, or start a new run with another --out"
             )
-    elif ckpt.list_checkpoints(run_dir / CHECKPOINT_DIR):
+        return
+    if not run_dir.is_dir():
+        return  # a new path (a file in the way is the lock's EEXIST, naming it)
+    entries = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(f".{LOCK_FILE}."))
+    if not entries:
+        return
+    if not _is_ours(run_dir):
+        raise FileExistsError(
+            f"--out {run_dir} is not empty and holds no run ({_listing(entries)}); a run writes only into a new or "
+            "empty folder, or continues a run folder (--resume): choose another --out"
+        )
+    if ckpt.list_checkpoints(run_dir / CHECKPOINT_DIR):
         raise FileExistsError(
             f"{run_dir} already holds a run with checkpoints; continue it (s2ac train --resume, or S2AC.load(folder)"
             ".learn(...)) or choose another folder (--out / run_dir)"
         )
+
+
+def check_resume_length(run_dir: Path, steps: int, total_steps: int) -> None:
+    """Refuse to resume a run that already has more env steps than ``total_steps`` (it cannot shrink)."""
+    if steps > total_steps:
+        raise ValueError(f"{run_dir} already has {steps} steps; --total-steps must be ≥ {steps}")
+
+
+def write_run_config(run_dir: Path, current: dict) -> None:
+    """Write (atomically) the ``config.json`` of ``run_dir``: once the command is going to run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_text(cfg_path, json.dumps(current, indent=2))
+    ckpt.atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(current, indent=2))
+
+
+def prepare_run_dir(run_dir: Path, current: dict, resume: bool) -> None:
+    """:func:`check_run_folder`, then :func:`write_run_config`. The caller holds the folder's :class:`RunLock`."""
+    check_run_folder(run_dir, current, resume)
+    write_run_config(run_dir, current)
 
 
 # -- a run folder's checkpoints ------------------------------------------
@@ -504,7 +561,13 @@ class RunLock:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _take_over_or_raise(self, holder: dict) -> None:
+    def check_free(self) -> None:
+        """Raise :class:`RunFolderLocked` if a live process holds the lock (read-only: nothing is taken)."""
+        holder = _read_lock(self.path) if self.path.is_file() else None
+        if holder is not None:
+            self._raise_unless_stale(holder)
+
+    def _raise_unless_stale(self, holder: dict) -> None:
         pid, host = holder.get("pid"), holder.get("host")
         here = host == socket.gethostname()
         if not (here and isinstance(pid, int) and not _pid_alive(pid)):
@@ -520,6 +583,10 @@ class RunLock:
                 f"{self.run_dir} is in use by {who} (since {holder.get('started')}: {holder.get('command')}); wait "
                 f"for it to finish or choose another --out; if that process is gone, delete {self.path}"
             )
+
+    def _take_over_or_raise(self, holder: dict) -> None:
+        self._raise_unless_stale(holder)
+        pid, host = holder.get("pid"), holder.get("host")
         aside = self.path.with_name(f".{LOCK_FILE}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, aside)
@@ -606,12 +673,16 @@ __all__ = [
     "RunLocks",
     "RunRecord",
     "TrainingDiverged",
+    "check_resume_length",
     "check_run_fits",
+    "check_run_folder",
     "check_transition",
     "config_differences",
     "first_non_finite",
     "last_good_checkpoint",
     "prepare_run_dir",
+    "read_run_config",
     "run_checkpoint",
     "run_config_dict",
+    "write_run_config",
 ]

@@ -28,6 +28,7 @@ an address where nothing listens, or a cluster that refuses this driver, raises
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -365,10 +366,20 @@ class ClusterConnectionError(ConnectionError, ValueError):
     """
 
 
+def _quiet_ray() -> bool:
+    """Ray's start-up INFO/WARNING lines (Python and C++) only with --debug (S2AC_DEBUG=1); the C++
+    level is read when Ray is imported, so this comes first. Returns whether Ray is to be quiet."""
+    quiet = os.environ.get("S2AC_DEBUG", "") in ("", "0")
+    if quiet:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    return quiet
+
+
 def require_ray() -> None:
     """Raise :class:`s2ac.extras.MissingExtraError` unless Ray Tune (the ``s2ac[sweep]`` extra) imports."""
     from s2ac.extras import MissingExtraError, require_extra
 
+    _quiet_ray()
     try:
         require_extra("ray.tune", "sweep", "s2ac sweep", package="Ray Tune")
     except MissingExtraError as err:
@@ -468,13 +479,16 @@ def _connect_error(address: str) -> ClusterConnectionError:
 
 def _init_ray(cfg: SweepConfig) -> bool:
     """Start or join Ray; True if this call started it (and so should shut it down)."""
+    quiet = _quiet_ray()
     import ray
 
     if ray.is_initialized():
         return False
     runtime_env = {"env_vars": thread_env_vars(cfg.cpus_per_trial)}
+    level = {"logging_level": logging.ERROR} if quiet else {}
     if cfg.address is None:
-        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), runtime_env=runtime_env, include_dashboard=False, log_to_driver=False,
+                 **level)  # fmt: skip
         return True
     probe_address(cfg.address)
     ray_auth_setup(cfg.ray_auth_token_file)
@@ -482,7 +496,7 @@ def _init_ray(cfg: SweepConfig) -> bool:
     # AuthenticationError (Ray 2.60).
     refused = (ConnectionError, getattr(ray.exceptions, "AuthenticationError", ConnectionError))
     try:
-        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=False)
+        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=False, **level)
     except refused as err:
         raise _connect_error(cfg.address) from err
     return True
@@ -593,7 +607,17 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     cfg.validate()
     if not cfg.lockstep:
         require_ray()
+    created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_sweep(cfg)
+    except BaseException:
+        if created and not any(cfg.out.iterdir()):  # e.g. an unreachable cluster: leave no empty --out behind
+            cfg.out.rmdir()
+        raise
+
+
+def _run_sweep(cfg: SweepConfig) -> dict[str, Any]:
     pending, done = _split_pending(cfg)
     ledger = cfg.out.resolve() / LEDGER_FILE
     for spec in done:

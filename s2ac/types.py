@@ -38,8 +38,17 @@ class EnvSpec(NamedTuple):
         """Read the spec off a Gymnasium env; reject what the agents cannot handle."""
         act, obs = env.action_space, env.observation_space
         if not isinstance(act, gym.spaces.Box):
+            discrete = (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+            kind = (
+                "discrete"
+                if isinstance(act, discrete)
+                else "composite"
+                if isinstance(act, (gym.spaces.Dict, gym.spaces.Tuple))
+                else "non-Box"
+            )
             raise ValueError(
-                f"discrete action space not supported: got {type(act).__name__}; the agents need a continuous Box"
+                f"{kind} action space not supported: got {type(act).__name__} {act}; the agents need one continuous, "
+                "flat Box"
             )
         if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
             raise ValueError(f"observation space must be a flat Box; got {obs}")

@@ -61,7 +61,7 @@ def test_every_setting_has_exactly_one_flag(algo, capsys, monkeypatch):
     agent_fields = [f.name for f in dataclasses.fields(config_class(algo)) if f.name not in pinned]
     train_fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TOP_LEVEL_TRAIN_FIELDS]
     expected = {"--algo", "--env", "--preset", "--total-steps", "--seed", "--out", "--resume"}
-    expected |= {"--progress", "--plots"}
+    expected |= {"--progress", "--plots", "--hyperparams"}
     expected |= {f"--agent.{n.replace('_', '-')}" for n in agent_fields}
     expected |= {f"--train.{n.replace('_', '-')}" for n in train_fields}
     assert set(flags) == expected

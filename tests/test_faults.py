@@ -512,3 +512,127 @@ def test_os_errors_and_memory_errors_map_to_their_exit_codes():
         errors.one_line(RuntimeError("boom\nmore"))
         == "error: RuntimeError: boom (unexpected; rerun with --debug for the traceback)"
     )
+
+
+# -- what a run may write: only its own run folder -------------------------------------------------
+
+
+def someone_elses_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"name": "my project", "lr": 0.1}\n')
+    (folder / "notes.txt").write_text("keep me\n")
+    (folder / "metrics.jsonl").write_text('{"step": 1, "mine": 2}\n')
+    return folder
+
+
+@pytest.mark.parametrize("out", ["", "."])
+def test_the_current_folder_as_out_is_refused_and_changes_nothing(tmp_path, monkeypatch, out):
+    project = someone_elses_folder(tmp_path / "project")
+    monkeypatch.chdir(project)
+    before = tree_hashes(project, skip=())
+    code, lines = run_cli([*TRAIN, *SCHEDULE, "--total-steps", "300", "--out", out])
+    assert code == errors.EXIT_USAGE == 2
+    assert "is the current folder; a run writes a folder of its own" in one_error_line(lines)
+    assert tree_hashes(project, skip=()) == before
+
+
+def test_an_out_holding_unrelated_files_is_refused_naming_them_and_changes_nothing(tmp_path):
+    folder = someone_elses_folder(tmp_path / "theirs")
+    before = tree_hashes(folder, skip=())
+    for extra in ((), ("--resume",)):
+        code, lines = run_cli(train_args(folder, *extra))
+        line = one_error_line(lines)
+        if extra:  # their config.json is not a run's: resuming names the file
+            assert code == errors.EXIT_CHECKPOINT and f"{folder / 'config.json'} is not a run's config" in line
+        else:
+            assert code == errors.EXIT_USAGE
+            assert f"--out {folder} is not empty and holds no run (config.json, metrics.jsonl, notes.txt)" in line
+        assert tree_hashes(folder, skip=()) == before
+
+
+def test_an_empty_folder_is_a_fine_out(tmp_path):
+    from s2ac.runs import check_run_folder
+
+    (tmp_path / "empty").mkdir()
+    check_run_folder(tmp_path / "empty", {}, resume=False)  # no error
+    check_run_folder(tmp_path / "new", {}, resume=False)
+
+
+@pytest.mark.xdist_group("faults")
+def test_shortening_a_finished_run_is_refused_and_changes_nothing(base_run):
+    run_dir = base_run[0]
+    before = tree_hashes(run_dir)
+    code, lines = run_cli(train_args(run_dir, "--resume", total=200))
+    assert code == errors.EXIT_USAGE
+    assert one_error_line(lines) == f"error: {run_dir} already has 300 steps; --total-steps must be ≥ 300"
+    assert tree_hashes(run_dir) == before and not (run_dir / runs.LOCK_FILE).exists()
+    assert json.loads((run_dir / "config.json").read_text())["train"]["total_steps"] == 300
+
+
+@pytest.mark.xdist_group("faults")
+def test_resuming_with_a_config_json_that_is_not_json_names_the_file(base_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(base_run[0], run_dir)
+    (run_dir / "config.json").write_text('{"algo": "sac", "agent": {')
+    before = tree_hashes(run_dir)
+    code, lines = run_cli(train_args(run_dir, "--resume"))
+    assert code == errors.EXIT_CHECKPOINT
+    assert one_error_line(lines).startswith(f"error: {run_dir / 'config.json'} is not valid JSON (")
+    assert tree_hashes(run_dir) == before
+
+
+@pytest.mark.xdist_group("faults")
+def test_eval_on_an_env_of_other_spaces_names_the_mismatch(base_run):
+    run_dir = base_run[0]
+    before = tree_hashes(run_dir)
+    code, lines = run_cli(["eval", run_dir, "--env", "MountainCarContinuous-v0", "--episodes", "1"])
+    assert code == errors.EXIT_USAGE
+    line = one_error_line(lines)
+    assert f"--env MountainCarContinuous-v0 does not match the run {run_dir}, trained on Pendulum-v1" in line
+    assert "observations (2,)" in line and "observations (3,)" in line
+    assert tree_hashes(run_dir) == before
+
+
+def test_action_spaces_are_named_by_their_kind():
+    from s2ac.types import EnvSpec
+
+    box = gymnasium.spaces.Box(-1, 1, (2,))
+    for space, kind in (
+        (gymnasium.spaces.Dict({"a": box}), "composite action space not supported: got Dict"),
+        (gymnasium.spaces.Tuple((box,)), "composite action space not supported: got Tuple"),
+        (gymnasium.spaces.Discrete(3), "discrete action space not supported: got Discrete"),
+        (gymnasium.spaces.MultiBinary(3), "discrete action space not supported: got MultiBinary"),
+    ):
+        env = type("E", (), {"action_space": space, "observation_space": box})()
+        with pytest.raises(ValueError, match=kind):
+            EnvSpec.from_env(env)
+
+
+def test_svgd_steps_zero_warns_that_it_is_no_longer_s2ac_and_negative_is_refused(tmp_path):
+    # The buffer refusal stops the command right after the warning, before anything is written.
+    base = [*TRAIN, "--algo", "s2ac", "--total-steps", "300", "--train.buffer-size", "10", "--out", tmp_path / "r"]
+    code, lines = run_cli([*base, "--agent.svgd-steps", "0"])
+    assert code == errors.EXIT_USAGE and "larger than the replay buffer" in one_error_line(lines, "svgd_steps=0")
+    assert any(line.startswith("warning: agent.svgd_steps=0: no SVGD step") for line in lines)
+    code, lines = run_cli([*base, "--agent.svgd-steps", "-1"])
+    assert code == errors.EXIT_USAGE and "svgd_steps must be an int >= 0" in one_error_line(lines)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_that_ends_before_its_first_evaluation_plots_without_warnings(tmp_path):
+    from s2ac.plots import plot_learning_curves
+
+    write_rows(tmp_path, [100, 200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plot_learning_curves(tmp_path).is_file()
+
+
+def test_an_unreachable_cluster_leaves_no_out_folder(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--address", "127.0.0.1:9", "--out", str(out), "--algos", "sac", "--envs", "Pendulum-v1"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == errors.EXIT_INTERNAL or code == errors.EXIT_USAGE, err
+    assert len(err) == 1 and "could not reach a Ray cluster at 127.0.0.1:9" in err[0], err
+    assert not out.exists()

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
 
+from s2ac import schedules
 from s2ac.agents.common import Agent
 from s2ac.config import AgentConfig, check_preset, shared_preset_fields
 from s2ac.extras import require_extra
@@ -178,7 +179,8 @@ def _spec_of_config(config: AgentConfig) -> AlgoSpec:
 def make_agent(config: AgentConfig, spec: EnvSpec) -> Agent:
     """Build the agent that ``config``'s type names."""
     config.validate()
-    return _spec_of_config(config).agent_class(config, spec)
+    with schedules.building(config):  # the optimisers follow config.lr_schedule
+        return _spec_of_config(config).agent_class(config, spec)
 
 
 def algo_of_config(config: AgentConfig) -> str:

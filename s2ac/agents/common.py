@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from s2ac import schedules
 from s2ac.distributions import ActionBox, squash, squash_log_det
 from s2ac.nets import CriticEnsemble
 from s2ac.types import Array, Batch, EnvSpec, Metrics
@@ -90,8 +91,9 @@ def apply_gradients(tx: optax.GradientTransformation, params: Any, opt_state: An
 
 
 def adam(learning_rate: float) -> optax.GradientTransformation:
-    """Adam as used by every agent here (authors: Adam, lr 1e-3)."""
-    return optax.adam(learning_rate)
+    """Adam as used by every agent here (authors: Adam, lr 1e-3), at the rate's schedule
+    (:mod:`s2ac.schedules`: constant, or linear to 0 when the agent's config says so)."""
+    return optax.adam(schedules.learning_rate(learning_rate))
 
 
 def check_act_mode(mode: str, modes: tuple[str, ...]) -> None:

@@ -7,16 +7,22 @@ from its inputs, so there is no second copy of the maths.
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 
 def array_module(*arrays) -> ModuleType:
-    """``jax.numpy`` if any input is a JAX array or tracer, else ``numpy``."""
-    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+    """``jax.numpy`` if any input is a JAX array or tracer, else ``numpy``. JAX is not imported here:
+    while it is not loaded no input can be one of its arrays (so the Gymnasium env, registered when
+    ``s2ac`` is imported, costs no JAX import)."""
+    jax = sys.modules.get("jax")
+    if jax is not None and any(isinstance(a, jax.Array) for a in arrays):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
 
 
 def orientation(a, b, c, xp: ModuleType | None = None):
