@@ -243,6 +243,13 @@ def _report(summary: dict[str, Any]) -> str:
             ]
         )
     lines.append(markdown_table(header, rows))
+    lines += ["", _findings(summary)]
+    lines += _detail_tables(summary)
+    return "\n".join(lines) + "\n"
+
+
+def _findings(summary: dict[str, Any]) -> str:
+    """The report's findings paragraph, computed from the runs (bound vs k-NN, cross-entropy and H(p*))."""
     runs = summary["runs"]
     n = len(runs)
     below_knn = sum(r["bound"] < r["knn"] for r in runs)
@@ -251,8 +258,7 @@ def _report(summary: dict[str, Any]) -> str:
     below_truth = [r for r in runs if r["bound"] + 2 * r["bound_se"] < truth[r["target"]]]
     level = [r for r in runs if abs(r["bound"] - truth[r["target"]]) <= 2 * r["bound_se"]]
     above = [r for r in runs if r["bound"] - 2 * r["bound_se"] > truth[r["target"]]]
-    lines += [
-        "",
+    return (
         f"Findings: the bound lies below the k-NN estimate of the sampler's entropy in {below_knn} of {n} runs and "
         f"below the cross-entropy (an exact upper bound on that entropy) by more than 4 standard errors in "
         f"{below_ce} of {n}. Against the target's entropy H(p*) it is below (by more than 2 s.e.) in "
@@ -271,9 +277,13 @@ def _report(summary: dict[str, Any]) -> str:
         + "; ".join(
             f"{name} " + " → ".join(f"{r['kl_upper_bound']:.2f}" for r in runs if r["target"] == name) for name in truth
         )
-        + f" (steps {', '.join(str(k) for k in summary['config']['steps'])}).",
-    ]
-    lines += ["", "Check of the k-NN estimator on the targets' own samples (same k and set size):", ""]
+        + f" (steps {', '.join(str(k) for k in summary['config']['steps'])})."
+    )
+
+
+def _detail_tables(summary: dict[str, Any]) -> list[str]:
+    """The k-NN check on the targets, the mixture's mode shares and the learned sampler parameters."""
+    lines = ["", "Check of the k-NN estimator on the targets' own samples (same k and set size):", ""]
     lines.append(
         markdown_table(
             ["target", "truth", "k-NN of target samples"],
@@ -318,7 +328,7 @@ def _report(summary: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in summary["machine"].items())
         + f". Total {summary['total_s']:.0f} s.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _figure(summary: dict[str, Any], path: Path) -> None:
