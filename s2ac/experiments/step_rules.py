@@ -91,8 +91,8 @@ def run_rule(energy, name: str, rule: Rule) -> dict[str, float]:
     stats = {"margin": [], "folded": [], "step_gap": [], "total_gap": [], "final_energy": []}
     for seed in range(SEEDS):
         a0 = initial_particles(name, seed)
-        closed = stein.svgd_sample(score, a0, jnp.zeros(M), log_density="closed_form_self", **kw)
-        exact = stein.svgd_sample(score, a0, jnp.zeros(M), log_density="exact", **kw)
+        closed = stein.svgd_sample(score, a0, jnp.zeros(M), log_density="per_particle_trace", **kw)
+        exact = stein.svgd_sample(score, a0, jnp.zeros(M), log_density="per_particle", **kw)
         gap = jnp.abs(closed.log_q_trajectory - exact.log_q_trajectory)
         stats["margin"].append(float(jnp.max(exact.invertibility_margin)))
         stats["folded"].append(float(jnp.max(exact.folded)))
