@@ -39,7 +39,8 @@ def report_markdown(summary: dict) -> str:
             f"- Truth: Kozachenko-Leonenko k-NN (k = {s['k']}) over particle 0 of every set (one particle per set).",
             "- Estimators: -mean log q^L of all particles, accounted along the same trajectory.",
             "  `mean_field`: the poster's closed form (default); `mean_field_logdet`: its exact log-det;",
-            "  `per_particle`: one particle's own Jacobian block with the self term (a conditional density).",
+            "  `per_particle`: one particle's own Jacobian block with the self term (log-det);",
+            "  `per_particle_trace`: its first order (mean field plus the self term's trace).",
             "- E(a^L): mean log-density of the target at the final particles (transport; higher is closer).",
             f"- Tolerance asked of the default estimator at the presets' settings: {TOLERANCE} nats.",
             "",
@@ -63,7 +64,7 @@ def write_figure(summary: dict, path: Path) -> None:
     dims = sorted({r["d"] for r in summary["rows"]})
     fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.2), squeeze=False)
     for ax, d in zip(axes[0], dims):
-        for name, style in zip(summary["estimators"], ("-", "--", ":")):
+        for name, style in zip(summary["estimators"], ("-", "--", ":", "-.")):
             for margin in sorted({r["margin"] for r in summary["rows"]}, key=lambda m: -1 if m is None else m):
                 rows = [r for r in summary["rows"] if r["d"] == d and r["margin"] == margin]
                 if name != "mean_field" and margin not in (None, 0.5):

@@ -102,10 +102,21 @@ def per_particle(traj: Trajectory) -> jax.Array:
     return _per_step(traj, delta)
 
 
+def per_particle_trace(traj: Trajectory) -> jax.Array:
+    """First order of :func:`per_particle`: the closed form minus ``eps tr grad^2 E(a_i) / m``."""
+
+    def delta(a, s, sig, e):
+        self_trace = jnp.trace(stein.self_term_jacobians(traj.score, a), axis1=-2, axis2=-1)
+        return stein.closed_form_log_q_change(a, s, sig, traj.alpha, e, M) - e * self_trace
+
+    return _per_step(traj, delta)
+
+
 ESTIMATORS: dict[str, Callable[[Trajectory], jax.Array]] = {
     "mean_field": mean_field,
     "mean_field_logdet": mean_field_logdet,
     "per_particle": per_particle,
+    "per_particle_trace": per_particle_trace,
 }
 """Density kinds under test: trajectory -> ``log q^l`` of every particle ``(N, L + 1, m)``. A new kind
 (a flow's log-det, a diffusion lower bound) is one more entry."""
