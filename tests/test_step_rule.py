@@ -46,7 +46,7 @@ def test_mean_field_bound_holds_over_a_grid_and_at_the_particles(seed):
     assert grid_sup <= bound
     assert float(np.max(np.linalg.norm(np.asarray(at_particles), 2, axis=(-2, -1)))) <= bound
     assert float(np.max(np.linalg.norm(np.asarray(blocks), 2, axis=(-2, -1)))) <= bound
-    # The bound is not vacuous: within a small factor of the grid sup (measured 1.6-2.6).
+    # The bound is not vacuous: within a small factor of the grid sup.
     assert bound < 4.0 * grid_sup
     # The rule's own margin is local: the sup over space exceeds its value at the particles.
     assert grid_sup > float(np.max(np.linalg.norm(np.asarray(blocks), 2, axis=(-2, -1))))
