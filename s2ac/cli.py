@@ -55,7 +55,10 @@ def _usage() -> str:
 def _experiments_usage() -> str:
     """Every experiment of :data:`EXPERIMENTS` with the first line of its options' docstring."""
     lines = ["experiments (s2ac reproduce NAME [options]):"]
-    lines += [f"  {name:<12} {options.__doc__.strip().splitlines()[0]}" for name, (options, _) in EXPERIMENTS.items()]
+    width = max(map(len, EXPERIMENTS))
+    lines += [
+        f"  {name:<{width}} {options.__doc__.strip().splitlines()[0]}" for name, (options, _) in EXPERIMENTS.items()
+    ]
     return "\n".join(lines)
 
 
@@ -357,6 +360,18 @@ class StepRulesCommand:
 
 
 @dataclasses.dataclass(frozen=True)
+class EntropyCheckCommand:
+    """Every density the sampler reports against k-NN ground truth over margins, L and d (3-mode target)."""
+
+    out: Path = Path("results/entropy_check")
+    """Output folder for report.md, summary.json and entropy_check.png."""
+    quick: bool = False
+    """d = 2, two margins, L in (3, 10), 500 sets (under a minute)."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+@dataclasses.dataclass(frozen=True)
 class RuntimeCommand:
     """Run-time study: ms per update and env steps/s of every algorithm, side by side with a dense matmul."""
 
@@ -450,6 +465,13 @@ def _step_rules(args: StepRulesCommand) -> None:
     print(json.dumps(results) if args.json else (args.out / "report.md").read_text())
 
 
+def _entropy_check(args: EntropyCheckCommand) -> None:
+    from s2ac.experiments.entropy_check import run_entropy_check
+
+    summary = run_entropy_check(args.out, quick=args.quick)
+    print(json.dumps(summary) if args.json else (args.out / "report.md").read_text())
+
+
 def _runtime(args: RuntimeCommand) -> None:
     from s2ac.experiments.runtime import run_runtime
 
@@ -482,6 +504,7 @@ EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "runtime": (RuntimeCommand, _runtime),
     "mujoco": (MujocoCommand, _mujoco),
     "step-rules": (StepRulesCommand, _step_rules),
+    "entropy-check": (EntropyCheckCommand, _entropy_check),
     "diffusion-bound": (DiffusionBoundCommand, _diffusion_bound),
 }
 """``s2ac reproduce NAME``: the options dataclass (its docstring is the experiment's summary in

@@ -16,16 +16,20 @@ Notation (REFERENCE.md §1, poster box "A Closed Form Estimate"):
   ``grad log p`` for a density with ``alpha = 1``).
 * Step ``a_i <- a_i + eps * phi(a_i)``; change of variables
   ``log q^{l+1}(a^{l+1}) = log q^l(a^l) - log|det(I + eps * d phi_i / d a_i)|``.
-* Closed form (first order, interaction part only)::
+* Mean-field closed form (the poster's; first order, ``j != i`` terms only)::
 
       Delta log q_i = eps / (N sigma^2) sum_{j != i} k_ij
                       [ (a_i - a_j)^T s_j + (alpha / sigma^2) ||a_i - a_j||^2 - d alpha ]
 
-  with ``N = m`` (poster) or ``N = m - 1`` (authors' code).
+  with ``N = m`` (poster) or ``N = m - 1`` (authors' code). It is ``-eps tr`` of the Jacobian of
+  the mean-field map ``a -> a + eps phi_q(a)``, the map every particle follows in the many-particle
+  limit; one particle's own Jacobian block adds the self term ``(1/m) grad^2 E(a_i)``, which belongs
+  to one finite particle set, not to the policy's density (docs/maths/entropy.md).
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 from collections.abc import Callable
@@ -38,27 +42,45 @@ Array = jax.Array
 ScoreFn = Callable[[Array], Array]
 BandwidthRule = Literal["mean/2", "median"]
 Bandwidth = Union[float, BandwidthRule]
-LogDensityMode = Literal["closed_form", "closed_form_self", "exact", "exact_noself", "none"]
+LogDensityMode = Literal["mean_field", "mean_field_logdet", "per_particle", "per_particle_trace", "none"]
 Normalizer = Literal["m", "m-1"]
 StepControl = Literal["fixed", "adaptive"]
 
 BANDWIDTH_RULES: tuple[str, ...] = ("mean/2", "median")
 LOG_DENSITY_MODES: tuple[str, ...] = (
-    "closed_form",
-    "closed_form_self",
-    "exact",
-    "exact_noself",
+    "mean_field",
+    "mean_field_logdet",
+    "per_particle",
+    "per_particle_trace",
     "none",
 )
+"""Density accounting modes (see :func:`svgd_step`): the mean-field map's Jacobian (``j != i`` terms;
+first order = the poster's closed form, the default; or its exact log-det) or one particle's own
+Jacobian block (self term included; its log-det, or first order)."""
+LOG_DENSITY_ALIASES: dict[str, str] = {
+    "closed_form": "mean_field",
+    "exact_noself": "mean_field_logdet",
+    "exact": "per_particle",
+    "closed_form_self": "per_particle_trace",
+}
+"""Earlier names of the modes, still accepted (configs and checkpoints written with them load)."""
+PER_PARTICLE_MODES: tuple[str, ...] = ("per_particle", "per_particle_trace")
 NORMALIZERS: tuple[str, ...] = ("m", "m-1")
 STEP_CONTROLS: tuple[str, ...] = ("fixed", "adaptive")
 DEFAULT_TARGET_MARGIN = 0.5
-"""Margin the adaptive rule keeps every step below: the log-det's first-order error per step is then
-at most about ``d * 0.5^2 / 2`` nats in the worst direction, and typically far less (tested)."""
-EXACT_JACOBIAN_MAX_DIM = 8
-"""Up to this action dimension the margin uses the exact ``d x d`` per-particle Jacobian (``d`` JVPs);
-above it, a power-iteration bound (:data:`POWER_ITERATIONS` Hessian-vector products)."""
-POWER_ITERATIONS = 4
+"""Margin ``eps * max_i ||J_i||_F`` (mean-field blocks at the particles, :func:`mean_field_norm`) the
+adaptive rule keeps every step below."""
+
+
+def canonical_log_density(name: str) -> str:
+    """The mode's current name (earlier names of :data:`LOG_DENSITY_ALIASES` map to theirs);
+    ``ValueError`` naming close matches for an unknown one."""
+    name = LOG_DENSITY_ALIASES.get(name, name)
+    if name not in LOG_DENSITY_MODES:
+        close = difflib.get_close_matches(str(name), [*LOG_DENSITY_MODES, *LOG_DENSITY_ALIASES], n=3)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"unknown log_density {name!r}; expected one of {LOG_DENSITY_MODES}{hint}")
+    return name
 
 
 class SVGDResult(NamedTuple):
@@ -68,9 +90,9 @@ class SVGDResult(NamedTuple):
         particles: ``(m, d)`` final particles ``a^L``.
         log_q: ``(m,)`` log-density of each final particle under ``q^L``.
         bandwidth: ``(L,)`` kernel bandwidth sigma used at each step.
-        invertibility_margin: ``(L,)`` ``eps * max_i ||d phi_i / d a_i||_2`` per step, with the
-            full per-particle Jacobian (self term included) in every mode; the step map is
-            invertible when it is below 1 (see :func:`svgd_step`). NaN if not computed.
+        invertibility_margin: ``(L,)`` ``eps * max_i ||J_i||_F`` per step, ``J_i`` the mean-field
+            Jacobian block at particle ``i`` (a local diagnostic, see :func:`controlled_step`).
+            NaN if not computed.
         step_size: ``(L,)`` step ``eps`` actually taken (see :func:`controlled_step`).
         folded: ``(L,)`` fraction of particles whose step has ``det(I + eps J_i) <= 0``.
         trajectory: ``(L + 1, m, d)`` particles after every step (``None`` unless
@@ -214,7 +236,8 @@ def _batched_self_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
     """``(B, m, d, d)``: ``(1/m) grad s(a_bi)`` for a score that maps ``(B, m, d)`` row-wise.
 
     Row-wise independence makes the Jacobian block-diagonal, so ``d`` JVPs with the tangent
-    ``e_k`` at every row give column ``k`` of every row's Jacobian at once.
+    ``e_k`` at every row give column ``k`` of every row's Jacobian at once. Differentiable: the
+    per-particle modes' log-dets depend on it (their gradient needs third derivatives of the energy).
     """
     d, m = particles.shape[-1], particles.shape[-2]
     eye = jnp.eye(d, dtype=particles.dtype)
@@ -222,24 +245,55 @@ def _batched_self_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
     return jnp.moveaxis(columns, 0, -1) / m  # (B, m, d_out, d_in)
 
 
-def _self_term_norm_power(score_fn: ScoreFn, particles: Array, n_iter: int) -> Array:
-    """``(B, m)``: ``||(1/m) grad s(a_bi)||_2`` by power iteration with ``n_iter`` Hessian-vector products.
+def mean_field_lipschitz_bound(scores: Array, sigma: Array, alpha: float) -> Array:
+    """``B = e^{-1/2} mean_j ||s_j|| / sigma + alpha / sigma^2``: a bound on ``sup_a ||d phi_q / d a||_2``.
 
-    ``grad s`` is the energy's Hessian, symmetric, so ``v <- H v / ||H v||`` converges to its
-    eigenvalue of largest modulus, i.e. its spectral norm (from below). Used above
-    :data:`EXACT_JACOBIAN_MAX_DIM`, where ``d`` JVPs per step would cost more than ``n_iter``.
+    ``phi_q(a) = (1/m) sum_j [k(a_j, a) s_j + alpha grad_{a_j} k(a_j, a)]`` is the mean-field drift, a
+    function of a free point ``a`` (every particle moves by it with the others as ``q``). Its Jacobian
+    is ``(1/m) sum_j [ -k_j s_j r_j^T / sigma^2 + alpha k_j / sigma^2 (I - r_j r_j^T / sigma^2) ]`` with
+    ``r_j = a - a_j``, ``k_j = exp(-|r_j|^2 / (2 sigma^2))``. Term by term, over all ``a``:
+
+    * ``||s_j r_j^T|| k_j / sigma^2 = ||s_j|| |r_j| k_j / sigma^2 <= ||s_j|| e^{-1/2} / sigma``
+      (``r e^{-r^2/(2 sigma^2)}`` peaks at ``r = sigma``);
+    * the eigenvalues of ``k_j (I - r_j r_j^T / sigma^2)`` are ``k_j`` and ``k_j (1 - t)``,
+      ``t = |r_j|^2 / sigma^2``, and ``|1 - t| e^{-t/2} <= 1``, so its norm is at most 1.
+
+    The triangle inequality gives ``B``. It bounds every particle's ``j != i`` Jacobian block too
+    (:func:`interaction_jacobian`, a sub-sum of the same terms), and ``eps * B < 1`` makes the
+    mean-field step map ``a -> a + eps phi_q(a)`` invertible on the whole space (the invertible-ResNet
+    argument). It costs the scores' norms only (tested against a grid sup and ``jax.jacfwd``).
+    ``scores``: ``(m, d)``; returns a scalar.
     """
-    m = particles.shape[-2]
-    hvp = lambda v: jax.jvp(score_fn, (particles,), (v,))[1]  # noqa: E731 - row-wise H_i v_i
-    # Start away from any coordinate axis (a Hessian's eigenvectors often are axes).
-    v = jnp.broadcast_to(jnp.linspace(1.0, 2.0, particles.shape[-1], dtype=particles.dtype), particles.shape)
-    v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-    norm = jnp.zeros(particles.shape[:-1], particles.dtype)
-    for _ in range(n_iter):
-        hv = hvp(v)
-        norm = jnp.linalg.norm(hv, axis=-1)
-        v = hv / jnp.maximum(norm, 1e-30)[..., None]
-    return norm / m
+    norms = jnp.sqrt(jnp.sum(scores * scores, axis=-1) + 1e-30)  # smooth at 0: the rule is differentiated
+    return math.exp(-0.5) * jnp.mean(norms) / sigma + alpha / sigma**2
+
+
+def mean_field_norm(j_int: Array) -> Array:
+    """``max_i ||J_i||_F`` over a set's mean-field blocks ``(m, d, d)`` (:func:`interaction_jacobian`):
+    an upper bound of the largest spectral norm, smooth in the particles and cheap in any ``d`` (no
+    eigen-solver, no second derivative of the energy)."""
+    return jnp.max(jnp.sqrt(jnp.sum(j_int * j_int, axis=(-2, -1)) + 1e-30))
+
+
+def secant_self_term(particles: Array, scores: Array, prev_particles: Array, prev_scores: Array) -> Array:
+    """``max_i ||s_i - s_i'|| / (m ||a_i - a_i'||)``: the self term ``||grad^2 E(a_i)|| / m`` estimated
+    along each particle's last step ``a_i' -> a_i`` from the scores both steps computed anyway (a
+    secant, so ``<= sup ||grad^2 E||`` on the segment: a diagnostic, not a bound). 0 on the first
+    step (no previous step). It is what keeps a finite set from overshooting a peak whose curvature
+    / m dominates the mean-field block (measured: tests/test_stein.py, periodic peaks)."""
+    m = particles.shape[0]
+    da = jnp.sum((particles - prev_particles) ** 2, axis=-1)
+    ds = jnp.sum((scores - prev_scores) ** 2, axis=-1)
+    moved = da > 0
+    ratio = jnp.sqrt((ds + 1e-30) / jnp.where(moved, da, 1.0))
+    return jnp.max(jnp.where(moved, ratio, 0.0)) / m
+
+
+def self_term_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
+    """``(m, d, d)``: the self terms ``(1/m) grad^2 E(a_i)`` of one set (``d`` JVPs; a diagnostic:
+    they bound nothing about the policy's density, but a step with ``eps ||grad^2 E|| / m >> 1``
+    overshoots in a finite particle set)."""
+    return _batched_self_jacobians(lambda x: score_fn(x[0])[None], particles[None])[0]
 
 
 def spectral_norm(mats: Array) -> Array:
@@ -294,25 +348,26 @@ def small_det(mats: Array) -> Array:
 
 
 def controlled_step(norm: Array, step_size: float | Array, step_control: StepControl, target_margin: float) -> Array:
-    """The step ``eps`` of one particle set given ``norm = max_i ||d phi_i / d a_i||_2``.
+    """The step ``eps`` of one particle set given ``norm = max_i ||J_i||_F + c`` (:func:`mean_field_norm`,
+    ``c`` from :func:`secant_self_term`).
 
-    * ``"fixed"``: ``eps = step_size`` (the authors' rule; invertible only while
-      ``step_size * norm < 1``).
-    * ``"adaptive"``: ``eps = min(step_size, target_margin / norm)``, so every step's margin
-      ``eps * norm`` is at most ``target_margin < 1``: the map ``a -> a + eps phi(a)`` is then
-      invertible (invertible-ResNet argument) and the closed form is within
-      ``O(target_margin^2)`` of the exact log-det. Near a mode the score and its Jacobian
-      shrink and the step grows back to ``step_size``; on a steep energy it moves each
-      particle by about ``target_margin`` bandwidths per step (``|phi| / ||d phi / d a||`` is
-      of the order of sigma), so transport is measured in bandwidths, not in score units.
+    * ``"fixed"``: ``eps = step_size`` (the authors' rule).
+    * ``"adaptive"``: ``eps = min(step_size, target_margin / norm)``, so every particle's mean-field
+      block has ``||eps J_i||_2 <= ||eps J_i||_F <= target_margin`` (``norm`` also holds the self
+      term's secant estimate, :func:`secant_self_term`, for the finite set's stability): the closed form's first-order
+      error per step is then ``O(target_margin^2)`` (docs/maths/entropy.md). This margin is a local
+      diagnostic (the Jacobian at the particles), not a global invertibility bound; the proven bound
+      is :func:`mean_field_lipschitz_bound`. Near a mode the scores shrink and the step grows back to
+      ``step_size``; on a steep energy it moves each particle by a fraction of a bandwidth per step.
 
-    ``eps`` is held fixed (not differentiated), like the bandwidth: it is a property of the
-    particle set, and the density update uses exactly this ``eps``.
+    The rule is part of the sampler, so ``eps`` is differentiated like everything else: the actor's
+    gradient is that of the sampler whose steps move with the parameters (tested against finite
+    differences). The Frobenius norm is smooth; the kinks are the ``min`` and the ``max`` over particles.
     """
     step = jnp.asarray(step_size, norm.dtype)
     if step_control == "fixed":
         return step
-    return jax.lax.stop_gradient(jnp.minimum(step, target_margin / jnp.maximum(norm, 1e-30)))
+    return jnp.minimum(step, target_margin / jnp.maximum(norm, 1e-30))
 
 
 # ---------------------------------------------------------------------------
@@ -354,8 +409,7 @@ def validate_svgd_args(
             raise ValueError(f"unknown bandwidth rule {bandwidth!r}; expected a float or one of {BANDWIDTH_RULES}")
     elif isinstance(bandwidth, (int, float)) and not (math.isfinite(bandwidth) and bandwidth > 0):
         raise ValueError(f"bandwidth must be finite and > 0; got {bandwidth!r}")
-    if log_density not in LOG_DENSITY_MODES:
-        raise ValueError(f"unknown log_density {log_density!r}; expected one of {LOG_DENSITY_MODES}")
+    canonical_log_density(log_density)
     if normalizer not in NORMALIZERS:
         raise ValueError(f"unknown normalizer {normalizer!r}; expected one of {NORMALIZERS}")
     if step_control not in STEP_CONTROLS:
@@ -365,19 +419,16 @@ def validate_svgd_args(
 
 
 def margin_computed(diagnostics: bool, step_control: str) -> bool:
-    """Whether the sampler computes the full margin of its steps: for diagnostics, or because the
-    adaptive rule needs it."""
+    """Whether the sampler computes the margin of its steps (for diagnostics, or because the adaptive
+    rule needs it; either way from the kernel terms and the scores, no second derivative)."""
     return diagnostics or step_control == "adaptive"
 
 
-def folding_computed(d: int, log_density: str, diagnostics: bool, step_control: str) -> bool:
-    """Whether :attr:`SVGDResult.folded` is defined (not NaN): it needs ``det(I + eps J_i)`` of the
-    full Jacobian, which ``exact`` mode always has, and the margin computation has for
-    ``d <=`` :data:`EXACT_JACOBIAN_MAX_DIM` or when the density mode computes the self term."""
-    if log_density == "exact":
-        return True
-    full = d <= EXACT_JACOBIAN_MAX_DIM or log_density == "closed_form_self"
-    return margin_computed(diagnostics, step_control) and full
+def folding_computed(d: int, log_density: str, diagnostics: bool = True, step_control: str = "fixed") -> bool:
+    """Whether :attr:`SVGDResult.folded` is defined (not NaN): it needs ``det(I + eps J_i)`` of a
+    Jacobian block, which only the log-det and per-particle density modes compute. (``d``,
+    ``diagnostics`` and ``step_control`` no longer matter; kept for callers.)"""
+    return canonical_log_density(log_density) in ("mean_field_logdet", *PER_PARTICLE_MODES)
 
 
 class StepInfo(NamedTuple):
@@ -396,7 +447,7 @@ def svgd_step(
     step_size: float,
     bandwidth: Bandwidth = "mean/2",
     alpha: float = 1.0,
-    log_density: LogDensityMode = "closed_form",
+    log_density: LogDensityMode = "mean_field",
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
     step_control: StepControl = "fixed",
@@ -406,36 +457,35 @@ def svgd_step(
 
     ``delta_log_q`` by mode (all per particle, shape ``(m,)``):
 
-    * ``"closed_form"``: poster formula (first order in eps, ``j != i`` only).
-    * ``"closed_form_self"``: closed form plus the self term ``-(eps/m) tr grad^2 E(a_i)``
-      (exact trace via forward-mode autodiff; ``d`` JVPs of the score).
-    * ``"exact"``: ``-log|det(I + eps d phi_i / d a_i)|`` with the full Jacobian
-      (self term included), others and sigma held fixed.
-    * ``"exact_noself"``: the same with the ``j != i`` Jacobian only (isolates the
-      first-order error of the closed form).
+    * ``"mean_field"`` (default; the poster's closed form): ``-eps tr`` of the mean-field map's
+      Jacobian at ``a_i`` (``j != i`` terms), first order in ``eps``; first derivatives only.
+    * ``"mean_field_logdet"``: ``-log|det(I + eps J_i)|`` of the same ``j != i`` Jacobian (no
+      first-order error; ``d x d`` log-dets).
+    * ``"per_particle"``: ``-log|det(I + eps d phi_i / d a_i)|`` of one particle's own Jacobian
+      block, self term ``(1/m) grad^2 E(a_i)`` included, others and sigma held fixed (``d`` JVPs of
+      the score). Not the policy's density: it is the density of ``a_i`` given the other particles,
+      whose entropy lies below the marginal's (docs/maths/entropy.md; measured far below k-NN).
+    * ``"per_particle_trace"``: its first-order trace (mean field plus ``-(eps/m) tr grad^2 E(a_i)``).
     * ``"none"``: zeros (skip the accounting).
 
-    ``info.margin = eps * max_i ||d phi_i / d a_i||_2`` of the step actually taken, with the FULL
-    per-particle Jacobian (interaction part plus the self term ``(1/m) grad^2 E(a_i)``) in every
-    mode: exact (``d`` JVPs of the score) for ``d <=`` :data:`EXACT_JACOBIAN_MAX_DIM`; above, the
-    triangle bound ``||J_int||_2 + ||J_self||_2`` with the self term's norm by power iteration
-    (:data:`POWER_ITERATIONS` Hessian-vector products). Below 1 the step map is invertible.
-    ``info.folded``: fraction of particles with ``det(I + eps J_i) <= 0`` (a folded map whose
-    log-density is meaningless; possible only at margin >= 1). ``info.step``: the ``eps`` used
-    (see :func:`controlled_step`). Margin and folding are NaN when ``diagnostics=False`` under
-    the fixed rule (the adaptive rule always computes the margin it needs).
+    Earlier names (:data:`LOG_DENSITY_ALIASES`) are accepted.
+
+    ``info.margin = eps * max_i ||J_i||_F`` over the mean-field blocks at the particles (a local
+    diagnostic from first derivatives; :func:`mean_field_lipschitz_bound` is the global bound), NaN
+    when ``diagnostics=False`` under the fixed rule. ``info.folded``: fraction of particles whose
+    Jacobian block has ``det(I + eps J_i) <= 0`` (log-det and per-particle modes; NaN otherwise).
+    ``info.step``: the ``eps`` used (see :func:`controlled_step`).
     """
+    log_density = canonical_log_density(log_density)
     sigma = resolve_bandwidth(particles, bandwidth)
     single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
-    needs_margin = margin_computed(diagnostics, step_control)
-    j_self, self_norm = _self_term(single, particles[None], log_density, needs_margin)
+    j_self = _self_term(single, particles[None], log_density)
     return svgd_update(
         particles,
         scores,
         sigma,
         None if j_self is None else j_self[0],
-        None if self_norm is None else self_norm[0],
         step_size=step_size,
         alpha=alpha,
         log_density=log_density,
@@ -446,19 +496,12 @@ def svgd_step(
     )
 
 
-def _self_term(
-    score_fn: ScoreFn, particles: Array, log_density: str, needs_margin: bool
-) -> tuple[Array | None, Array | None]:
-    """``(j_self, self_norm)`` for a batch ``(B, m, d)``: the self-term Jacobians when the density
-    mode or an exact margin needs them, else (large ``d``, margin only) the power-iteration norm."""
-    if log_density in ("closed_form_self", "exact"):  # the density uses it: keep it differentiable
-        return _batched_self_jacobians(score_fn, particles), None
-    if not needs_margin:
-        return None, None
-    fixed = jax.lax.stop_gradient(particles)  # the margin is a diagnostic / step rule, never differentiated
-    if particles.shape[-1] <= EXACT_JACOBIAN_MAX_DIM:
-        return _batched_self_jacobians(score_fn, fixed), None
-    return None, _self_term_norm_power(score_fn, fixed, POWER_ITERATIONS)
+def _self_term(score_fn: ScoreFn, particles: Array, log_density: str) -> Array | None:
+    """The self-term Jacobians ``(B, m, d, d)`` for a batch ``(B, m, d)`` when the density mode needs
+    them (the per-particle modes), else None: the step rule never does."""
+    if log_density in PER_PARTICLE_MODES:
+        return _batched_self_jacobians(score_fn, particles)
+    return None
 
 
 def svgd_update(
@@ -466,7 +509,7 @@ def svgd_update(
     scores: Array,
     sigma: Array,
     j_self: Array | None,
-    self_norm: Array | None,
+    prev: tuple[Array, Array] | None = None,
     *,
     step_size: float | Array,
     alpha: float,
@@ -476,46 +519,44 @@ def svgd_update(
     step_control: StepControl,
     target_margin: float,
 ) -> tuple[Array, Array, StepInfo]:
-    """The body of :func:`svgd_step` once the scores and the self term are known; same outputs.
-
-    ``j_self``: ``(m, d, d)`` self-term Jacobians ``(1/m) grad s(a_i)``, or None; ``self_norm``:
-    ``(m,)`` their spectral norms (power iteration) when ``j_self`` is not computed, or None.
-    """
+    """The body of :func:`svgd_step` once the scores (and, in the per-particle modes, the self-term
+    Jacobians ``(m, d, d)`` ``(1/m) grad s(a_i)``) are known; same outputs. ``prev``: the previous
+    step's ``(particles, scores)`` for the self term's secant (:func:`secant_self_term`), or None.
+    ``log_density``: a canonical name."""
     m, d = particles.shape
     phi = svgd_direction(particles, scores, sigma, alpha)
     n_norm = m if normalizer == "m" else m - 1
     eye = jnp.eye(d, dtype=particles.dtype)
     nan = jnp.asarray(jnp.nan, particles.dtype)
 
-    needs_margin = margin_computed(diagnostics, step_control)
-    needs_interaction = log_density in ("exact", "exact_noself") or needs_margin
-    j_int = interaction_jacobian(particles, scores, sigma, alpha) if needs_interaction else None
-    j_full = None if j_self is None or j_int is None else j_int + j_self
-
-    norm = nan
-    if needs_margin and j_full is not None:
-        norm = jnp.max(spectral_norm(jax.lax.stop_gradient(j_full)))
-    elif needs_margin:  # large d: triangle bound with the power-iteration norm of the self term
-        norm = jnp.max(spectral_norm(jax.lax.stop_gradient(j_int)) + jax.lax.stop_gradient(self_norm))
+    norm, j_int = nan, None
+    if margin_computed(diagnostics, step_control) or log_density in ("per_particle", "mean_field_logdet"):
+        j_int = interaction_jacobian(particles, scores, sigma, alpha)  # kernel terms and scores only
+    if margin_computed(diagnostics, step_control):
+        norm = mean_field_norm(j_int)
+        if prev is not None:
+            norm = norm + secant_self_term(particles, scores, *prev)
     step = controlled_step(norm, step_size, step_control, target_margin)
 
     folded = nan
-    if log_density == "closed_form":
+    if log_density == "mean_field":
         delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
-    elif log_density == "closed_form_self":
+    elif log_density == "per_particle_trace":
         delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
         delta = delta - step * jnp.trace(j_self, axis1=-2, axis2=-1)
-    elif log_density in ("exact", "exact_noself"):
-        sign, log_abs = jnp.linalg.slogdet(eye + step * (j_full if log_density == "exact" else j_int))
+    elif log_density in ("per_particle", "mean_field_logdet"):
+        sign, log_abs = jnp.linalg.slogdet(eye + step * (j_int + j_self if log_density == "per_particle" else j_int))
         delta = -log_abs
-        if log_density == "exact":  # slogdet drops the sign: a folded step must not pass unflagged
-            folded = jnp.mean((jax.lax.stop_gradient(sign) <= 0).astype(particles.dtype))
+        # slogdet drops the sign: a folded step must not pass unflagged
+        folded = jnp.mean((jax.lax.stop_gradient(sign) <= 0).astype(particles.dtype))
     else:
         delta = jnp.zeros((m,), particles.dtype)
-    if needs_margin and j_full is not None and log_density != "exact":
+    if log_density == "per_particle_trace":
+        j_full = (j_int if j_int is not None else interaction_jacobian(particles, scores, sigma, alpha)) + j_self
         det = small_det(eye + jax.lax.stop_gradient(step * j_full))
         folded = jnp.mean((det <= 0).astype(particles.dtype))
-    return particles + step * phi, delta, StepInfo(sigma, step * norm, step, folded)
+    margin = jax.lax.stop_gradient(step * norm)
+    return particles + step * phi, delta, StepInfo(sigma, margin, jax.lax.stop_gradient(step), folded)
 
 
 def svgd_sample(
@@ -527,7 +568,7 @@ def svgd_sample(
     step_size: float | Array,
     bandwidth: Bandwidth = "mean/2",
     alpha: float = 1.0,
-    log_density: LogDensityMode = "closed_form",
+    log_density: LogDensityMode = "mean_field",
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
     trajectory: bool = False,
@@ -554,7 +595,7 @@ def svgd_sample(
         alpha: temperature multiplying the repulsion (and the density terms).
         log_density: accounting mode, see :func:`svgd_step`.
         normalizer: ``"m"`` (poster) or ``"m-1"`` (authors' code) in the closed form.
-        diagnostics: compute the per-step invertibility margin and folding under the fixed rule.
+        diagnostics: compute the per-step invertibility margin under the fixed rule (cheap).
         trajectory: also return particles and log-densities after every step.
         unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
         step_control: ``"fixed"`` or ``"adaptive"`` (see :func:`controlled_step`).
@@ -592,7 +633,7 @@ def svgd_sample_batched(
     step_size: float | Array,
     bandwidth: Bandwidth = "mean/2",
     alpha: float = 1.0,
-    log_density: LogDensityMode = "closed_form",
+    log_density: LogDensityMode = "mean_field",
     normalizer: Normalizer = "m",
     diagnostics: bool = True,
     trajectory: bool = False,
@@ -615,25 +656,28 @@ def svgd_sample_batched(
     check_batched_shapes(particles, log_q0)
     args = (steps, step_size, bandwidth, alpha, log_density, normalizer, step_control, target_margin)
     validate_svgd_args(particles[0], log_q0[0], *args)
-    needs_margin = margin_computed(diagnostics, step_control)
+    log_density = canonical_log_density(log_density)
     options = dict(alpha=alpha, log_density=log_density, normalizer=normalizer, diagnostics=diagnostics)
     step = functools.partial(svgd_update, step_control=step_control, target_margin=target_margin, **options)
     # Every set has its own particles, scores and bandwidth; the step schedule entry is shared.
-    update = jax.vmap(lambda a, s, sigma, j, n, eps: step(a, s, sigma, j, n, step_size=eps), (0, 0, 0, 0, 0, None))
+    update = jax.vmap(
+        lambda a, s, sigma, j, prev, eps: step(a, s, sigma, j, prev, step_size=eps), (0, 0, 0, 0, 0, None)
+    )
 
     def body(carry, eps):
-        a, log_q = carry
+        a, log_q, prev = carry
         sigma = jax.vmap(lambda x: resolve_bandwidth(x, bandwidth))(a)
         scores = score_fn(a)
-        j_self, self_norm = _self_term(score_fn, a, log_density, needs_margin)
-        a_next, delta, info = update(a, scores, sigma, j_self, self_norm, eps)
+        j_self = _self_term(score_fn, a, log_density)
+        a_next, delta, info = update(a, scores, sigma, j_self, prev, eps)
         log_q_next = log_q + delta
         out = (info, a_next, log_q_next) if trajectory else (info,)
-        return (a_next, log_q_next), out
+        return (a_next, log_q_next, (a, scores)), out
 
     schedule = jnp.broadcast_to(jnp.asarray(step_size, particles.dtype), (steps,))
-    (a_final, log_q_final), outs = jax.lax.scan(
-        body, (particles, log_q0), schedule, length=steps, unroll=max(steps, 1) if unroll else 1
+    first = (particles, jnp.zeros_like(particles))  # no previous step: the secant is 0 on step 0
+    (a_final, log_q_final, _), outs = jax.lax.scan(
+        body, (particles, log_q0, first), schedule, length=steps, unroll=max(steps, 1) if unroll else 1
     )
     per_set = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), outs)  # (L, B, ...) -> (B, L, ...)
     info = per_set[0]

@@ -74,12 +74,14 @@ def test_exact_mode_matches_full_autodiff_log_det():
         jac = jax.jacfwd(lambda x, i=i: _phi_full_autodiff(banana_score, particles, sigma, alpha, i, x))(particles[i])
         expected = -jnp.linalg.slogdet(jnp.eye(3) + eps * jac)[1]
         np.testing.assert_allclose(res.log_q[i], expected, rtol=1e-5, atol=1e-6)
-        # The margin is the spectral norm of the same Jacobian (max over particles).
-    full = [
+    # The margin is eps max_i ||J_i||_F of the mean-field blocks (full Jacobian minus the Hessian / m).
+    hess = jax.vmap(jax.hessian(banana_energy))(particles) / 5
+    blocks = [
         jax.jacfwd(lambda x, i=i: _phi_full_autodiff(banana_score, particles, sigma, alpha, i, x))(particles[i])
+        - hess[i]
         for i in range(5)
     ]
-    expected_margin = eps * max(float(np.linalg.norm(np.asarray(j), 2)) for j in full)
+    expected_margin = eps * max(float(np.linalg.norm(np.asarray(j), "fro")) for j in blocks)
     np.testing.assert_allclose(res.invertibility_margin[0], expected_margin, rtol=1e-5)
 
 
@@ -218,36 +220,6 @@ def _full_jacobians(score_fn, particles, sigma, alpha):
     ]
 
 
-@pytest.mark.parametrize("mode", ["closed_form", "closed_form_self", "exact", "exact_noself", "none"])
-@pytest.mark.parametrize("d", [1, 2, 3, 5])
-def test_margin_is_the_spectral_norm_of_the_full_autodiff_jacobian_in_every_mode(mode, d):
-    particles = _particles(m=6, d=d, seed=11)
-    energy = banana_energy if d >= 2 else (lambda x: -0.5 * jnp.sum(x**2) + 0.4 * jnp.sum(jnp.sin(3 * x)))
-    score = jax.vmap(jax.grad(energy))
-    sigma, alpha, eps = 0.7, 0.4, 0.2
-    res = stein.svgd_sample(score, particles, jnp.zeros(6), steps=1, step_size=eps, bandwidth=sigma, alpha=alpha,
-                            log_density=mode)  # fmt: skip
-    full = _full_jacobians(score, particles, sigma, alpha)
-    expected = eps * max(float(np.linalg.norm(np.asarray(j), 2)) for j in full)
-    np.testing.assert_allclose(res.invertibility_margin[0], expected, rtol=1e-4)
-
-
-def test_power_iteration_bound_above_the_exact_jacobian_dimension():
-    d = stein.EXACT_JACOBIAN_MAX_DIM + 2
-    particles = _particles(m=6, d=d, seed=12)
-    sigma, alpha, eps = 1.5, 0.4, 0.05
-    kw = dict(steps=1, step_size=eps, bandwidth=sigma, alpha=alpha)
-    res = stein.svgd_sample(banana_score, particles, jnp.zeros(6), log_density="closed_form", **kw)
-    full = _full_jacobians(banana_score, particles, sigma, alpha)
-    exact = eps * max(float(np.linalg.norm(np.asarray(j), 2)) for j in full)
-    scores = banana_score(particles)
-    j_int = stein.interaction_jacobian(particles, scores, sigma, alpha)
-    hess = jax.vmap(jax.hessian(banana_energy))(particles) / 6
-    triangle = eps * max(np.linalg.norm(j_int[i], 2) + np.linalg.norm(hess[i], 2) for i in range(6))
-    # The triangle bound with a converged power iteration: above the exact norm, at most the exact triangle bound.
-    assert 0.98 * exact <= float(res.invertibility_margin[0]) <= triangle * (1 + 1e-4)
-
-
 def test_spectral_norm_and_det_closed_forms_match_numpy():
     for d in (1, 2, 3, 4):
         mats = jax.random.normal(jax.random.PRNGKey(d), (50, d, d))
@@ -276,19 +248,24 @@ def test_adaptive_rule_keeps_steep_energies_invertible_converges_and_stays_first
         a0 = 0.5 * jnp.round(a0 / 0.5) + 0.02 * a0
     kw = dict(steps=10, step_size=0.1, alpha=1.0, trajectory=True)
     fixed = stein.svgd_sample(score, a0, jnp.zeros(10), log_density="exact", **kw)
-    # Today's fixed step folds these maps: margin far above 1 and negative determinants.
-    assert float(jnp.max(fixed.invertibility_margin)) > 5.0 and float(jnp.max(fixed.folded)) > 0.5
+    # The authors' fixed step folds these maps: margin far above 1 and negative determinants.
+    assert float(jnp.max(fixed.invertibility_margin)) > 2.0 and float(jnp.max(fixed.folded)) > 0.5
     target = stein.DEFAULT_TARGET_MARGIN
     runs = {
         mode: stein.svgd_sample(score, a0, jnp.zeros(10), log_density=mode, step_control="adaptive", **kw)
-        for mode in ("closed_form_self", "exact")
+        for mode in ("mean_field", "mean_field_logdet", "per_particle")
     }
-    exact, closed = runs["exact"], runs["closed_form_self"]
+    exact, closed = runs["mean_field_logdet"], runs["mean_field"]
     assert float(jnp.max(exact.invertibility_margin)) <= target * (1 + 1e-5)
     assert float(jnp.max(exact.folded)) == 0.0
+    # Measured, not bounded: with the self term's secant in the rule, a finite set's own blocks
+    # (Hessian / m: 6 on the quadratic, up to 79 on the periodic peaks) do not fold either; without
+    # the secant they folded on the periodic peaks and the particles left them (energy 9.9 -> 2.7).
+    assert float(jnp.max(runs["per_particle"].folded)) == 0.0
     # The step never depends on the density mode: both runs move the same particles.
     np.testing.assert_allclose(closed.trajectory, exact.trajectory, rtol=1e-5, atol=1e-6)
-    # Per step, first order: |eps tr A - log det(I + eps A)| <= d mu^2 / 2 + d mu^3 / (3 (1 - mu)) at margin mu.
+    # Per step, first order: |eps tr A - log det(I + eps A)| <= d mu^2 / 2 + d mu^3 / (3 (1 - mu)) at
+    # margin mu >= eps ||A|| (A the mean-field block, bounded by B).
     mu = np.asarray(exact.invertibility_margin)[:, None]
     gap = np.abs(np.diff(np.asarray(closed.log_q_trajectory - exact.log_q_trajectory), axis=0))
     assert np.all(gap <= 2 * mu**2 / 2 + 2 * mu**3 / (3 * (1 - mu)) + 1e-5)
@@ -300,33 +277,12 @@ def test_adaptive_rule_keeps_steep_energies_invertible_converges_and_stays_first
     assert abs(e_adapt - peak) < abs(e_fixed - peak) or name == "quadratic"
 
 
-def test_gradient_through_the_adaptive_sampler_matches_finite_differences_with_its_steps_frozen():
-    """The adaptive step is a property of the particle set held fixed (like the bandwidth): the
-    gradient is that of the sampler replayed with the chosen step schedule."""
-    steep = jax.vmap(jax.grad(lambda x: 20.0 * banana_energy(x)))
-    kw = dict(steps=3, alpha=0.5, bandwidth=0.9)
-
-    def objective(shift, step_size, control):
-        res = stein.svgd_sample(steep, _particles(m=5, d=2, seed=6) + shift, jnp.zeros(5), step_size=step_size,
-                                step_control=control, **kw)  # fmt: skip
-        return stein.stein_entropy(res.log_q) + jnp.sum(res.particles[:, 0]), res.step_size
-
-    with jax.enable_x64(True):
-        shift = jnp.array([0.2, -0.1], dtype=jnp.float64)
-        grad, schedule = jax.grad(lambda x: objective(x, 0.1, "adaptive"), has_aux=True)(shift)
-        assert np.all(np.isfinite(np.asarray(grad))) and np.any(np.asarray(schedule) < 0.1)
-        frozen = lambda x: objective(x, schedule, "fixed")[0]  # noqa: E731
-        h = 1e-6
-        fd = np.array([(frozen(shift + h * e) - frozen(shift - h * e)) / (2 * h) for e in jnp.eye(2)])
-    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
-
-
 def test_folded_steps_are_flagged_in_exact_mode():
     # Steep along one axis only and a huge step: I + eps J has ONE negative eigenvalue, so det < 0
     # (an even number of negative eigenvalues keeps det > 0: the margin >= 1 is the general flag).
     score = jax.vmap(jax.grad(lambda x: -50.0 * x[0] ** 2 - 0.1 * x[1] ** 2))
     a0 = _particles(m=4, d=2, seed=1)
-    for mode in ("exact", "closed_form"):
+    for mode in ("exact", "closed_form_self"):
         res = stein.svgd_sample(score, a0, jnp.zeros(4), steps=1, step_size=1.0, bandwidth=1.0, log_density=mode)
         assert float(res.folded[0]) == 1.0 and float(res.invertibility_margin[0]) > 1.0
     ok = stein.svgd_sample(score, a0, jnp.zeros(4), steps=1, step_size=0.01, bandwidth=1.0, log_density="exact")

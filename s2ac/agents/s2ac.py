@@ -30,7 +30,7 @@ from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig, is_multigoal
 from s2ac.distributions import normal_log_prob, squash, squash_log_det, truncated_normal_sample
 from s2ac.nets import GaussianHead
-from s2ac.stein import BANDWIDTH_RULES, LOG_DENSITY_MODES, NORMALIZERS, STEP_CONTROLS
+from s2ac.stein import BANDWIDTH_RULES, NORMALIZERS, STEP_CONTROLS
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
@@ -73,18 +73,29 @@ class S2ACConfig(AgentConfig):
     """SVGD step size epsilon (authors: 0.1); under the adaptive rule, the largest step allowed."""
     svgd_step_control: Literal["fixed", "adaptive"] = "adaptive"
     """``fixed``: every step is ``svgd_step_size`` (authors). ``adaptive``: each state's step is
-    ``min(svgd_step_size, svgd_target_margin / max_i ||d phi_i/d a_i||_2)`` with the full Jacobian, so
-    every step is an invertible map and the closed-form density holds (``s2ac.stein.controlled_step``).
-    With the fixed step, training margins were 11-27 on multigoal and 1.7-4.8 on Hopper (REFERENCE.md §6)."""
+    ``min(svgd_step_size, svgd_target_margin / max_i ||J_i||_F)``, ``J_i`` the mean-field Jacobian block
+    at particle i from kernel terms and scores (``s2ac.stein.controlled_step``; docs/maths/entropy.md).
+    The actor differentiates through the rule."""
     svgd_target_margin: float = 0.5
-    """Bound the adaptive rule keeps every step's margin ``eps ||d phi/d a||_2`` below (must be < 1)."""
+    """Margin ``eps max_i ||J_i||_F`` the adaptive rule keeps every step below (must be < 1)."""
     log_margin: bool = True
-    """Under the fixed rule, still compute the full margin of the target particles' steps, so every
-    logged entropy comes with its validity (costs ``d`` JVPs per step; the adaptive rule always has it)."""
+    """Under the fixed rule, still log the margin ``eps max_i ||J_i||_F`` of the target particles' steps
+    (cheap: kernel terms and scores; the adaptive rule always has it)."""
     bandwidth: float | Literal["mean/2", "median"] = "mean/2"
     """Kernel bandwidth: a fixed sigma or a per-state, per-step rule (authors: "mean/2")."""
-    log_density: Literal["closed_form", "closed_form_self", "exact", "exact_noself"] = "closed_form"
-    """Density accounting through the SVGD steps (poster: closed form)."""
+    log_density: Literal[
+        "mean_field",
+        "mean_field_logdet",
+        "per_particle",
+        "per_particle_trace",
+        "closed_form",
+        "closed_form_self",
+        "exact",
+        "exact_noself",
+    ] = "mean_field"
+    """Density accounting through the SVGD steps: ``mean_field`` (the poster's closed form, checked against
+    k-NN ground truth), its exact log-det, or one particle's own Jacobian block (``per_particle``; a
+    conditional density, below the truth). Earlier names (``closed_form``, ``exact``, ...) are accepted."""
     normalizer: Literal["m", "m-1"] = "m"
     """Closed-form normaliser: m as in the poster, m - 1 in the authors' code."""
     sampler_alpha: float | None = None
@@ -142,7 +153,7 @@ class S2ACConfig(AgentConfig):
             )
         else:
             finite_positive("bandwidth", self.bandwidth)
-        require(self.log_density in LOG_DENSITY_MODES, f"unknown log_density {self.log_density!r}")
+        stein.canonical_log_density(self.log_density)  # ValueError with close matches; old names accepted
         require(self.normalizer in NORMALIZERS, f"unknown normalizer {self.normalizer!r}")
         require(
             self.svgd_step_control in STEP_CONTROLS,
@@ -170,9 +181,18 @@ PAPER_FIELDS = dict(
 )
 
 
+MULTIGOAL_TARGET_MARGIN = 0.1
+"""Target margin of the multigoal presets (L = 10): on the 3-mode 2-D check target the default
+density's entropy is +0.08 nats from k-NN at 0.1 and +0.55 at 0.5 (``s2ac reproduce entropy-check``;
+docs/maths/entropy.md). With L = 3 (MuJoCo) 0.5 is within 0.13."""
+
+
 def preset_fields(preset: str, env_id: str) -> dict:
-    """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), and the paper behaviour."""
+    """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), the multigoal target margin
+    (:data:`MULTIGOAL_TARGET_MARGIN`), and the paper behaviour."""
     fields: dict = {"svgd_steps": 10 if is_multigoal(env_id) else 3}
+    if is_multigoal(env_id):
+        fields["svgd_target_margin"] = MULTIGOAL_TARGET_MARGIN
     if preset == "paper":
         fields.update(PAPER_FIELDS)
     return fields
@@ -209,7 +229,7 @@ class S2ACAgent(CriticAgent):
     act_modes = PARTICLE_ACT_MODES
     """No ``"mean"``: a particle policy has no mean pass (the mean of the particles need not be a good action)."""
     policy_density = "particles"
-    """``sample_particles(...).log_prob`` is the policy's log-density (closed form or exact, per ``log_density``)."""
+    """``sample_particles(...).log_prob`` is the policy's log-density (per ``log_density``; mean field by default)."""
 
     def __init__(self, config: S2ACConfig, spec: EnvSpec):
         super().__init__(config, spec)

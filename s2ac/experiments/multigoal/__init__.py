@@ -10,8 +10,9 @@ the 4-goal env), :func:`run_multigoal`
    distinct goals reached, return, length, and with the wall the fraction of episodes that hit it
    and still reach a goal (REFERENCE.md §3 "Metrics the paper reports");
 3. estimates the per-state entropy ``-mean log pi`` at the env's six probe states from the agent's
-   own log-density: S²AC through ``sample_particles(...).log_prob`` (closed form, REFERENCE.md §1) and
-   through the exact per-particle log-det (same parameters, ``log_density="exact"``); SAC and SAC-NF
+   own log-density: S²AC through ``sample_particles(...).log_prob`` (mean-field closed form, REFERENCE.md
+   §1) and through the per-particle Jacobian's log-det (same parameters, ``log_density="per_particle"``;
+   a conditional density, not ground truth); SAC and SAC-NF
    through ``sample_action``; SQL has no tractable density. A Kozachenko-Leonenko k-NN entropy of the
    policy's samples is given for every method as a density-free reference;
 4. writes figures, ``summary.json`` and ``report.md`` (mean +- 95% t-interval over seeds).

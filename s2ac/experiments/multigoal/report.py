@@ -52,8 +52,8 @@ def coverage_table(env: dict, goals: int, variant: str, mode: str) -> str:
 
 
 ESTIMATOR_LABELS = {
-    "closed_form": "closed form (poster)",
-    "exact": "exact log-det",
+    "closed_form": "mean-field closed form (poster)",
+    "exact": "per-particle Jacobian (a conditional density, not ground truth)",
     "log_prob": "exact log-density",
     "knn": f"k-NN of samples (k={KNN_K})",
 }

@@ -120,13 +120,15 @@ def _repeat_probes(task: MultiGoalSpec, n: int) -> Array:
 def _density_estimators(run: TrainedRun, task: MultiGoalSpec, draws: int):
     """``(state, key) -> {estimator: (probes,) array}`` of the agent's own log-density (none for SQL).
 
-    S²AC: ``closed_form`` and ``exact`` come from the same particles (same key); the exact log-det needs
-    the config with ``log_density="exact"``, i.e. a second agent over the same parameters.
+    S²AC: ``closed_form`` (the mean-field closed form) and ``exact`` (the per-particle Jacobian's log-det,
+    a conditional density below the truth; keys kept for earlier summaries) come from the same particles
+    (same key); the second needs the config with ``log_density="per_particle"``, a second agent over the
+    same parameters.
     """
     agent, kinds, n_probe = run.agent, entropy_estimators(run.agent), len(task.probe_states)
     if "exact" in kinds:
         rows = -(-draws // run.config.n_particles)  # particle sets per probe: at least ``draws`` particles
-        exact_agent = make_agent(dataclasses.replace(run.config, log_density="exact"), agent.spec)
+        exact_agent = make_agent(dataclasses.replace(run.config, log_density="per_particle"), agent.spec)
         closed_fn, exact_fn = jax.jit(agent.sample_particles), jax.jit(exact_agent.sample_particles)
 
         def particles(state, key) -> dict[str, Array]:
