@@ -195,7 +195,7 @@ class Algorithm:
             params = load_path_or_dict
         else:
             meta, state_bytes = read_model(model_path(load_path_or_dict))
-            params = serialization.msgpack_restore(state_bytes)
+            params = ckpt.upgrade_state_dict(serialization.msgpack_restore(state_bytes), self.state)
         current = self.get_parameters()
         if exact_match and set(params) != set(current):
             raise ValueError(f"parameters have entries {sorted(params)}, the model {sorted(current)}")
@@ -412,7 +412,8 @@ class Algorithm:
                        **{**meta["schedule"], **settings})  # fmt: skip
         model._check_env_spec(meta["env_id"], env)
         try:
-            model.state = serialization.from_bytes(model.state, state_bytes)
+            saved = ckpt.upgrade_state_dict(serialization.msgpack_restore(state_bytes), model.state)
+            model.state = serialization.from_state_dict(model.state, saved)
         except Exception as err:  # msgpack and structure errors come in many types
             raise ckpt.CheckpointError(f"{file}: the saved state does not fit the agent ({err})") from err
         model.counters = LoopCounters(**meta["counters"])

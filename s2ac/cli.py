@@ -23,7 +23,7 @@ import tyro
 
 from s2ac import checkpoint as ckpt
 from s2ac import errors
-from s2ac.agents import ALGOS, make_agent_config
+from s2ac.agents import ALGOS, algo_train_fields, make_agent_config
 from s2ac.config import PRESETS, make_train_config
 
 COMMANDS = {
@@ -91,7 +91,7 @@ def cmd_train(argv: list[str]) -> int:
     argv = [("--help" if arg == "--help-all" else arg) for arg in argv]
     known = _preparse_train(argv)
     agent_default = make_agent_config(known.algo, known.preset, known.env)
-    train_default = make_train_config(known.preset, known.env)
+    train_default = make_train_config(known.preset, known.env, **algo_train_fields(known.algo, known.preset, known.env))
     default = train_command(known.algo, known.preset, known.env, agent_default, train_default, hide_advanced)
     description = f"{cmd_train.__doc__}\n\n{ADVANCED_HELP}" if hide_advanced else cmd_train.__doc__
     args = tyro.cli(type(default), default=default, args=argv, prog="s2ac train", description=description)
