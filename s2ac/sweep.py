@@ -195,7 +195,7 @@ def trial_configs(spec: TrialSpec):
     from s2ac.agents import algo_train_fields, make_agent_config
     from s2ac.config import make_train_config
 
-    overrides = {**algo_train_fields(spec.algo, spec.preset, spec.env_id), **spec.overrides}
+    overrides = {**algo_train_fields(spec.algo, spec.preset, spec.env_id), **dict(spec.overrides)}
     overrides["seed"] = spec.seed
     if spec.total_steps is not None:
         overrides["total_steps"] = spec.total_steps
