@@ -29,6 +29,8 @@ class AgentConfig:
     """Settings shared by every actor-critic agent."""
 
     advanced_fields: ClassVar[tuple[str, ...]] = (
+        "policy_delay",
+        "adam_beta1",
         "renorm_momentum",
         "renorm_epsilon",
         "renorm_r_max",
@@ -63,16 +65,13 @@ class AgentConfig:
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
     critic: str = "twin"
-    """Critic kind (``s2ac.parts.critics``): ``twin`` (two critics and a Polyak target, as in every
-    paper here) or ``crossq`` (batch-renormalised critics, one joint pass over (s, a) and (s', a'), no
-    target network; Bhatt et al. 2024)."""
+    """Critic: ``twin`` (Polyak target) or ``crossq`` (batch renorm, joint pass, no target; Bhatt et al. 2024)."""
     policy_delay: int = 1
     """Update the actor (and a tuned alpha) every this many critic updates (CrossQ, TD3: 3)."""
     adam_beta1: float = 0.9
     """Adam's first-moment decay for every optimiser of the agent (Adam's default 0.9; CrossQ: 0.5)."""
     auto_alpha: bool = False
-    """Tune alpha toward ``target_entropy`` (SAC v2) instead of keeping it fixed; needs a policy with a
-    log-density (SAC, SAC-NF, S²AC's closed form; not SQL). ``alpha`` is the starting value."""
+    """Tune alpha toward ``target_entropy`` (SAC v2; not SQL, which has no density); ``alpha`` starts it."""
     target_entropy: float | None = None
     """Target entropy for automatic alpha; None means -action_dim (SAC v2)."""
     alpha_lr: float = 3e-4

@@ -53,6 +53,8 @@ class S2ACConfig(AgentConfig):
         "remat_score",
         "remat_keep_matmuls",
         "unroll_svgd",
+        "target_entropy",
+        "alpha_lr",
     )
 
     init: Literal["learned", "fixed"] = "learned"
