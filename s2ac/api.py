@@ -27,7 +27,7 @@ import numpy as np
 from flax import serialization
 
 from s2ac import checkpoint as ckpt
-from s2ac.agents import REGISTRY, AlgoSpec, config_class, make_agent
+from s2ac.agents import REGISTRY, AlgoSpec, algo_train_fields, config_class, make_agent
 from s2ac.api_settings import SCHEDULE_FIELDS, resolve_settings
 from s2ac.callbacks import as_callback
 from s2ac.config import AgentConfig, TrainConfig, config_from_dict, config_to_dict, make_train_config
@@ -211,7 +211,8 @@ class Algorithm:
     # -- learning ------------------------------------------------------------------------
     def train_config(self, total_steps: int) -> TrainConfig:
         """The schedule of a run of ``total_steps`` env steps."""
-        return make_train_config(self.preset, self.env_id, total_steps=total_steps, seed=self.seed, **self.schedule)
+        schedule = {**algo_train_fields(self.algo, self.preset, self.env_id), **self.schedule}
+        return make_train_config(self.preset, self.env_id, total_steps=total_steps, seed=self.seed, **schedule)
 
     def _new_trainer(self, total_steps: int, progress: bool, on_step) -> Trainer:
         train = self.train_config(total_steps)

@@ -49,3 +49,12 @@ def test_actor_and_critic_statistics_move_and_acting_is_row_independent():
         if mode == "max":
             np.testing.assert_allclose(single[0], batch_actions[0], rtol=1e-5, atol=1e-6)
         assert np.all(np.abs(batch_actions) <= 1.0)
+
+
+def test_paper_schedule_starts_learning_at_5000_steps_in_the_cli_and_the_api():
+    import s2ac
+    from s2ac.agents import algo_train_fields
+
+    assert algo_train_fields("crossq", "paper", "Hopper-v5") == {"learning_starts": 5000, "random_steps": 5000}
+    assert algo_train_fields("crossq", "quick", "Hopper-v5") == {} == algo_train_fields("sac", "paper", "Hopper-v5")
+    assert s2ac.CrossQ("Pendulum-v1", preset="paper").train_config(10_000).learning_starts == 5000
