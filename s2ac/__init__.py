@@ -1,7 +1,7 @@
 """s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX.
 
 The class API has one class per registered algorithm (:data:`s2ac.agents.REGISTRY`):
-``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``SACNF`` (written out in :mod:`s2ac.api`).
+``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``CrossQ``, ``S2ACCrossQ``, ``SACNF`` (written out in :mod:`s2ac.api`).
 
 ``import s2ac`` is light: the class API (and with it JAX) is imported on first use of one of its
 names, so that the command line answers ``--help`` and argument errors at once.
@@ -15,10 +15,23 @@ from typing import TYPE_CHECKING, Any
 from s2ac import envs as _envs  # noqa: F401  (registers the multigoal ids with Gymnasium; no JAX)
 
 if TYPE_CHECKING:  # what IDEs and type checkers see: the classes written out in s2ac/api.py
-    from s2ac.api import ALGORITHMS, S2AC, SAC, SACNF, SQL, Algorithm, AmortizedS2AC, ModelLogger, Policy, S2ACPhi
+    from s2ac.api import (
+        ALGORITHMS,
+        S2AC,
+        SAC,
+        SACNF,
+        SQL,
+        Algorithm,
+        AmortizedS2AC,
+        CrossQ,
+        ModelLogger,
+        Policy,
+        S2ACCrossQ,
+        S2ACPhi,
+    )
 
 __all__ = ["Algorithm", "ALGORITHMS", "ModelLogger", "Policy", "S2AC", "S2ACPhi", "AmortizedS2AC", "SAC", "SQL"]
-__all__ += ["SACNF"]
+__all__ += ["CrossQ", "S2ACCrossQ", "SACNF"]
 __version__ = "0.1.0"
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from flax import serialization
 
 from s2ac import checkpoint as ckpt
-from s2ac.agents import REGISTRY, AlgoSpec, config_class, make_agent
+from s2ac.agents import REGISTRY, AlgoSpec, algo_train_fields, config_class, make_agent
 from s2ac.api_settings import SCHEDULE_FIELDS, resolve_settings
 from s2ac.callbacks import as_callback
 from s2ac.config import AgentConfig, TrainConfig, config_from_dict, config_to_dict, make_train_config
@@ -207,7 +207,7 @@ class Algorithm:
             params = load_path_or_dict
         else:
             meta, state_bytes = read_model(model_path(load_path_or_dict))
-            params = serialization.msgpack_restore(state_bytes)
+            params = ckpt.upgrade_state_dict(serialization.msgpack_restore(state_bytes), self.state)
         current = self.get_parameters()
         if exact_match and set(params) != set(current):
             raise ValueError(f"parameters have entries {sorted(params)}, the model {sorted(current)}")
@@ -223,7 +223,8 @@ class Algorithm:
     # -- learning ------------------------------------------------------------------------
     def train_config(self, total_steps: int) -> TrainConfig:
         """The schedule of a run of ``total_steps`` env steps."""
-        return make_train_config(self.preset, self.env_id, total_steps=total_steps, seed=self.seed, **self.schedule)
+        schedule = {**algo_train_fields(self.algo, self.preset, self.env_id), **self.schedule}
+        return make_train_config(self.preset, self.env_id, total_steps=total_steps, seed=self.seed, **schedule)
 
     def _new_trainer(self, total_steps: int, progress: bool, on_step) -> Trainer:
         train = self.train_config(total_steps)
@@ -438,7 +439,8 @@ class Algorithm:
                        **{**meta["schedule"], **settings})  # fmt: skip
         model._check_env_spec(meta["env_id"], env)
         try:
-            model.state = serialization.from_bytes(model.state, state_bytes)
+            saved = ckpt.upgrade_state_dict(serialization.msgpack_restore(state_bytes), model.state)
+            model.state = serialization.from_state_dict(model.state, saved)
         except Exception as err:  # msgpack and structure errors come in many types
             raise ckpt.CheckpointError(f"{file}: the saved state does not fit the agent ({err})") from err
         model.counters = LoopCounters(**meta["counters"])
@@ -561,7 +563,19 @@ class SACNF(Algorithm):
     algo = "sac-nf"
 
 
-WRITTEN_OUT: tuple[type[Algorithm], ...] = (S2AC, S2ACPhi, AmortizedS2AC, SAC, SQL, SACNF)
+class CrossQ(Algorithm):
+    """CrossQ: SAC's actor on batch-renormalised critics without a target network (Bhatt et al. 2024)."""
+
+    algo = "crossq"
+
+
+class S2ACCrossQ(Algorithm):
+    """S²AC(phi,theta) on CrossQ's critic: batch renorm, joint pass, no target network."""
+
+    algo = "s2ac-crossq"
+
+
+WRITTEN_OUT: tuple[type[Algorithm], ...] = (S2AC, S2ACPhi, AmortizedS2AC, SAC, SQL, CrossQ, S2ACCrossQ, SACNF)
 """The classes above; a registered algorithm without one still gets a class at run time
 (:func:`_api_class`), and the test of the class API names it as missing here."""
 
@@ -589,6 +603,8 @@ __all__ = [
     "AmortizedS2AC",
     "SAC",
     "SQL",
+    "CrossQ",
+    "S2ACCrossQ",
     "SACNF",
 ]
 globals()["__all__"] = [*__all__, *(name for name in API_CLASSES if name not in __all__)]  # any not written out

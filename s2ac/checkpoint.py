@@ -231,8 +231,14 @@ LEGACY_STATE_KEYS: dict[str, str] = {"actor_params": "init_params", "actor_opt":
 where the template has the new field and not the old one (SQL and SAC keep ``actor_*``)."""
 
 
+ADDED_STATE_KEYS: tuple[str, ...] = ("log_alpha", "alpha_opt")
+"""Top-level agent-state fields added since earlier versions: S²AC's temperature. A checkpoint without
+them takes the template's (a fresh state's ``log(alpha)``, which is what a fixed alpha means)."""
+
+
 def upgrade_state_dict(state_dict: dict, template: Any) -> dict:
-    """``state_dict`` with the :data:`LEGACY_STATE_KEYS` renamed where ``template`` expects the new names."""
+    """``state_dict`` with the :data:`LEGACY_STATE_KEYS` renamed where ``template`` expects the new names,
+    and the :data:`ADDED_STATE_KEYS` it lacks taken from ``template``."""
     expected = serialization.to_state_dict(template)
     if not isinstance(state_dict, dict) or not isinstance(expected, dict):
         return state_dict
@@ -240,6 +246,9 @@ def upgrade_state_dict(state_dict: dict, template: Any) -> dict:
     for old, new in LEGACY_STATE_KEYS.items():
         if old in upgraded and new not in upgraded and new in expected and old not in expected:
             upgraded[new] = upgraded.pop(old)
+    for name in ADDED_STATE_KEYS:
+        if name in expected and name not in upgraded:
+            upgraded[name] = expected[name]
     return upgraded
 
 

@@ -118,7 +118,7 @@ def cmd_train(argv: list[str]) -> int:
     """Train an agent: ``s2ac train --algo ALGO --env ID --preset P --total-steps N --seed S --out DIR``."""
     known = _preparse_train(argv)  # unknown names are answered before the heavy imports
     from s2ac import checkpoint as ckpt
-    from s2ac.agents import make_agent_config
+    from s2ac.agents import algo_train_fields, make_agent_config
     from s2ac.cli_options import ADVANCED_HELP, train_command, train_configs
     from s2ac.config import make_train_config
     from s2ac.loop import Trainer
@@ -133,7 +133,7 @@ def cmd_train(argv: list[str]) -> int:
     hide_advanced = "--help-all" not in argv and bool({"-h", "--help"} & set(argv))
     argv = [("--help" if arg == "--help-all" else arg) for arg in argv]
     agent_default = make_agent_config(known.algo, known.preset, known.env)
-    train_default = make_train_config(known.preset, known.env)
+    train_default = make_train_config(known.preset, known.env, **algo_train_fields(known.algo, known.preset, known.env))
     default = train_command(known.algo, known.preset, known.env, agent_default, train_default, hide_advanced)
     description = f"{cmd_train.__doc__}\n\n{ADVANCED_HELP}" if hide_advanced else cmd_train.__doc__
     args = tyro.cli(type(default), default=default, args=argv, prog="s2ac train", description=description)

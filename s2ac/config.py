@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from s2ac.checks import finite_positive, non_negative_int, positive_int, require
 from s2ac.nets import ACTIVATIONS, Activation
+from s2ac.parts.critics import check_critic
 
 PRESETS: tuple[str, ...] = ("paper", "corrected", "quick")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "linear")
@@ -36,7 +37,17 @@ lacks one ran with that default (so it still resumes and loads)."""
 class AgentConfig:
     """Settings shared by every actor-critic agent."""
 
-    advanced_fields: ClassVar[tuple[str, ...]] = ("lr_schedule", "lr_schedule_updates")
+    advanced_fields: ClassVar[tuple[str, ...]] = (
+        "lr_schedule",
+        "lr_schedule_updates",
+        "policy_delay",
+        "adam_beta1",
+        "renorm_momentum",
+        "renorm_epsilon",
+        "renorm_r_max",
+        "renorm_d_max",
+        "renorm_warmup_steps",
+    )
     """Fields that are implementation switches or method variants the presets set, rather than the
     usual tuning knobs: ``s2ac train --help`` lists them last, under "advanced options". Each config
     class names its own; :func:`advanced_fields` collects them over the class's bases."""
@@ -69,6 +80,28 @@ class AgentConfig:
     reward_scale: float = 1.0
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
+    critic: str = "twin"
+    """Critic: ``twin`` (Polyak target) or ``crossq`` (batch renorm, joint pass, no target; Bhatt et al. 2024)."""
+    policy_delay: int = 1
+    """Update the actor (and a tuned alpha) every this many critic updates (CrossQ, TD3: 3)."""
+    adam_beta1: float = 0.9
+    """Adam's first-moment decay for every optimiser of the agent (Adam's default 0.9; CrossQ: 0.5)."""
+    auto_alpha: bool = False
+    """Tune alpha toward ``target_entropy`` (SAC v2; not SQL, which has no density); ``alpha`` starts it."""
+    target_entropy: float | None = None
+    """Target entropy for automatic alpha; None means -action_dim (SAC v2)."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log alpha (SAC v2: 3e-4)."""
+    renorm_momentum: float = 0.99
+    """Batch renorm (``crossq`` critic, batch-renormalised actor): running-statistics momentum (CrossQ: 0.99)."""
+    renorm_epsilon: float = 1e-3
+    """Batch renorm: variance offset epsilon (CrossQ: 1e-3)."""
+    renorm_r_max: float = 3.0
+    """Batch renorm: clip of the scale correction r to [1/r_max, r_max] (CrossQ: 3)."""
+    renorm_d_max: float = 5.0
+    """Batch renorm: clip of the shift correction d to [-d_max, d_max] (CrossQ: 5)."""
+    renorm_warmup_steps: int = 100_000
+    """Batch renorm: training calls with r = 1, d = 0 (plain batch norm) before renormalising (CrossQ: 100k)."""
 
     @property
     def deterministic_mode(self) -> str:
@@ -89,6 +122,21 @@ class AgentConfig:
             f"unknown lr_schedule {self.lr_schedule!r}; expected one of {LR_SCHEDULES}",
         )
         non_negative_int("lr_schedule_updates", self.lr_schedule_updates)
+        check_critic(self.critic)
+        positive_int("policy_delay", self.policy_delay)
+        require(0.0 <= self.adam_beta1 < 1.0, f"adam_beta1 must be in [0, 1); got {self.adam_beta1!r}")
+        finite_positive("alpha_lr", self.alpha_lr)
+        if self.target_entropy is not None:
+            require(math.isfinite(self.target_entropy), f"target_entropy must be finite; got {self.target_entropy!r}")
+        require(0.0 <= self.renorm_momentum < 1.0, f"renorm_momentum must be in [0, 1); got {self.renorm_momentum!r}")
+        finite_positive("renorm_epsilon", self.renorm_epsilon)
+        require(self.renorm_r_max >= 1.0, f"renorm_r_max must be >= 1; got {self.renorm_r_max!r}")
+        require(self.renorm_d_max >= 0.0, f"renorm_d_max must be >= 0; got {self.renorm_d_max!r}")
+        non_negative_int("renorm_warmup_steps", self.renorm_warmup_steps)
+        require(
+            self.critic != "crossq" or self.batch_size >= 2,
+            f"critic='crossq' normalises by batch statistics, which need batch_size >= 2; got {self.batch_size}",
+        )
         for name in ("critic_hidden", "actor_hidden"):
             widths = getattr(self, name)
             require(

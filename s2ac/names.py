@@ -14,6 +14,8 @@ ALGO_CLASSES: dict[str, str] = {
     "s2ac-amortized": "AmortizedS2AC",
     "sac": "SAC",
     "sql": "SQL",
+    "crossq": "CrossQ",
+    "s2ac-crossq": "S2ACCrossQ",
     "sac-nf": "SACNF",
 }
 """``--algo`` name -> class-API class name, in registry order."""

@@ -7,7 +7,7 @@ i.e. SB3's ``lr0 * progress_remaining`` with progress counted in updates; when `
 filled from the run's schedule (:func:`run_updates`). The step count lives in the optimiser state
 (optax's ``scale_by_schedule``), which every checkpoint holds, so a resumed run continues exactly.
 
-The agents build their optimisers with :func:`s2ac.agents.common.adam`, which asks
+The agents build their optimisers with :func:`s2ac.parts.base.adam`, which asks
 :func:`learning_rate` for the rate while :func:`building` names the agent's config.
 """
 

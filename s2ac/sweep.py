@@ -193,10 +193,10 @@ def trial_specs(cfg: SweepConfig) -> list[TrialSpec]:
 
 def trial_configs(spec: TrialSpec):
     """``(agent_config, train_config)`` of a trial; resuming needs exactly these again."""
-    from s2ac.agents import make_agent_config
+    from s2ac.agents import algo_train_fields, make_agent_config
     from s2ac.config import make_train_config
 
-    overrides = dict(spec.overrides)
+    overrides = {**algo_train_fields(spec.algo, spec.preset, spec.env_id), **dict(spec.overrides)}
     overrides["seed"] = spec.seed
     if spec.total_steps is not None:
         overrides["total_steps"] = spec.total_steps

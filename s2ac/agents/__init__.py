@@ -22,7 +22,7 @@ from types import MappingProxyType, ModuleType
 from s2ac import schedules
 from s2ac.agents.common import Agent
 from s2ac.config import AgentConfig, check_preset, shared_preset_fields
-from s2ac.extras import require_extra
+from s2ac.extras import MissingExtraError, require_extra
 from s2ac.types import Batch, EnvSpec
 
 
@@ -121,6 +121,26 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)",
             ),
             _spec(
+                "crossq",
+                "crossq",
+                "SACConfig",
+                "SACAgent",
+                "CrossQ",
+                "CrossQ: SAC's actor on batch-renormalised critics without a target network (Bhatt et al. 2024)",
+                critic="crossq",
+                actor_renorm=True,
+            ),
+            _spec(
+                "s2ac-crossq",
+                "s2ac",
+                "S2ACConfig",
+                "S2ACAgent",
+                "S2ACCrossQ",
+                "S²AC(phi,theta) on CrossQ's critic: batch renorm, joint pass, no target network",
+                init="learned",
+                critic="crossq",
+            ),
+            _spec(
                 "sac-nf",
                 "sac_nf",
                 "SACNFConfig",
@@ -167,6 +187,13 @@ def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
     return config
 
 
+def algo_train_fields(algo: str, preset: str, env_id: str) -> dict:
+    """Schedule fields the algorithm's module sets under ``preset`` (its optional
+    ``train_preset_fields`` hook; CrossQ's ``paper`` preset starts learning at 5000 steps)."""
+    hook = getattr(algo_spec(algo).load(), "train_preset_fields", None)
+    return hook(preset, env_id) if hook is not None else {}
+
+
 def _spec_of_config(config: AgentConfig) -> AlgoSpec:
     # The most derived registered config type wins (AmortizedS2ACConfig subclasses S2ACConfig).
     for cls in type(config).__mro__:
@@ -183,13 +210,23 @@ def make_agent(config: AgentConfig, spec: EnvSpec) -> Agent:
         return _spec_of_config(config).agent_class(config, spec)
 
 
+def _runs_config_class(candidate: AlgoSpec, cls: type) -> bool:
+    try:
+        return candidate.config_class is cls
+    except MissingExtraError:  # its module cannot be imported here, so it did not make this config
+        return False
+
+
 def algo_of_config(config: AgentConfig) -> str:
     """A registered name whose agent runs ``config`` (S²AC(phi) and S²AC(phi,theta) share a config
     class; ``init`` tells them apart)."""
     spec = _spec_of_config(config)
-    for candidate in REGISTRY.values():
-        same_class = candidate.config_name == spec.config_name and candidate.module == spec.module
-        if same_class and all(getattr(config, k, None) == v for k, v in candidate.fixed_fields.items()):
+    # The most specific match wins (S²AC on CrossQ's critic pins init and critic, S²AC only init).
+    candidates = sorted(REGISTRY.values(), key=lambda c: -len(c.fixed_fields))
+    for candidate in candidates:
+        if _runs_config_class(candidate, type(config)) and all(
+            getattr(config, k, None) == v for k, v in candidate.fixed_fields.items()
+        ):
             return candidate.name
     return spec.name
 
@@ -203,6 +240,7 @@ __all__ = [
     "EnvSpec",
     "algo_of_config",
     "algo_spec",
+    "algo_train_fields",
     "config_class",
     "make_agent",
     "make_agent_config",

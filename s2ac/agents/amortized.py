@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from s2ac import stein
 from s2ac.agents import s2ac as s2ac_agent
-from s2ac.agents.common import adam, apply_gradients, check_act_mode, pick_action
+from s2ac.agents.common import apply_gradients, check_act_mode, pick_action
 from s2ac.agents.s2ac import S2ACAgent, S2ACConfig, S2ACState
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import quick_width
@@ -142,7 +142,7 @@ class AmortizedS2ACAgent(S2ACAgent):
         super().__init__(config, spec)
         self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
         self.amortizer = AmortizedSampler(config.amortizer_hidden, spec.act_dim, config.activation)
-        self.amortizer_tx = adam(config.amortizer_lr)
+        self.amortizer_tx = self.adam(config.amortizer_lr)
         self.mmd_scales = jnp.asarray(config.mmd_bandwidth_scales, jnp.float32)
 
     def init(self, key: Array) -> AmortizedS2ACState:
@@ -183,7 +183,7 @@ class AmortizedS2ACAgent(S2ACAgent):
         n = self.config.effective_n_act_candidates
         actions = squash(self.amortized_u(state.amortizer_params, obs, k_sample, n), self.box)
         q = self.min_q(state.critic_params, obs, actions)
-        return pick_action(actions, q, k_pick, mode, self.config.alpha)
+        return pick_action(actions, q, k_pick, mode, self.temperatures(state)[0])
 
     # -- update ---------------------------------------------------------------------------
     def _update(self, state: AmortizedS2ACState, batch: Batch) -> tuple[AmortizedS2ACState, Metrics]:
@@ -191,7 +191,13 @@ class AmortizedS2ACAgent(S2ACAgent):
         state, metrics = super()._update(state, batch)  # counts the trace
         key, k_particles, k_noise = jax.random.split(state.key, 3)
         particles = jax.lax.stop_gradient(
-            self.sample_particles(state.init_params, state.critic_params, batch.obs, k_particles)
+            self.sample_particles(
+                state.init_params,
+                state.critic_params,
+                batch.obs,
+                k_particles,
+                sampler_alpha=self.temperatures(state)[1],
+            )
         )
         (loss, info), grads = jax.value_and_grad(self.amortizer_loss, has_aux=True)(
             state.amortizer_params, batch.obs, particles.u, k_noise

@@ -11,11 +11,10 @@ from typing import Any, Protocol
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from s2ac import schedules
 from s2ac.distributions import ActionBox, squash, squash_log_det
-from s2ac.nets import CriticEnsemble
+from s2ac.parts.base import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.parts.critics import NextActions, broadcast_obs, make_critic
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
@@ -54,21 +53,6 @@ WORST_CASE_METRICS = ("invertibility_margin", "actor_invertibility_margin")
 """Update metrics reduced by their maximum over a round's updates (see :func:`scan_updates`)."""
 
 
-def polyak(target: Any, online: Any, tau: float) -> Any:
-    """``target <- (1 - tau) target + tau online`` (soft target update)."""
-    return optax.incremental_update(online, target, tau)
-
-
-def soft_bellman_target(reward: Array, terminated: Array, gamma: float, next_soft_value: Array) -> Array:
-    """``y = r + gamma (1 - terminated) V_soft(s')``; truncation is not terminal (REFERENCE.md §1)."""
-    return reward + gamma * (1.0 - terminated) * next_soft_value
-
-
-def twin_critic_loss(q_values: Array, target: Array) -> Array:
-    """``sum_k 0.5 * mean_b (Q_k(s_b, a_b) - y_b)^2`` for ``q_values`` of shape ``(n_critics, B)``."""
-    return 0.5 * jnp.sum(jnp.mean((q_values - jax.lax.stop_gradient(target)[None]) ** 2, axis=-1))
-
-
 def scan_updates(update: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callable[[Any, Batch], tuple[Any, Metrics]]:
     """Many gradient steps in one compiled call: ``batches`` has a leading ``(n_updates,)`` axis.
 
@@ -82,18 +66,6 @@ def scan_updates(update: Callable[[Any, Batch], tuple[Any, Metrics]]) -> Callabl
         return state, {k: (jnp.max if k in WORST_CASE_METRICS else jnp.mean)(v, axis=0) for k, v in metrics.items()}
 
     return run
-
-
-def apply_gradients(tx: optax.GradientTransformation, params: Any, opt_state: Any, grads: Any) -> tuple[Any, Any]:
-    """One optimiser step: returns ``(new_params, new_opt_state)``."""
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
-def adam(learning_rate: float) -> optax.GradientTransformation:
-    """Adam as used by every agent here (authors: Adam, lr 1e-3), at the rate's schedule
-    (:mod:`s2ac.schedules`: constant, or linear to 0 when the agent's config says so)."""
-    return optax.adam(schedules.learning_rate(learning_rate))
 
 
 def check_act_mode(mode: str, modes: tuple[str, ...]) -> None:
@@ -122,7 +94,8 @@ def pick_action(actions: Array, q: Array, key: Array, mode: str, alpha: float) -
 
 @flax.struct.dataclass
 class CriticState:
-    """The state every agent has: twin critics, their Polyak target and optimiser, PRNG key, counter.
+    """The state every agent has: the critics, their target (``None`` for a critic without one, such as
+    ``crossq``) and optimiser, PRNG key, counter.
 
     Agents subclass it with their policy's fields (flax serialises fields by name, so the order is free).
     """
@@ -143,10 +116,12 @@ class ActorCriticState(CriticState):
 
 
 class CriticAgent:
-    """Base of the agents: twin critics ``Q_k(s, a)`` with a Polyak target, trained on a soft Bellman target.
+    """Base of the agents: the critic part named by ``config.critic`` (:mod:`s2ac.parts.critics`),
+    trained on a soft Bellman target from the policy's :class:`~s2ac.parts.critics.NextActions`.
 
     Subclasses set :attr:`state_class`, implement ``init_policy(key) -> dict`` (their state fields),
-    ``_update`` and ``_act``, and call ``super().__init__`` first.
+    ``_update`` and ``_act``, and call ``super().__init__`` first. The policy sees the critic only
+    through :meth:`q` (evaluation mode: running statistics for a batch-renormalised critic).
     """
 
     state_class: type[CriticState] = CriticState
@@ -157,8 +132,10 @@ class CriticAgent:
         config.validate()
         self.config, self.spec = config, spec
         self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
-        self.critic = CriticEnsemble(config.critic_hidden, config.activation)
-        self.critic_tx = adam(config.critic_lr)
+        self.critic_part = make_critic(config)
+        self.critic = self.critic_part.net
+        """The critic network; ``critic.apply(critic_params, obs, action)`` is Q in evaluation mode."""
+        self.critic_tx = self.critic_part.tx
         self.trace_count = 0
         self.update = jax.jit(self._update)
         self.act = jax.jit(self._act, static_argnames="mode")
@@ -169,6 +146,10 @@ class CriticAgent:
     def _act(self, state: Any, obs: Array, key: Array, mode: str = "random") -> Array:
         raise NotImplementedError
 
+    def adam(self, learning_rate: float):
+        """Adam with the config's ``adam_beta1`` (every optimiser of the agent)."""
+        return adam(learning_rate, self.config.adam_beta1)
+
     def init_policy(self, key: Array) -> dict:
         """The policy's state fields (none here)."""
         return {}
@@ -176,33 +157,36 @@ class CriticAgent:
     def init(self, key: Array) -> Any:
         """Critic and target from one key, the policy's fields (:meth:`init_policy`) from a second."""
         k_critic, k_policy, key = jax.random.split(key, 3)
-        obs = jnp.zeros((1, self.spec.obs_dim))
-        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.spec.act_dim)))
+        critic_params, critic_target, critic_opt = self.critic_part.init(k_critic, self.spec.obs_dim, self.spec.act_dim)
         return self.state_class(
             critic_params=critic_params,
-            critic_target=critic_params,
-            critic_opt=self.critic_tx.init(critic_params),
+            critic_target=critic_target,
+            critic_opt=critic_opt,
             key=key,
             step=jnp.zeros((), jnp.int32),
             **self.init_policy(k_policy),
         )
 
+    def q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
+        """``Q_k(s, a)`` of every critic in evaluation mode: shape ``(n_critics, *batch)``."""
+        return self.critic_part.q(critic_params, obs, actions)
+
     def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
         """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, n, d)`` at ``obs`` ``(B, o)``: shape ``(B, n)``."""
-        obs_rep = jnp.broadcast_to(obs[:, None, :], actions.shape[:2] + obs.shape[-1:])
-        return jnp.min(self.critic.apply(critic_params, obs_rep, actions), axis=0)
+        return jnp.min(self.q(critic_params, broadcast_obs(obs, actions), actions), axis=0)
 
     def critic_energy(self, critic_params: Any, obs: Array, u: Array, squashed: bool, alpha: float) -> Array:
         """SVGD energy ``alpha log p`` of points ``u`` (..., n, d) at states ``obs`` (..., o): shape (..., n).
 
         ``squashed``: ``min_k Q_k(s, squash(u)) + alpha log|det d squash/du|``, i.e. ``alpha`` times the log
         of the push-forward target ``exp(Q/alpha) |squash'(u)|`` on the pre-squash ``u`` (REFERENCE.md §1
-        "Squashing"); otherwise ``min_k Q_k(s, u)`` at ``u`` taken as an action.
+        "Squashing"); otherwise ``min_k Q_k(s, u)`` at ``u`` taken as an action. Q is evaluated in
+        evaluation mode (see :meth:`q`).
         """
         obs_rep = jnp.broadcast_to(obs[..., None, :], (*u.shape[:-1], obs.shape[-1]))
         if not squashed:
-            return jnp.min(self.critic.apply(critic_params, obs_rep, u), axis=0)
-        q = jnp.min(self.critic.apply(critic_params, obs_rep, squash(u, self.box)), axis=0)
+            return jnp.min(self.q(critic_params, obs_rep, u), axis=0)
+        q = jnp.min(self.q(critic_params, obs_rep, squash(u, self.box)), axis=0)
         return q + alpha * squash_log_det(u, self.box)
 
     def bellman_target(self, batch: Batch, next_soft_value: Array) -> Array:
@@ -210,24 +194,38 @@ class CriticAgent:
         cfg = self.config
         return soft_bellman_target(cfg.reward_scale * batch.reward, batch.terminated, cfg.gamma, next_soft_value)
 
-    def critic_loss(self, critic_params: Any, batch: Batch, target: Array) -> tuple[Array, Metrics]:
-        """:func:`twin_critic_loss` of ``Q_k(s, a)`` against the (fixed) target ``y``."""
-        q = self.critic.apply(critic_params, batch.obs, batch.action)
-        return twin_critic_loss(q, target), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
-
-    def critic_step(self, state: CriticState, batch: Batch, target: Array) -> tuple[Any, Any, Metrics]:
-        """One Adam step on :meth:`critic_loss`: ``(critic_params, critic_opt, metrics)``."""
-        (loss, info), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(state.critic_params, batch, target)
-        critic_params, critic_opt = apply_gradients(self.critic_tx, state.critic_params, state.critic_opt, grads)
-        return critic_params, critic_opt, {"critic_loss": loss, **info}
+    def critic_step(self, state: CriticState, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
+        """One step of the critic part on the bootstrap from ``next``: ``(critic_params, critic_opt, metrics)``."""
+        return self.critic_part.step(state.critic_params, state.critic_target, state.critic_opt, batch, next)
 
     def advance(self, state: CriticState, critic_params: Any, critic_opt: Any, key: Array, **fields: Any) -> Any:
-        """The next state: new critic, Polyak-averaged target, new key, ``step + 1`` and the policy's ``fields``."""
+        """The next state: new critic, its target after the part's ``after_step`` (Polyak or nothing),
+        new key, ``step + 1`` and the policy's ``fields``."""
         return state.replace(
             critic_params=critic_params,
-            critic_target=polyak(state.critic_target, critic_params, self.config.tau),
+            critic_target=self.critic_part.after_step(state.critic_target, critic_params),
             critic_opt=critic_opt,
             key=key,
             step=state.step + 1,
             **fields,
         )
+
+
+__all__ = [
+    "ACT_MODES",
+    "PARTICLE_ACT_MODES",
+    "POLICY_DENSITIES",
+    "WORST_CASE_METRICS",
+    "ActorCriticState",
+    "Agent",
+    "CriticAgent",
+    "CriticState",
+    "adam",
+    "apply_gradients",
+    "check_act_mode",
+    "pick_action",
+    "polyak",
+    "scan_updates",
+    "soft_bellman_target",
+    "twin_critic_loss",
+]

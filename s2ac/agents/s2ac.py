@@ -21,7 +21,6 @@ from s2ac.agents.common import (
     PARTICLE_ACT_MODES,
     CriticAgent,
     CriticState,
-    adam,
     apply_gradients,
     check_act_mode,
     pick_action,
@@ -30,6 +29,9 @@ from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig, is_multigoal
 from s2ac.distributions import normal_log_prob, squash, squash_log_det, truncated_normal_sample
 from s2ac.nets import GaussianHead
+from s2ac.parts.base import every
+from s2ac.parts.critics import density_next
+from s2ac.parts.temperature import Temperature
 from s2ac.stein import BANDWIDTH_RULES, NORMALIZERS, STEP_CONTROLS
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
@@ -51,6 +53,8 @@ class S2ACConfig(AgentConfig):
         "remat_score",
         "remat_keep_matmuls",
         "unroll_svgd",
+        "target_entropy",
+        "alpha_lr",
     )
 
     init: Literal["learned", "fixed"] = "learned"
@@ -129,6 +133,11 @@ class S2ACConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
+        require(
+            not (self.critic == "crossq" and self.activation == "relu" and self.init == "learned"),
+            "critic='crossq' with activation='relu' under S²AC(phi,theta): the q0 gradient runs through the "
+            "SVGD steps, which need grad^2_a Q, and a ReLU critic's is zero; use activation='elu'",
+        )
         positive_int("n_particles", self.n_particles)
         require(self.n_particles >= 2, f"n_particles must be >= 2 for SVGD; got {self.n_particles}")
         require(
@@ -203,11 +212,17 @@ class S2ACState(CriticState):
     """Flat training state: :class:`~s2ac.agents.common.CriticState` plus the q0 (initial-distribution)
     network ``init_params`` and its optimiser state ``init_opt``, both ``None`` for S²AC(phi).
 
-    (Named ``actor_params`` / ``actor_opt`` before; :func:`s2ac.checkpoint.load_agent_state` maps them.)
+    ``log_alpha`` / ``alpha_opt``: the temperature (:mod:`s2ac.parts.temperature`); with a fixed alpha
+    they stay at ``log(alpha)`` and the update reads ``alpha`` from the config.
+
+    (Named ``actor_params`` / ``actor_opt`` before; :func:`s2ac.checkpoint.load_agent_state` maps them,
+    and fills the temperature fields of a checkpoint written before they existed.)
     """
 
     init_params: Any
     init_opt: Any
+    log_alpha: Array
+    alpha_opt: Any
 
 
 class Particles(NamedTuple):
@@ -242,7 +257,8 @@ class S2ACAgent(CriticAgent):
             math.log(config.init_std_min),
             math.log(config.init_std_max),
         )
-        self.init_tx = adam(config.actor_lr)
+        self.init_tx = self.adam(config.actor_lr)
+        self.temperature = Temperature.from_config(config, spec.act_dim)
         self.sample = jax.jit(self.sample_particles)
 
     @property
@@ -258,10 +274,20 @@ class S2ACAgent(CriticAgent):
     # -- initialisation -----------------------------------------------------------
     def init_policy(self, key: Array) -> dict:
         """The learned q0 network and its optimiser state (``None`` for the fixed q0 of S²AC(phi))."""
+        log_alpha, alpha_opt = self.temperature.init()
+        fields = {"log_alpha": log_alpha, "alpha_opt": alpha_opt}
         if not self.learned_init:
-            return {"init_params": None, "init_opt": None}
+            return {"init_params": None, "init_opt": None, **fields}
         init_params = self.init_net.init(key, jnp.zeros((1, self.spec.obs_dim)))
-        return {"init_params": init_params, "init_opt": self.init_tx.init(init_params)}
+        return {"init_params": init_params, "init_opt": self.init_tx.init(init_params), **fields}
+
+    def temperatures(self, state: S2ACState) -> tuple[Any, Any]:
+        """``(alpha, sampler alpha)``: the config's floats with a fixed alpha; with a tuned one,
+        ``exp(log_alpha)`` (no gradient) and the sampler's own ``sampler_alpha`` if set."""
+        if not self.temperature.tuned:
+            return self.config.alpha, self.sampler_alpha
+        alpha = jax.lax.stop_gradient(jnp.exp(state.log_alpha))
+        return alpha, alpha if self.config.sampler_alpha is None else self.config.sampler_alpha
 
     # -- sampler --------------------------------------------------------------
     def initial_particles(self, init_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
@@ -279,7 +305,7 @@ class S2ACAgent(CriticAgent):
             log_q0 = normal_log_prob(u0, mean, std)
         return u0, log_q0
 
-    def energy(self, critic_params: Any, obs: Array, u: Array) -> Array:
+    def energy(self, critic_params: Any, obs: Array, u: Array, sampler_alpha: Any = None) -> Array:
         """Energy whose gradient drives SVGD: ``u`` of shape ``(..., m, d)`` at states ``obs`` of
         shape ``(..., obs_dim)`` (one state's particles, or all states' at once); shape ``(..., m)``.
 
@@ -287,23 +313,40 @@ class S2ACAgent(CriticAgent):
         times the log of the u-space target ``exp(Q/alpha_s) |squash'(u)|``.
         ``"unsquashed"`` (authors' code): ``min_k Q_k(s, u)`` evaluated at the raw ``u``.
         (:meth:`~s2ac.agents.common.CriticAgent.critic_energy`.)
+
+        Q is evaluated in evaluation mode (:meth:`~s2ac.agents.common.CriticAgent.q`): for a
+        batch-renormalised critic, with its running statistics. The score of particle ``i`` must depend
+        on particle ``i`` alone: with batch statistics every particle's Q would depend on every other
+        particle and state in the batch, so ``grad_u Q`` would not be the target's score, the rows
+        would not be independent (the summed-energy gradient below relies on it), and the sampler
+        would move the critic's statistics. Running statistics also make acting at a single state the
+        same function as acting in a batch.
         """
-        return self.critic_energy(critic_params, obs, u, self.config.score_space == "squashed", self.sampler_alpha)
+        alpha = self.sampler_alpha if sampler_alpha is None else sampler_alpha
+        return self.critic_energy(critic_params, obs, u, self.config.score_space == "squashed", alpha)
 
     def sample_particles(
-        self, init_params: Any, critic_params: Any, obs: Array, key: Array, diagnostics: bool = True
+        self,
+        init_params: Any,
+        critic_params: Any,
+        obs: Array,
+        key: Array,
+        diagnostics: bool = True,
+        sampler_alpha: Any = None,
     ) -> Particles:
         """Draw ``m`` particles per state from q0 and move them with ``L`` SVGD steps.
 
         ``log pi(a|s) = log q^L(u^L|s) - log|det d squash/du|`` (REFERENCE.md §1 "Squashing").
         ``diagnostics=False`` skips the per-step invertibility margin (NaN then) where nobody reads it.
+        ``sampler_alpha``: the sampler's temperature (None: the config's; a tuned alpha passes its own).
         """
         cfg = self.config
+        alpha = self.sampler_alpha if sampler_alpha is None else sampler_alpha
         u0, log_q0 = self.initial_particles(init_params, obs, key)
 
         # Rows are independent, so the gradient of the summed energy is the row-wise score; one
         # call scores every state's particles (no vmap over states: see svgd_sample_batched).
-        score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs, u)))
+        score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs, u, alpha)))
         if cfg.remat_score:  # only changes what the actor's backward pass stores
             keep_matmuls = cfg.remat_keep_matmuls if cfg.remat_keep_matmuls is not None else cfg.svgd_steps <= 3
             keep = keep_wide_matmuls(min(cfg.critic_hidden)) if keep_matmuls else None
@@ -315,7 +358,7 @@ class S2ACAgent(CriticAgent):
             steps=cfg.svgd_steps,
             step_size=cfg.svgd_step_size,
             bandwidth=cfg.bandwidth,
-            alpha=self.sampler_alpha,
+            alpha=alpha,
             log_density=cfg.log_density,
             normalizer=cfg.normalizer,
             unroll=cfg.unroll_svgd,
@@ -334,18 +377,21 @@ class S2ACAgent(CriticAgent):
             res.folded,
         )
 
-    def select(self, particles: Particles, q: Array, key: Array, mode: str) -> Array:
+    def select(self, particles: Particles, q: Array, key: Array, mode: str, alpha: Any = None) -> Array:
         """Pick one particle per state: ``random`` (training), ``max`` or ``softmax`` (test); see
         :func:`~s2ac.agents.common.pick_action`."""
         check_act_mode(mode, self.act_modes)
-        return pick_action(particles.action, q, key, mode, self.config.alpha)
+        return pick_action(particles.action, q, key, mode, self.config.alpha if alpha is None else alpha)
 
     def _act(self, state: S2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
         check_act_mode(mode, self.act_modes)
+        alpha, sampler_alpha = self.temperatures(state)
         k_sample, k_select = jax.random.split(key)
-        particles = self.sample_particles(state.init_params, state.critic_params, obs, k_sample, diagnostics=False)
+        particles = self.sample_particles(
+            state.init_params, state.critic_params, obs, k_sample, diagnostics=False, sampler_alpha=sampler_alpha
+        )
         q = self.min_q(state.critic_params, obs, particles.action)
-        return self.select(particles, q, k_select, mode)
+        return self.select(particles, q, k_select, mode, alpha)
 
     # -- losses ---------------------------------------------------------------
     def soft_value(self, target_params: Any, next_obs: Array, particles: Particles) -> Array:
@@ -353,12 +399,17 @@ class S2ACAgent(CriticAgent):
         q = self.min_q(target_params, next_obs, particles.action)
         return jnp.mean(q, axis=-1) - self.config.alpha * jnp.mean(particles.log_prob, axis=-1)
 
-    def actor_loss(self, init_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
+    def actor_loss(
+        self, init_params: Any, critic_params: Any, obs: Array, key: Array, alpha: Any = None, sampler_alpha: Any = None
+    ) -> tuple[Array, Metrics]:
         """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler,
-        as a function of the q0 network's parameters."""
-        particles = self.sample_particles(init_params, critic_params, obs, key, diagnostics=False)
+        as a function of the q0 network's parameters (``alpha`` None: the config's)."""
+        alpha = self.config.alpha if alpha is None else alpha
+        particles = self.sample_particles(
+            init_params, critic_params, obs, key, diagnostics=False, sampler_alpha=sampler_alpha
+        )
         q = self.min_q(critic_params, obs, particles.action)
-        loss = jnp.mean(self.config.alpha * particles.log_prob - q)
+        loss = jnp.mean(alpha * particles.log_prob - q)
         mean, log_std = self.init_net.apply(init_params, obs)
         info = {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
         # The actor pass samples with diagnostics=False: a margin exists only if the step rule needed it.
@@ -369,27 +420,55 @@ class S2ACAgent(CriticAgent):
     # -- update ------------------------------------------------------------------
     def _update(self, state: S2ACState, batch: Batch) -> tuple[S2ACState, Metrics]:
         self.trace_count += 1  # runs at trace time only: counts compilations
+        cfg = self.config
         key, k_next, k_actor = jax.random.split(state.key, 3)
+        alpha, sampler_alpha = self.temperatures(state)
         # Target particles at s' (drift from the online critics), outside the critic's gradient.
         next_particles = jax.lax.stop_gradient(
             self.sample_particles(
-                state.init_params, state.critic_params, batch.next_obs, k_next, diagnostics=self.config.log_margin
+                state.init_params,
+                state.critic_params,
+                batch.next_obs,
+                k_next,
+                diagnostics=cfg.log_margin,
+                sampler_alpha=sampler_alpha,
             )
         )
-        target = self.bellman_target(batch, self.soft_value(state.critic_target, batch.next_obs, next_particles))
-        critic_params, critic_opt, metrics = self.critic_step(state, batch, target)
+        next_actions = density_next(next_particles.action, next_particles.log_prob, alpha)
+        critic_params, critic_opt, metrics = self.critic_step(state, batch, next_actions)
+        diagnostics = particle_diagnostics(next_particles, *self.diagnostics_available)
 
-        init_params, init_opt = state.init_params, state.init_opt
-        if self.learned_init:
-            (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-                state.init_params, critic_params, batch.obs, k_actor
-            )
-            init_params, init_opt = apply_gradients(self.init_tx, state.init_params, state.init_opt, a_grads)
-            metrics.update(actor_loss=a_loss, **a_info)
+        def policy_step(fields: tuple) -> tuple[tuple, Metrics]:
+            # q0 (S²AC(phi,theta)), then the temperature on the next-state particles' entropy estimate.
+            init_params, init_opt, log_alpha, alpha_opt = fields
+            info: Metrics = {}
+            if self.learned_init:
+                (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+                    init_params, critic_params, batch.obs, k_actor, alpha, sampler_alpha
+                )
+                init_params, init_opt = apply_gradients(self.init_tx, init_params, init_opt, a_grads)
+                info.update(actor_loss=a_loss, **a_info)
+            if self.temperature.tuned:
+                log_alpha, alpha_opt, info["alpha_loss"] = self.temperature.step(
+                    log_alpha, alpha_opt, diagnostics["entropy"]
+                )
+            return (init_params, init_opt, log_alpha, alpha_opt), info
 
-        metrics.update(particle_diagnostics(next_particles, *self.diagnostics_available))
-        metrics["alpha"] = jnp.asarray(self.config.alpha)
-        new_state = self.advance(state, critic_params, critic_opt, key, init_params=init_params, init_opt=init_opt)
+        fields = (state.init_params, state.init_opt, state.log_alpha, state.alpha_opt)
+        (init_params, init_opt, log_alpha, alpha_opt), info = every(cfg.policy_delay, state.step, policy_step, fields)
+        metrics.update(info)
+        metrics.update(diagnostics)
+        metrics["alpha"] = jnp.exp(log_alpha) if self.temperature.tuned else jnp.asarray(cfg.alpha)
+        new_state = self.advance(
+            state,
+            critic_params,
+            critic_opt,
+            key,
+            init_params=init_params,
+            init_opt=init_opt,
+            log_alpha=log_alpha,
+            alpha_opt=alpha_opt,
+        )
         return new_state, metrics
 
 

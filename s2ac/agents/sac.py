@@ -1,8 +1,8 @@
-"""Soft Actor-Critic (Haarnoja et al. 2018): tanh-Gaussian actor, twin critics, fixed or tuned alpha."""
+"""Soft Actor-Critic (Haarnoja et al. 2018): tanh-Gaussian actor, fixed or tuned alpha, on any critic
+part (``critic="twin"``: twin critics with a Polyak target; ``"crossq"``: CrossQ's critic)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -10,11 +10,14 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from s2ac.agents.common import ActorCriticState, CriticAgent, adam, apply_gradients, check_act_mode
-from s2ac.checks import finite_positive, require
+from s2ac.agents.common import ActorCriticState, CriticAgent, apply_gradients, check_act_mode
+from s2ac.checks import require
 from s2ac.config import AgentConfig, is_multigoal
 from s2ac.distributions import normal_log_prob, squash, squash_log_det
-from s2ac.nets import GaussianHead
+from s2ac.nets import GaussianHead, RenormGaussianHead
+from s2ac.parts.base import every
+from s2ac.parts.critics import density_next, renorm_settings
+from s2ac.parts.temperature import Temperature
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
@@ -29,12 +32,9 @@ class SACConfig(AgentConfig):
 
     actor_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the Gaussian actor (SAC paper: 2 x 256)."""
-    auto_alpha: bool = False
-    """Tune alpha to reach ``target_entropy`` (SAC v2) instead of keeping it fixed."""
-    target_entropy: float | None = None
-    """Target entropy for automatic alpha; None means -action_dim (SAC v2)."""
-    alpha_lr: float = 3e-4
-    """Adam learning rate of log alpha (SAC v2: 3e-4)."""
+    actor_renorm: bool = False
+    """Batch-renormalise the actor as the critic (CrossQ's ``brn_actor``): the actor loss runs in training
+    mode, acting and next-state draws use the running statistics."""
     log_std_min: float = -5.0
     """Lower clip of the actor's log standard deviation."""
     log_std_max: float = 2.0
@@ -42,10 +42,11 @@ class SACConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        finite_positive("alpha_lr", self.alpha_lr)
         require(self.log_std_min < self.log_std_max, "log_std_min must be < log_std_max")
-        if self.target_entropy is not None:
-            require(math.isfinite(self.target_entropy), f"target_entropy must be finite; got {self.target_entropy!r}")
+        require(
+            not self.actor_renorm or self.batch_size >= 2,
+            f"actor_renorm normalises by batch statistics, which need batch_size >= 2; got {self.batch_size}",
+        )
 
 
 def preset_fields(preset: str, env_id: str) -> dict:
@@ -71,33 +72,52 @@ class SACAgent(CriticAgent):
 
     def __init__(self, config: SACConfig, spec: EnvSpec):
         super().__init__(config, spec)
-        self.actor = GaussianHead(
-            config.actor_hidden, spec.act_dim, config.activation, config.log_std_min, config.log_std_max
-        )
-        self.actor_tx = adam(config.actor_lr)
-        self.alpha_tx = adam(config.alpha_lr)
-        self.target_entropy = -float(spec.act_dim) if config.target_entropy is None else config.target_entropy
+        self.renorm = getattr(config, "actor_renorm", False)
+        if self.renorm:
+            self.actor = RenormGaussianHead(
+                config.actor_hidden,
+                spec.act_dim,
+                config.activation,
+                config.log_std_min,
+                config.log_std_max,
+                renorm_settings(config),
+            )
+        else:
+            self.actor = GaussianHead(
+                config.actor_hidden, spec.act_dim, config.activation, config.log_std_min, config.log_std_max
+            )
+        self.actor_tx = self.adam(config.actor_lr)
+        self.temperature = Temperature.from_config(config, spec.act_dim)
+        self.alpha_tx = self.temperature.tx
+        self.target_entropy = self.temperature.target_entropy
 
     # -- initialisation ---------------------------------------------------
     def init_policy(self, key: Array) -> dict:
-        """The actor, ``log alpha`` and their optimiser states."""
+        """The actor, ``log alpha`` and their optimiser states (a batch-renormalised actor's
+        optimiser covers its weights, not its running statistics)."""
         actor_params = self.actor.init(key, jnp.zeros((1, self.spec.obs_dim)))
-        log_alpha = jnp.asarray(jnp.log(self.config.alpha), jnp.float32)
+        if self.renorm:
+            actor_params = {"params": actor_params["params"], "batch_stats": actor_params["batch_stats"]}
+        log_alpha, alpha_opt = self.temperature.init()
         return {
             "actor_params": actor_params,
-            "actor_opt": self.actor_tx.init(actor_params),
+            "actor_opt": self.actor_tx.init(actor_params["params"] if self.renorm else actor_params),
             "log_alpha": log_alpha,
-            "alpha_opt": self.alpha_tx.init(log_alpha),
+            "alpha_opt": alpha_opt,
         }
 
     # -- policy -------------------------------------------------------------
-    def sample_action(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
+    def draw(self, mean: Array, log_std: Array, key: Array) -> tuple[Array, Array]:
         """Reparameterised ``a = squash(mu + std * xi)`` and ``log pi(a|s)`` with the tanh correction."""
-        mean, log_std = self.actor.apply(actor_params, obs)
         std = jnp.exp(log_std)
         u = mean + std * jax.random.normal(key, mean.shape)
         log_prob = normal_log_prob(u, mean, std) - squash_log_det(u, self.box)
         return squash(u, self.box), log_prob
+
+    def sample_action(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
+        """Reparameterised ``a = squash(mu + std * xi)`` and ``log pi(a|s)`` (running statistics for a
+        batch-renormalised actor)."""
+        return self.draw(*self.actor.apply(actor_params, obs), key)
 
     def _act(self, state: SACState, obs: Array, key: Array, mode: str = "random") -> Array:
         """``"random"``, ``"softmax"``: a policy draw; ``"max"``, ``"mean"``: ``squash(mu(s))``."""
@@ -109,39 +129,66 @@ class SACAgent(CriticAgent):
 
     # -- losses ---------------------------------------------------------------
     def soft_value(self, state: SACState, next_obs: Array, key: Array) -> Array:
-        """``V(s') = min_k Qbar_k(s', a') - alpha log pi(a'|s')`` with one ``a' ~ pi(.|s')``."""
+        """``V(s') = min_k Qbar_k(s', a') - alpha log pi(a'|s')`` with one ``a' ~ pi(.|s')`` (target critics)."""
         next_action, next_log_prob = self.sample_action(state.actor_params, next_obs, key)
-        next_q = jnp.min(self.critic.apply(state.critic_target, next_obs, next_action), axis=0)
+        next_q = self.min_q(state.critic_target, next_obs, next_action)
         return next_q - jnp.exp(state.log_alpha) * next_log_prob
 
     def actor_loss(self, actor_params, critic_params, log_alpha, obs: Array, key: Array) -> tuple[Array, Metrics]:
-        """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` with ``a`` reparameterised."""
+        """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` with ``a`` reparameterised (Q in evaluation mode)."""
         action, log_prob = self.sample_action(actor_params, obs, key)
-        q = jnp.min(self.critic.apply(critic_params, obs, action), axis=0)
+        return self.policy_objective(action, log_prob, critic_params, log_alpha, obs)
+
+    def renorm_actor_loss(self, weights, batch_stats, critic_params, log_alpha, obs: Array, key: Array):
+        """:meth:`actor_loss` of a batch-renormalised actor in training mode; the aux output carries
+        ``(metrics, new batch_stats)``."""
+        variables = {"params": weights, "batch_stats": batch_stats}
+        (mean, log_std), updates = self.actor.apply(variables, obs, train=True, mutable=["batch_stats"])
+        action, log_prob = self.draw(mean, log_std, key)
+        loss, info = self.policy_objective(action, log_prob, critic_params, log_alpha, obs)
+        return loss, (info, updates["batch_stats"])
+
+    def policy_objective(self, action, log_prob, critic_params, log_alpha, obs: Array) -> tuple[Array, Metrics]:
+        q = jnp.min(self.q(critic_params, obs, action), axis=0)
         loss = jnp.mean(jnp.exp(log_alpha) * log_prob - q)
         return loss, {"entropy": -jnp.mean(log_prob)}
 
     def alpha_loss(self, log_alpha: Array, entropy: Array) -> Array:
         """``-log_alpha * (target_entropy - H)``: raises alpha when the entropy is below target."""
-        return log_alpha * jax.lax.stop_gradient(entropy - self.target_entropy)
+        return self.temperature.loss(log_alpha, entropy)
 
     # -- update -------------------------------------------------------------
+    def actor_step(self, fields: tuple, critic_params: Any, obs: Array, key: Array) -> tuple[tuple, Metrics]:
+        """One actor step, then one temperature step: ``fields = (actor_params, actor_opt, log_alpha, alpha_opt)``."""
+        actor_params, actor_opt, log_alpha, alpha_opt = fields
+        if self.renorm:
+            (loss, (info, stats)), grads = jax.value_and_grad(self.renorm_actor_loss, has_aux=True)(
+                actor_params["params"], actor_params["batch_stats"], critic_params, log_alpha, obs, key
+            )
+            weights, actor_opt = apply_gradients(self.actor_tx, actor_params["params"], actor_opt, grads)
+            actor_params = {"params": weights, "batch_stats": stats}
+        else:
+            (loss, info), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+                actor_params, critic_params, log_alpha, obs, key
+            )
+            actor_params, actor_opt = apply_gradients(self.actor_tx, actor_params, actor_opt, grads)
+        log_alpha, alpha_opt, al_loss = self.temperature.step(log_alpha, alpha_opt, info["entropy"])
+        return (actor_params, actor_opt, log_alpha, alpha_opt), {"actor_loss": loss, "alpha_loss": al_loss, **info}
+
     def _update(self, state: SACState, batch: Batch) -> tuple[SACState, Metrics]:
         self.trace_count += 1  # runs at trace time only: counts compilations
         key, k_critic, k_actor = jax.random.split(state.key, 3)
-        target = self.bellman_target(batch, self.soft_value(state, batch.next_obs, k_critic))
-        critic_params, critic_opt, c_info = self.critic_step(state, batch, target)
+        next_action, next_log_prob = self.sample_action(state.actor_params, batch.next_obs, k_critic)
+        next_actions = density_next(next_action, next_log_prob, jnp.exp(state.log_alpha))
+        critic_params, critic_opt, c_info = self.critic_step(state, batch, next_actions)
 
-        (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-            state.actor_params, critic_params, state.log_alpha, batch.obs, k_actor
+        fields = (state.actor_params, state.actor_opt, state.log_alpha, state.alpha_opt)
+        (actor_params, actor_opt, log_alpha, alpha_opt), a_info = every(
+            self.config.policy_delay,
+            state.step,
+            lambda f: self.actor_step(f, critic_params, batch.obs, k_actor),
+            fields,
         )
-        actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
-
-        log_alpha, alpha_opt, al_loss = state.log_alpha, state.alpha_opt, jnp.zeros(())
-        if self.config.auto_alpha:
-            al_loss, al_grad = jax.value_and_grad(self.alpha_loss)(state.log_alpha, a_info["entropy"])
-            log_alpha, alpha_opt = apply_gradients(self.alpha_tx, state.log_alpha, state.alpha_opt, al_grad)
-
         new_state = self.advance(
             state,
             critic_params,
@@ -152,11 +199,4 @@ class SACAgent(CriticAgent):
             log_alpha=log_alpha,
             alpha_opt=alpha_opt,
         )
-        metrics = {
-            "actor_loss": a_loss,
-            "alpha": jnp.exp(log_alpha),
-            "alpha_loss": al_loss,
-            **c_info,
-            **a_info,
-        }
-        return new_state, metrics
+        return new_state, {"alpha": jnp.exp(log_alpha), **c_info, **a_info}

@@ -88,6 +88,7 @@ class SACNFConfig(SACConfig):
         )
         require(isinstance(self.condition_flow_on_obs, bool), "condition_flow_on_obs must be a bool")
         finite_positive("coupling_log_scale_bound", self.coupling_log_scale_bound)
+        require(not self.actor_renorm, "actor_renorm applies to SAC's Gaussian actor; sac-nf's flow has none")
 
 
 # ---------------------------------------------------------------------------

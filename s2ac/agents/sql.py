@@ -47,11 +47,13 @@ import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.common import ActorCriticState, CriticAgent, adam, apply_gradients, check_act_mode, pick_action
+from s2ac.agents.common import ActorCriticState, CriticAgent, apply_gradients, check_act_mode, pick_action
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig
 from s2ac.distributions import ActionBox, squash
 from s2ac.nets import AmortizedSampler
+from s2ac.parts.base import every
+from s2ac.parts.critics import NextActions
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 NOISES: tuple[str, ...] = ("normal", "uniform01")
@@ -105,6 +107,10 @@ class SQLConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
+        require(
+            not self.auto_alpha,
+            "auto_alpha needs the policy's log-density, and SQL's amortized sampler has none; keep alpha fixed",
+        )
         positive_int("n_value_particles", self.n_value_particles)
         positive_int("n_svgd_particles", self.n_svgd_particles)
         positive_int("n_fixed_particles", self.n_fixed_particles)
@@ -209,7 +215,7 @@ class SQLAgent(CriticAgent):
         self.sampler_alpha = config.effective_sampler_alpha
         self.log_volume = box_log_volume(self.box)
         self.sampler = AmortizedSampler(config.actor_hidden, spec.act_dim, config.activation)
-        self.actor_tx = adam(config.actor_lr)
+        self.actor_tx = self.adam(config.actor_lr)
 
     # -- initialisation -----------------------------------------------------------
     def init_policy(self, key: Array) -> dict:
@@ -258,8 +264,10 @@ class SQLAgent(CriticAgent):
         return jnp.mean(losses), info
 
     # -- critic -------------------------------------------------------------------
-    def soft_value(self, target_params: Any, actor_params: Any, next_obs: Array, key: Array) -> Array:
-        """``Vbar(s')`` from M actions: uniform on the box (SQL), or the sampler's own (``importance_on_sampler``)."""
+    def next_actions(self, actor_params: Any, next_obs: Array, key: Array) -> NextActions:
+        """The critic's ``next`` record: M actions per next state, uniform on the box (SQL) or the
+        sampler's own (``importance_on_sampler``), reduced by :func:`soft_value_uniform` (importance
+        sampling, no policy density)."""
         cfg = self.config
         shape = (next_obs.shape[0], cfg.n_value_particles, self.spec.act_dim)
         if cfg.importance_on_sampler:
@@ -268,8 +276,13 @@ class SQLAgent(CriticAgent):
         else:
             low, high = self.box.center - self.box.scale, self.box.center + self.box.scale
             actions = jax.random.uniform(key, shape, minval=low, maxval=high)
-        q = self.min_q(target_params, next_obs, actions)
-        return soft_value_uniform(q, cfg.alpha, self.log_volume)
+        log_weight = jnp.full(shape[:-1], self.log_volume)  # log 1/U(a) = log vol(box)
+        return NextActions(actions, lambda q: soft_value_uniform(q, cfg.alpha, self.log_volume), log_weight, True)
+
+    def soft_value(self, target_params: Any, actor_params: Any, next_obs: Array, key: Array) -> Array:
+        """``Vbar(s')`` from M actions: uniform on the box (SQL), or the sampler's own (``importance_on_sampler``)."""
+        next_actions = self.next_actions(actor_params, next_obs, key)
+        return next_actions.soft_value(self.min_q(target_params, next_obs, next_actions.action))
 
     # -- acting -------------------------------------------------------------------
     def _act(self, state: SQLState, obs: Array, key: Array, mode: str = "random") -> Array:
@@ -290,23 +303,22 @@ class SQLAgent(CriticAgent):
     def _update(self, state: SQLState, batch: Batch) -> tuple[SQLState, Metrics]:
         self.trace_count += 1  # runs at trace time only: counts compilations
         key, k_value, k_actor = jax.random.split(state.key, 3)
-        next_value = self.soft_value(state.critic_target, state.actor_params, batch.next_obs, k_value)
-        critic_params, critic_opt, c_info = self.critic_step(state, batch, self.bellman_target(batch, next_value))
+        next_actions = self.next_actions(state.actor_params, batch.next_obs, k_value)
+        critic_params, critic_opt, c_info = self.critic_step(state, batch, next_actions)
 
-        (a_loss, a_info), a_grads = jax.value_and_grad(self.sampler_loss, has_aux=True)(
-            state.actor_params, critic_params, batch.obs, k_actor
+        def sampler_step(fields: tuple) -> tuple[tuple, Metrics]:
+            actor_params, actor_opt = fields
+            (a_loss, a_info), a_grads = jax.value_and_grad(self.sampler_loss, has_aux=True)(
+                actor_params, critic_params, batch.obs, k_actor
+            )
+            actor_params, actor_opt = apply_gradients(self.actor_tx, actor_params, actor_opt, a_grads)
+            return (actor_params, actor_opt), {"actor_loss": a_loss, **a_info}
+
+        (actor_params, actor_opt), a_info = every(
+            self.config.policy_delay, state.step, sampler_step, (state.actor_params, state.actor_opt)
         )
-        actor_params, actor_opt = apply_gradients(self.actor_tx, state.actor_params, state.actor_opt, a_grads)
-
         new_state = self.advance(state, critic_params, critic_opt, key, actor_params=actor_params, actor_opt=actor_opt)
-        metrics = {
-            "actor_loss": a_loss,
-            "alpha": jnp.asarray(self.config.alpha),
-            "value_mean": jnp.mean(next_value),
-            **c_info,
-            **a_info,
-        }
-        return new_state, metrics
+        return new_state, {"alpha": jnp.asarray(self.config.alpha), **c_info, **a_info}
 
 
 __all__ = [

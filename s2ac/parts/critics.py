@@ -1,0 +1,269 @@
+"""Critic parts: how Q is built, evaluated, trained and averaged, behind one small protocol.
+
+* ``twin`` (:class:`TwinCritic`): two critics ``Q_1, Q_2`` with a Polyak-averaged target copy
+  (REFERENCE.md §1, "Critic"); the bootstrap uses the target copy.
+* ``crossq`` (:class:`CrossQCritic`): two batch-renormalised critics and no target network (Bhatt et
+  al. 2024, CrossQ): ``(s, a)`` and ``(s', a')`` go through ONE forward pass in training mode, so the
+  batch statistics cover both distributions, and the bootstrap ``Q(s', a')`` comes from that same pass
+  (held fixed in the gradient). Running statistics live in the critic's variables
+  (``critic_params["batch_stats"]``) and are what :meth:`CrossQCritic.q` uses.
+
+Protocol (every kind): ``init(key, obs_dim, act_dim) -> (params, target, opt_state)``;
+``q(params, obs, action)`` in evaluation mode, shape ``(n_critics, *batch)``;
+``loss(params, target, batch, next)``; ``step(params, target, opt, batch, next) -> (params, opt,
+metrics)``; ``after_step(target, params) -> target``. The ``next`` record (:class:`NextActions`) is
+what the actor supplies at ``s'``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from s2ac.nets import Activation, BatchRenormSettings, CriticEnsemble, RenormCriticEnsemble
+from s2ac.parts.base import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.types import Array, Batch, Metrics
+
+CRITICS: tuple[str, ...] = ("twin", "crossq")
+"""Every critic kind (the ``critic`` config field)."""
+
+
+def check_critic(name: str) -> None:
+    """``ValueError`` naming the close matches unless ``name`` is a critic kind."""
+    if name not in CRITICS:
+        close = difflib.get_close_matches(str(name), CRITICS, n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown critic {name!r}{hint} (expected one of {', '.join(CRITICS)})")
+
+
+@dataclass(frozen=True)
+class NextActions:
+    """What the critic's bootstrap needs from the actor at the next states ``s'``.
+
+    ``action``: actions at ``s'``, ``(B, d)`` (one per state) or ``(B, n, d)`` (particles, or
+    importance samples). ``soft_value`` maps ``min_k Q_k(s', a')`` (shape ``action.shape[:-1]``) to
+    ``V(s')`` of shape ``(B,)``: for a policy with a log-density ``q - alpha log pi`` (averaged over
+    the ``n`` draws); for SQL, whose sampler has no density, the importance-sampled
+    ``alpha logsumexp(q / alpha) - alpha log n + alpha log vol`` of uniform draws on the box
+    (:func:`s2ac.agents.sql.soft_value_uniform`). ``log_weight``: the draws' log-density or
+    log importance weight, for the record (``None`` where there is none).
+    """
+
+    action: Array
+    soft_value: Callable[[Array], Array]
+    log_weight: Array | None = None
+    report_value: bool = False
+    """Also return ``value_mean``, the batch mean of ``V(s')`` (SQL logs it). Off by default: an extra
+    consumer of ``V`` changes how XLA fuses the target, which moves results by float rounding."""
+
+
+def density_next(action: Array, log_prob: Array, alpha: Any) -> NextActions:
+    """:class:`NextActions` of draws ``a' ~ pi(.|s')`` with their log-density: ``V = q - alpha log pi``,
+    averaged over the draws when there are several per state."""
+    if action.ndim == 2:
+        return NextActions(action, lambda q: q - alpha * log_prob, log_prob)
+    return NextActions(action, lambda q: jnp.mean(q, axis=-1) - alpha * jnp.mean(log_prob, axis=-1), log_prob)
+
+
+def broadcast_obs(obs: Array, action: Array) -> Array:
+    """``obs`` ``(..., o)`` repeated over the sample axis of ``action`` ``(..., n, d)`` if it has one."""
+    if action.ndim == obs.ndim + 1:
+        return jnp.broadcast_to(obs[..., None, :], action.shape[:-1] + obs.shape[-1:])
+    return obs
+
+
+class Critic(Protocol):
+    """The critic protocol (see the module docstring)."""
+
+    name: str
+    has_target: bool
+
+    def init(self, key: Array, obs_dim: int, act_dim: int) -> tuple[Any, Any, Any]: ...
+
+    def q(self, params: Any, obs: Array, action: Array) -> Array: ...
+
+    def loss(self, params: Any, target: Any, batch: Batch, next: NextActions) -> tuple[Array, Any]: ...
+
+    def step(self, params: Any, target: Any, opt: Any, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]: ...
+
+    def after_step(self, target: Any, params: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CriticSettings:
+    """What every critic kind reads from an agent's config."""
+
+    hidden: tuple[int, ...]
+    activation: Activation
+    lr: float
+    adam_beta1: float
+    gamma: float
+    reward_scale: float
+    tau: float
+    renorm: BatchRenormSettings
+
+    @classmethod
+    def from_config(cls, config: Any) -> CriticSettings:
+        return cls(
+            tuple(config.critic_hidden),
+            config.activation,
+            config.critic_lr,
+            config.adam_beta1,
+            config.gamma,
+            config.reward_scale,
+            config.tau,
+            renorm_settings(config),
+        )
+
+
+def renorm_settings(config: Any) -> BatchRenormSettings:
+    """The batch-renorm fields of an agent config."""
+    return BatchRenormSettings(
+        config.renorm_momentum,
+        config.renorm_epsilon,
+        config.renorm_r_max,
+        config.renorm_d_max,
+        config.renorm_warmup_steps,
+    )
+
+
+class TwinCritic:
+    """Twin critics with a Polyak target copy (today's critic of every algorithm here)."""
+
+    name = "twin"
+    has_target = True
+
+    def __init__(self, settings: CriticSettings):
+        self.settings = settings
+        self.net = CriticEnsemble(settings.hidden, settings.activation)
+        self.tx = adam(settings.lr, settings.adam_beta1)
+
+    def init(self, key: Array, obs_dim: int, act_dim: int) -> tuple[Any, Any, Any]:
+        params = self.net.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
+        return params, params, self.tx.init(params)
+
+    def q(self, params: Any, obs: Array, action: Array) -> Array:
+        """``Q_k(s, a)`` for every critic ``k``: shape ``(n_critics, *batch)``."""
+        return self.net.apply(params, obs, action)
+
+    def bellman_target(self, batch: Batch, next_soft_value: Array) -> Array:
+        """``y = reward_scale r + gamma (1 - terminated) V(s')``."""
+        s = self.settings
+        return soft_bellman_target(s.reward_scale * batch.reward, batch.terminated, s.gamma, next_soft_value)
+
+    def target_value(self, target: Any, batch: Batch, next: NextActions) -> tuple[Array, Array]:
+        """``(y, V(s'))`` with ``V(s')`` from the target critics' ``min_k Qbar_k(s', a')``."""
+        next_q = jnp.min(self.q(target, broadcast_obs(batch.next_obs, next.action), next.action), axis=0)
+        value = next.soft_value(next_q)
+        return self.bellman_target(batch, value), value
+
+    def regression_loss(self, params: Any, batch: Batch, y: Array) -> tuple[Array, Metrics]:
+        """:func:`~s2ac.parts.base.twin_critic_loss` of ``Q_k(s, a)`` against the fixed ``y``."""
+        q = self.q(params, batch.obs, batch.action)
+        return twin_critic_loss(q, y), {"q_mean": jnp.mean(q), "target_mean": jnp.mean(y)}
+
+    def loss(self, params: Any, target: Any, batch: Batch, next: NextActions) -> tuple[Array, Metrics]:
+        return self.regression_loss(params, batch, self.target_value(target, batch, next)[0])
+
+    def step(self, params: Any, target: Any, opt: Any, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
+        """One Adam step; the target ``y`` is computed once, outside the gradient."""
+        y, value = self.target_value(target, batch, next)
+        (loss, info), grads = jax.value_and_grad(self.regression_loss, has_aux=True)(params, batch, y)
+        params, opt = apply_gradients(self.tx, params, opt, grads)
+        metrics = {"critic_loss": loss, **info}
+        if next.report_value:
+            metrics["value_mean"] = jnp.mean(value)
+        return params, opt, metrics
+
+    def after_step(self, target: Any, params: Any) -> Any:
+        """Polyak averaging of the target copy."""
+        return polyak(target, params, self.settings.tau)
+
+
+class CrossQCritic(TwinCritic):
+    """Twin batch-renormalised critics, no target network, one joint forward pass (CrossQ).
+
+    ``params`` is the critic's whole Flax variable dict ``{"params", "batch_stats"}``; the optimiser
+    state covers ``"params"`` only. ``target`` is ``None``.
+    """
+
+    name = "crossq"
+    has_target = False
+
+    def __init__(self, settings: CriticSettings):
+        self.settings = settings
+        self.net = RenormCriticEnsemble(settings.hidden, settings.activation, settings.renorm)
+        self.tx = adam(settings.lr, settings.adam_beta1)
+
+    def init(self, key: Array, obs_dim: int, act_dim: int) -> tuple[Any, Any, Any]:
+        variables = self.net.init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
+        variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+        return variables, None, self.tx.init(variables["params"])
+
+    def q(self, params: Any, obs: Array, action: Array) -> Array:
+        """``Q_k(s, a)`` with the running statistics (evaluation mode): shape ``(n_critics, *batch)``."""
+        return self.net.apply(params, obs, action, train=False)
+
+    def joint_pass(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, Array, Any]:
+        """One training-mode pass over the ``B`` rows ``(s, a)`` and the ``B n`` rows ``(s', a')``:
+        ``(Q_k(s, a) (K, B), min_k Q_k(s', a') (B[, n]), new batch_stats)``. With ``n`` draws per next
+        state the statistics weigh the next rows ``n`` times."""
+        n_obs = broadcast_obs(batch.next_obs, next.action)
+        size = batch.obs.shape[0]
+        obs = jnp.concatenate([batch.obs, n_obs.reshape(-1, n_obs.shape[-1])])
+        action = jnp.concatenate([batch.action, next.action.reshape(-1, next.action.shape[-1])])
+        q_all, updates = self.net.apply(
+            {"params": weights, "batch_stats": batch_stats}, obs, action, train=True, mutable=["batch_stats"]
+        )
+        next_q = jnp.min(q_all[:, size:], axis=0).reshape(next.action.shape[:-1])
+        return q_all[:, :size], next_q, updates["batch_stats"]
+
+    def joint_loss(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, Any]:
+        q, next_q, new_stats = self.joint_pass(weights, batch_stats, batch, next)
+        value = jax.lax.stop_gradient(next.soft_value(next_q))
+        y = self.bellman_target(batch, value)
+        info = {"q_mean": jnp.mean(q), "target_mean": jnp.mean(y), "value_mean": jnp.mean(value)}
+        return twin_critic_loss(q, y), (info, new_stats)
+
+    def loss(self, params: Any, target: Any, batch: Batch, next: NextActions) -> tuple[Array, Metrics]:
+        loss, (info, _) = self.joint_loss(params["params"], params["batch_stats"], batch, next)
+        return loss, info
+
+    def step(self, params: Any, target: Any, opt: Any, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
+        """One Adam step on the weights; the running statistics move by the joint pass."""
+        (loss, (info, stats)), grads = jax.value_and_grad(self.joint_loss, has_aux=True)(
+            params["params"], params["batch_stats"], batch, next
+        )
+        weights, opt = apply_gradients(self.tx, params["params"], opt, grads)
+        return {"params": weights, "batch_stats": stats}, opt, {"critic_loss": loss, **info}
+
+    def after_step(self, target: Any, params: Any) -> Any:
+        """Nothing: there is no target network."""
+        return None
+
+
+def make_critic(config: Any) -> Critic:
+    """The critic part named by ``config.critic``."""
+    check_critic(config.critic)
+    settings = CriticSettings.from_config(config)
+    return TwinCritic(settings) if config.critic == "twin" else CrossQCritic(settings)
+
+
+__all__ = [
+    "CRITICS",
+    "Critic",
+    "CriticSettings",
+    "CrossQCritic",
+    "NextActions",
+    "TwinCritic",
+    "broadcast_obs",
+    "check_critic",
+    "density_next",
+    "make_critic",
+    "renorm_settings",
+]
