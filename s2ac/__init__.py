@@ -1,7 +1,8 @@
 """s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX.
 
 The class API has one class per registered algorithm (:data:`s2ac.agents.REGISTRY`):
-``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``CrossQ``, ``S2ACCrossQ``, ``SACNF`` (written out in :mod:`s2ac.api`).
+``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``CrossQ``, ``S2ACCrossQ``, ``SACNF``
+(written out in :mod:`s2ac.api`).
 
 ``import s2ac`` is light: the class API (and with it JAX) is imported on first use of one of its
 names, so that the command line answers ``--help`` and argument errors at once.
