@@ -38,6 +38,7 @@ class AgentConfig:
     """Settings shared by every actor-critic agent."""
 
     advanced_fields: ClassVar[tuple[str, ...]] = (
+        "reward_scale",
         "lr_schedule",
         "lr_schedule_updates",
         "policy_delay",

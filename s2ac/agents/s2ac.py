@@ -41,6 +41,8 @@ class S2ACConfig(AgentConfig):
     """Stein Soft Actor-Critic: S²AC(phi, theta) (``init="learned"``) or S²AC(phi) (``init="fixed"``)."""
 
     advanced_fields: ClassVar[tuple[str, ...]] = (
+        "init_std",
+        "test_selection",
         "init_std_min",
         "init_std_max",
         "truncation",
