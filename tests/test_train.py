@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from tiny import MG, TINY_SCHEDULE, tiny_config, tiny_train
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents import make_agent_config
@@ -15,35 +16,12 @@ from s2ac.envs import make_env
 from s2ac.loop import Trainer
 from s2ac.runs import TrainingDiverged
 
-MG = "s2ac/MultiGoal3-v0"
-
-
-TINY_SCHEDULE = dict(
-    learning_starts=100,
-    random_steps=150,
-    train_freq=20,
-    gradient_steps=10,
-    eval_freq=300,
-    eval_episodes=2,
-    checkpoint_freq=150,
-    log_every=100,
-)
-
-
-def tiny_train(total=600, **fields):
-    base = dict(TINY_SCHEDULE, total_steps=total)
-    base.update(fields)
-    return make_train_config("quick", MG, **base)
+__all__ = ["Crash", "comparable", "read_rows", "tiny_agent", "tiny_train"]
 
 
 def tiny_agent(algo="s2ac", **fields):
-    cfg = make_agent_config(algo, "quick", MG)
-    if algo == "s2ac-amortized":
-        fields.setdefault("amortizer_hidden", (32, 32))
-    if algo.startswith("s2ac"):  # loop tests: a short, cheap-to-compile sampler
-        fields.setdefault("svgd_steps", 2)
-        fields.setdefault("n_particles", 4)
-    return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32, **fields)
+    """The suite's tiny config of ``algo`` (tests/tiny.py) on the 3-goal env."""
+    return tiny_config(algo, **fields)
 
 
 def comparable(rows):
