@@ -270,10 +270,10 @@ def test_cli_algo_amortized_selects_the_amortized_agent(tmp_path, capsys):
         str(out),
         "--no-progress",
         "--no-plots",
-        "--train.learning-starts",
-        "60",
+        "--train.learning-starts",  # no update and no policy action: what is tested is the agent chosen
+        "120",
         "--train.random-steps",
-        "60",
+        "120",
         "--train.eval-freq",
         "0",
         "--train.train-freq",
