@@ -129,6 +129,7 @@ def test_amortizer_steps_close_the_gap_to_the_s2ac_particles():
 # -- agent ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("amortized-update")  # the round-trip test below reuses the Hopper update
 @pytest.mark.parametrize(
     "spec, fields",
     [(HOPPER, {}), (MULTIGOAL, dict(init="fixed"))],
@@ -169,6 +170,7 @@ def test_amortized_max_is_the_best_candidate_by_min_q():
     np.testing.assert_allclose(agent.min_q(state.critic_params, obs, action[:, None])[:, 0], best, rtol=1e-5)
 
 
+@pytest.mark.xdist_group("amortized-update")
 def test_state_is_flat_and_round_trips_through_flax_serialization():
     agent = make_agent(tiny_config("s2ac-amortized"), HOPPER)  # the update test's agent: compiled once
     state, _ = agent.update(agent.init(jax.random.PRNGKey(0)), random_batch(HOPPER, agent.config.batch_size))

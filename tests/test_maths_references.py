@@ -604,6 +604,7 @@ def _hand_target(algo, agent, state, batch):
     return cfg.reward_scale * reward + cfg.gamma * (1 - done) * value, value
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 @pytest.mark.parametrize("algo", ["sac", "s2ac", "sql"])
 def test_polyak_and_bellman_target_use_the_right_critics(algo):
     """After one update: every target leaf is exactly (1 - tau) old_target + tau new_online; the critic
@@ -647,6 +648,7 @@ def test_polyak_and_bellman_target_use_the_right_critics(algo):
         assert abs(float(steep["target_mean"]) - float(metrics["target_mean"])) > 1e-3
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sac_target_entropy_default_and_alpha_loss():
     """SAC v2: target entropy defaults to exactly -act_dim; J(log alpha) = -log alpha (mean log pi + H_target),
     so dJ/dlog alpha = -(mean log pi + H_target); the update's first Adam step moves log alpha by
@@ -667,6 +669,7 @@ def test_sac_target_entropy_default_and_alpha_loss():
     np.testing.assert_allclose(float(metrics["alpha"]), math.exp(log_alpha + step), rtol=1e-5)
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sql_energy_matches_hand_formula():
     """u space: E(u) = min Q(s, c + s tanh u) + alpha_s sum log(s (1 - tanh^2 u)); action space: min Q(s, a)."""
     state = update_case("sql")[1]
@@ -685,6 +688,7 @@ def test_sql_energy_matches_hand_formula():
         np.testing.assert_allclose(energy, ref, rtol=1e-5, atol=1e-5, err_msg=space)
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sql_soft_value_and_critic_target():
     """V(s') = alpha log mean_j exp(min Qbar(s', a_j)/alpha) + alpha log vol(box), a_j ~ U(box), in numpy,
     against the agent's soft value (the critic target of one update is checked in

@@ -161,6 +161,7 @@ def test_amortized_svgd_fits_a_gaussian_energy():
 # -- agent ------------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("sql-update")  # the round-trip test below reuses the multigoal update
 @pytest.mark.parametrize(
     "spec, fields",
     [(HOPPER, {}), (HOPPER, SQL_PAPER_FIELDS), (MULTIGOAL, {}), (MULTIGOAL, SQL_PAPER_FIELDS)],
@@ -197,6 +198,7 @@ def test_mean_mode_is_deterministic_and_random_mode_is_not():
     assert not np.allclose(r1, r2)
 
 
+@pytest.mark.xdist_group("sql-update")
 def test_same_seed_same_metrics_and_state_round_trips_through_flax_serialization():
     agent = make_agent(tiny_config("sql"), MULTIGOAL)
     traced = agent.trace_count  # the agent is shared: count this test's traces (none if compiled before)
