@@ -6,6 +6,10 @@ takes tens of seconds to compile on 2 cores). JAX's persistent cache is keyed on
 program, the JAX version and the flags, so a hit returns exactly what a compile would. Set through
 environment variables so Ray workers and CLI subprocesses share it too. ``S2AC_TEST_JAX_CACHE``
 overrides the folder; ``S2AC_TEST_JAX_CACHE=off`` disables it.
+
+The cache only helps programs that are equal, so the tests share one tiny configuration
+(tests/tiny.py), and :func:`s2ac.agents.make_agent` hands equal configs the same agent, whose jitted
+update and act then compile once per process.
 """
 
 import os

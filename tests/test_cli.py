@@ -147,7 +147,9 @@ def test_help_all_lists_the_advanced_fields_last(algo, capsys, monkeypatch):
 
 
 def _s2ac_config(test_selection):
-    return tiny_config("s2ac", test_selection=test_selection)
+    # No SVGD step: the test is about the mode each evaluation path passes, and the sampler's steps
+    # would make every act program it compiles several times larger.
+    return tiny_config("s2ac", svgd_steps=0, test_selection=test_selection)
 
 
 def test_test_selection_softmax_is_reachable_on_every_evaluation_path(tmp_path, monkeypatch):
