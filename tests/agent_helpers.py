@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+from tiny import HOPPER, MULTIGOAL
 
 from s2ac.types import Batch, EnvSpec
 
-HOPPER = EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3)
-MULTIGOAL = EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2)
+__all__ = ["HOPPER", "MULTIGOAL", "acts_of_every_mode", "assert_acts_in_box", "random_batch"]
 
 
 def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
@@ -22,13 +22,19 @@ def random_batch(spec: EnvSpec, batch_size: int = 16, seed: int = 0) -> Batch:
     )
 
 
-def assert_acts_in_box(agent, spec: EnvSpec, modes=None, n: int = 7) -> None:
-    """Every action mode (default: those the agent accepts) returns ``(n, act_dim)`` actions inside the env's box."""
-    modes = agent.act_modes if modes is None else modes
+def acts_of_every_mode(agent, state, obs, key, modes) -> dict:
+    """``{mode: agent.act(state, obs, key, mode)}``, the modes traced into ONE compiled program: each
+    mode is a static argument, so calling ``act`` mode by mode compiles the sampler once per mode."""
+    return dict(zip(modes, jax.jit(lambda s, o, k: [agent.act(s, o, k, mode=m) for m in modes])(state, obs, key)))
+
+
+def assert_acts_in_box(agent, spec: EnvSpec, modes=None, n: int = 7, tol: float = 1e-6) -> None:
+    """Every action mode (default: those the agent accepts) returns ``(n, act_dim)`` actions inside the
+    env's box (to within ``tol``)."""
+    modes = tuple(agent.act_modes if modes is None else modes)
     state = agent.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (n, spec.obs_dim))
     low, high = jnp.asarray(spec.action_low), jnp.asarray(spec.action_high)
-    for mode in modes:
-        action = agent.act(state, obs, jax.random.PRNGKey(2), mode)
+    for mode, action in acts_of_every_mode(agent, state, obs, jax.random.PRNGKey(2), modes).items():
         assert action.shape == (n, spec.act_dim), mode
-        assert bool(jnp.all(action >= low - 1e-6) & jnp.all(action <= high + 1e-6)), mode
+        assert bool(jnp.all(action >= low - tol) & jnp.all(action <= high + tol)), mode

@@ -6,6 +6,10 @@ takes tens of seconds to compile on 2 cores). JAX's persistent cache is keyed on
 program, the JAX version and the flags, so a hit returns exactly what a compile would. Set through
 environment variables so Ray workers and CLI subprocesses share it too. ``S2AC_TEST_JAX_CACHE``
 overrides the folder; ``S2AC_TEST_JAX_CACHE=off`` disables it.
+
+The cache only helps programs that are equal, so the tests share one tiny configuration
+(tests/tiny.py), and :func:`s2ac.agents.make_agent` hands equal configs the same agent, whose jitted
+update and act then compile once per process.
 """
 
 import os
@@ -16,3 +20,46 @@ if _cache != "off":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+# ``S2AC_TEST_COMPILE_LOG=path.json``: write every XLA compile of each test (program name, seconds, and
+# whether the persistent cache served it) to ``path.<worker>.json``, to see where the suite's time goes.
+_compile_log_path = os.environ.get("S2AC_TEST_COMPILE_LOG")
+if _compile_log_path:
+    import collections
+    import json
+
+    import pytest
+
+    _compiles: dict = collections.defaultdict(list)
+    _now = {"test": "<collection>", "hit": False}
+
+    def _on_duration(event, seconds, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            _compiles[_now["test"]].append((kwargs.get("fun_name", "?"), round(seconds, 3), _now["hit"]))
+            _now["hit"] = False
+
+    def _on_event(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            _now["hit"] = True
+
+    def pytest_configure(config):
+        from jax import monitoring
+
+        monitoring.register_event_duration_secs_listener(_on_duration)
+        monitoring.register_event_listener(_on_event)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        _now["test"] = item.nodeid
+        try:
+            return (yield)
+        finally:
+            _now["test"] = "<between tests>"
+
+    def pytest_sessionfinish(session, exitstatus):
+        every = [c for calls in _compiles.values() for c in calls]
+        misses = [c for c in every if not c[2]]
+        total = dict(compiles=len(every), misses=len(misses), compile_s=round(sum(c[1] for c in misses), 1))
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        out = Path(_compile_log_path).with_suffix(f".{worker}.json")
+        out.write_text(json.dumps({"total": total, "tests": _compiles}, indent=0))

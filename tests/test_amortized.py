@@ -12,8 +12,10 @@ import numpy as np
 import optax
 import pytest
 from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
+from tiny import tiny_config
 
 from s2ac import stein
+from s2ac.agents import make_agent
 from s2ac.agents.amortized import AmortizedS2ACAgent, AmortizedS2ACConfig, mmd_loss
 
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), amortizer_hidden=(32, 32))
@@ -127,17 +129,19 @@ def test_amortizer_steps_close_the_gap_to_the_s2ac_particles():
 # -- agent ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("amortized-update")  # the round-trip test below reuses the Hopper update
 @pytest.mark.parametrize(
     "spec, fields",
-    [(HOPPER, {}), (MULTIGOAL, dict(init="fixed", svgd_steps=5, **SMALL))],
+    [(HOPPER, {}), (MULTIGOAL, dict(init="fixed"))],
     ids=["hopper-phi_theta", "multigoal-phi"],
 )
 def test_update_is_finite_and_traces_once(spec, fields):
-    agent = AmortizedS2ACAgent(AmortizedS2ACConfig(**fields), spec)
+    agent = make_agent(tiny_config("s2ac-amortized", **fields), spec)
+    traced = agent.trace_count  # the agent is shared: count this test's traces (none if compiled before)
     state = agent.init(jax.random.PRNGKey(0))
     for seed in range(3):
-        state, metrics = agent.update(state, random_batch(spec, 100, seed))
-    assert agent.trace_count == 1 and int(state.step) == 3
+        state, metrics = agent.update(state, random_batch(spec, agent.config.batch_size, seed))
+    assert agent.trace_count - traced <= 1 and int(state.step) == 3
     for name in ("critic_loss", "q_mean", "entropy", "alpha", "amortizer_loss", "amortizer_mean_gap"):
         assert name in metrics
     for name, value in metrics.items():
@@ -150,12 +154,12 @@ def test_update_is_finite_and_traces_once(spec, fields):
     ids=["hopper-amortized", "multigoal-amortized", "multigoal-svgd"],
 )
 def test_act_in_box_for_every_mode(spec, act_with):
-    agent = AmortizedS2ACAgent(AmortizedS2ACConfig(act_with=act_with, **SMALL), spec)
+    agent = make_agent(tiny_config("s2ac-amortized", act_with=act_with), spec)
     assert_acts_in_box(agent, spec)
 
 
 def test_amortized_max_is_the_best_candidate_by_min_q():
-    agent = AmortizedS2ACAgent(AmortizedS2ACConfig(**SMALL), MULTIGOAL)
+    agent = make_agent(tiny_config("s2ac-amortized"), MULTIGOAL)
     state = agent.init(jax.random.PRNGKey(0))
     obs, key = jax.random.normal(jax.random.PRNGKey(1), (5, 2)), jax.random.PRNGKey(2)
     action = agent.act(state, obs, key, "max")
@@ -166,9 +170,10 @@ def test_amortized_max_is_the_best_candidate_by_min_q():
     np.testing.assert_allclose(agent.min_q(state.critic_params, obs, action[:, None])[:, 0], best, rtol=1e-5)
 
 
+@pytest.mark.xdist_group("amortized-update")
 def test_state_is_flat_and_round_trips_through_flax_serialization():
-    agent = AmortizedS2ACAgent(AmortizedS2ACConfig(**SMALL), MULTIGOAL)
-    state, _ = agent.update(agent.init(jax.random.PRNGKey(0)), random_batch(MULTIGOAL))
+    agent = make_agent(tiny_config("s2ac-amortized"), HOPPER)  # the update test's agent: compiled once
+    state, _ = agent.update(agent.init(jax.random.PRNGKey(0)), random_batch(HOPPER, agent.config.batch_size))
     assert int(state.step) == 1 and state.key.shape == (2,)
     restored = flax.serialization.from_bytes(agent.init(jax.random.PRNGKey(1)), flax.serialization.to_bytes(state))
     for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored), strict=True):

@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny import tiny_config
 
-from s2ac.agents import make_agent, make_agent_config
+from s2ac.agents import make_agent
 from s2ac.config import make_train_config
 from s2ac.envs import jax_env_for, make_env
 from s2ac.evaluate import GymEpisodes, evaluation_seeds, run_episodes
@@ -132,12 +133,12 @@ def test_play_episodes_match_gymnasium_episodes():
 
 
 def tiny_agent(algo):
-    cfg = make_agent_config(algo, "quick", MG3)
-    return dataclasses.replace(cfg, critic_hidden=(16, 16), actor_hidden=(16, 16), batch_size=16)
+    """The suite's tiny config of ``algo`` (tests/tiny.py) on the 3-goal env."""
+    return tiny_config(algo)
 
 
 def test_vmap_over_seeds_equals_separate_single_seed_runs():
-    agent_cfg = dataclasses.replace(tiny_agent("s2ac-phi"), svgd_steps=2)
+    agent_cfg = tiny_agent("s2ac-phi")
     cfg = tiny_schedule(total_steps=240, random_steps=60, learning_starts=100, train_freq=20, gradient_steps=2)
     seeds = [0, 1, 2]
     together, hist = train_vectorized(agent_cfg, cfg, MG3, seeds, n_chunks=3, progress=False)

@@ -13,6 +13,8 @@ from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.loop import Trainer, TrainingLoop
 
+pytestmark = pytest.mark.xdist_group("lockstep")  # the two-member SAC loops compile once for the file
+
 
 def train_cfg(env_id, seed, **fields):
     return dataclasses.replace(tiny_train(**fields), env_id=env_id, seed=seed)

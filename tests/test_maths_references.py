@@ -539,12 +539,19 @@ def test_adaptive_margin_guard_in_every_log_density_mode(mode, d):
 # -- 2, 3, 8. targets: Polyak, which critic the Bellman target uses, auto-alpha, SQL's soft value -------
 
 
-_UPDATE_FIELDS = {
-    "sac": dict(auto_alpha=True, tau=0.3, gamma=0.9),
+_UPDATE_FIELDS = {  # reward_scale != 1: the target must scale the reward (and nothing else)
+    "sac": dict(auto_alpha=True, tau=0.3, gamma=0.9, reward_scale=0.5),
     "s2ac": dict(
-        n_particles=3, svgd_steps=1, tau=0.3, gamma=0.9, svgd_step_control="fixed", log_margin=False, remat_score=False
+        n_particles=3,
+        svgd_steps=1,
+        tau=0.3,
+        gamma=0.9,
+        reward_scale=0.5,
+        svgd_step_control="fixed",
+        log_margin=False,
+        remat_score=False,
     ),
-    "sql": dict(n_value_particles=8, n_svgd_particles=4, n_fixed_particles=4, tau=0.3, gamma=0.9),
+    "sql": dict(n_value_particles=8, n_svgd_particles=4, n_fixed_particles=4, tau=0.3, gamma=0.9, reward_scale=0.5),
 }
 _AGENTS: dict = {}
 
@@ -573,8 +580,8 @@ def _uniform_soft_value(target, next_obs, actions, alpha, low, high):
 
 
 def _hand_target(algo, agent, state, batch):
-    """``y = r + gamma (1 - done) V(s')`` with V from the TARGET critic at next-state actions drawn as the
-    update draws them (its key split: new key, next-state key, actor key)."""
+    """``y = reward_scale r + gamma (1 - done) V(s')`` with V from the TARGET critic at next-state actions
+    drawn as the update draws them (its key split: new key, next-state key, actor key)."""
     cfg = agent.config
     k_next = jax.random.split(state.key, 3)[1]
     next_obs = np.asarray(batch.next_obs)
@@ -595,15 +602,17 @@ def _hand_target(algo, agent, state, batch):
         alpha = math.exp(float(state.log_alpha)) if algo == "sac" else cfg.alpha
         value = np.mean(q, -1) - alpha * np.mean(log_pi, -1)
     reward, done = np.asarray(batch.reward, np.float64), np.asarray(batch.terminated, np.float64)
-    return reward + cfg.gamma * (1 - done) * value, value
+    return cfg.reward_scale * reward + cfg.gamma * (1 - done) * value, value
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 @pytest.mark.parametrize("algo", ["sac", "s2ac", "sql"])
 def test_polyak_and_bellman_target_use_the_right_critics(algo):
     """After one update: every target leaf is exactly (1 - tau) old_target + tau new_online; the critic
-    target is r + gamma (1 - done) V(s') with V from the target critic (hand value, and shifting the target
-    critic's output by c shifts the target by gamma c (1 - done)); the critic loss is the twin MSE of the
-    pre-update online critic to it; S²AC's next-state particles follow the online critic."""
+    target is reward_scale r + gamma (1 - done) V(s') with V from the target critic (hand value at
+    reward_scale 0.5, and shifting the target critic's output by c shifts the target by gamma c (1 - done));
+    the critic loss is the twin MSE of the pre-update online critic to it; S²AC's next-state particles
+    follow the online critic."""
     agent, state, batch, new_state, metrics = update_case(algo)
     tau = agent.config.tau
     for old, online, new in zip(
@@ -640,6 +649,7 @@ def test_polyak_and_bellman_target_use_the_right_critics(algo):
         assert abs(float(steep["target_mean"]) - float(metrics["target_mean"])) > 1e-3
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sac_target_entropy_default_and_alpha_loss():
     """SAC v2: target entropy defaults to exactly -act_dim; J(log alpha) = -log alpha (mean log pi + H_target),
     so dJ/dlog alpha = -(mean log pi + H_target); the update's first Adam step moves log alpha by
@@ -660,6 +670,7 @@ def test_sac_target_entropy_default_and_alpha_loss():
     np.testing.assert_allclose(float(metrics["alpha"]), math.exp(log_alpha + step), rtol=1e-5)
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sql_energy_matches_hand_formula():
     """u space: E(u) = min Q(s, c + s tanh u) + alpha_s sum log(s (1 - tanh^2 u)); action space: min Q(s, a)."""
     state = update_case("sql")[1]
@@ -678,6 +689,7 @@ def test_sql_energy_matches_hand_formula():
         np.testing.assert_allclose(energy, ref, rtol=1e-5, atol=1e-5, err_msg=space)
 
 
+@pytest.mark.xdist_group("maths-updates")  # update_case: one compiled update per algorithm
 def test_sql_soft_value_and_critic_target():
     """V(s') = alpha log mean_j exp(min Qbar(s', a_j)/alpha) + alpha log vol(box), a_j ~ U(box), in numpy,
     against the agent's soft value (the critic target of one update is checked in

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from agent_helpers import HOPPER, MULTIGOAL, assert_acts_in_box, random_batch
+from tiny import ODD_BOX, tiny_config
 
+from s2ac.agents import make_agent
 from s2ac.agents.sac_nf import (
     FLOWS,
     FlowLayers,
@@ -21,7 +23,7 @@ from s2ac.agents.sac_nf import (
 )
 from s2ac.types import EnvSpec
 
-ODD_BOX = EnvSpec(4, 2, (-2.0, 0.0), (2.0, 1.0))
+DENSITY_BOX = EnvSpec(4, 2, (-2.0, 0.0), (2.0, 1.0))
 SMALL = dict(critic_hidden=(32, 32), actor_hidden=(32, 32), flow_hidden=(16, 16))
 
 
@@ -133,14 +135,14 @@ def interior_policy_params(agent, flow_scale):
 @pytest.mark.parametrize("flow, flow_scale", [("planar", 0.5), ("radial", 0.5), ("affine_coupling", 0.3)])
 def test_policy_density_integrates_to_one_over_a_2d_box(flow, flow_scale):
     # Grid over the box [-2, 2] x [0, 1] (cell midpoints), density of the tanh-squashed flow policy.
-    agent = SACNFAgent(SACNFConfig(flow=flow, **SMALL), ODD_BOX)
+    agent = SACNFAgent(SACNFConfig(flow=flow, **SMALL), DENSITY_BOX)
     params = interior_policy_params(agent, flow_scale)
     obs1 = jnp.array([[0.3, -0.5, 0.8, 0.1]])
     mean = agent.actor.apply(params, obs1, method=lambda m, o: m.base(o)[0])
     _, log_det = agent.actor.apply(params, obs1, method=lambda m, o: m.flows(mean, o))
     assert float(jnp.abs(log_det[0])) > 0.5  # the flows reshape the density: dropping log_det would fail
     n = 300
-    low, high = np.asarray(ODD_BOX.action_low), np.asarray(ODD_BOX.action_high)
+    low, high = np.asarray(DENSITY_BOX.action_low), np.asarray(DENSITY_BOX.action_high)
     axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n for lo, hi in zip(low, high, strict=True)]
     grid = jnp.asarray(np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 2), jnp.float32)
     obs = jnp.broadcast_to(obs1, (grid.shape[0], 4))
@@ -159,12 +161,12 @@ def test_policy_density_integrates_to_one_over_a_2d_box(flow, flow_scale):
 @pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("spec", [HOPPER, MULTIGOAL], ids=["hopper", "multigoal"])
 def test_update_is_finite_and_traces_once(flow, spec):
-    fields = {} if spec is HOPPER else SMALL
-    agent = SACNFAgent(SACNFConfig(flow=flow, auto_alpha=True, **fields), spec)
+    agent = make_agent(tiny_config("sac-nf", flow=flow, auto_alpha=True), spec)
+    traced = agent.trace_count  # the agent is shared: count this test's traces (none if compiled before)
     state = agent.init(jax.random.PRNGKey(0))
     for seed in range(3):
-        state, metrics = agent.update(state, random_batch(spec, 100, seed))
-    assert agent.trace_count == 1 and int(state.step) == 3
+        state, metrics = agent.update(state, random_batch(spec, agent.config.batch_size, seed))
+    assert agent.trace_count - traced <= 1 and int(state.step) == 3
     for name in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean"):
         assert name in metrics
     for name, value in metrics.items():
@@ -177,7 +179,7 @@ def test_update_is_finite_and_traces_once(flow, spec):
     ids=["planar-multigoal", "radial-hopper", "affine_coupling-odd_box"],
 )
 def test_act_in_box_for_every_mode(flow, spec):
-    agent = SACNFAgent(SACNFConfig(flow=flow, **SMALL), spec)
+    agent = make_agent(tiny_config("sac-nf", flow=flow), spec)
     assert_acts_in_box(agent, spec)
 
 

@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from tiny import MG, TINY_SCHEDULE, tiny_config, tiny_train
 
 from s2ac import checkpoint as ckpt
 from s2ac.agents import make_agent_config
@@ -15,35 +16,12 @@ from s2ac.envs import make_env
 from s2ac.loop import Trainer
 from s2ac.runs import TrainingDiverged
 
-MG = "s2ac/MultiGoal3-v0"
-
-
-TINY_SCHEDULE = dict(
-    learning_starts=100,
-    random_steps=150,
-    train_freq=20,
-    gradient_steps=10,
-    eval_freq=300,
-    eval_episodes=2,
-    checkpoint_freq=150,
-    log_every=100,
-)
-
-
-def tiny_train(total=600, **fields):
-    base = dict(TINY_SCHEDULE, total_steps=total)
-    base.update(fields)
-    return make_train_config("quick", MG, **base)
+__all__ = ["Crash", "comparable", "read_rows", "tiny_agent", "tiny_train"]
 
 
 def tiny_agent(algo="s2ac", **fields):
-    cfg = make_agent_config(algo, "quick", MG)
-    if algo == "s2ac-amortized":
-        fields.setdefault("amortizer_hidden", (32, 32))
-    if algo.startswith("s2ac"):  # loop tests: a short, cheap-to-compile sampler
-        fields.setdefault("svgd_steps", 2)
-        fields.setdefault("n_particles", 4)
-    return dataclasses.replace(cfg, critic_hidden=(32, 32), actor_hidden=(32, 32), batch_size=32, **fields)
+    """The suite's tiny config of ``algo`` (tests/tiny.py) on the 3-goal env."""
+    return tiny_config(algo, **fields)
 
 
 def comparable(rows):
@@ -62,6 +40,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.xdist_group("tiny-loop")  # the tests that compile the tiny config's loop share a process
 @pytest.mark.parametrize("algo", ["s2ac", "sac"])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo):
     straight = tmp_path / "straight"
@@ -106,6 +85,7 @@ def test_extending_a_finished_single_run_equals_the_longer_run(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.xdist_group("tiny-loop")
 def test_same_seed_same_metrics_different_seed_different(tmp_path):
     rows = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
@@ -169,6 +149,7 @@ def test_checkpoint_write_is_atomic_and_corruption_is_detected(tmp_path):
     assert fallback != good
 
 
+@pytest.mark.xdist_group("tiny-loop")
 def test_resume_refuses_another_config_and_fresh_run_refuses_a_used_folder(tmp_path):
     Trainer("s2ac", tiny_agent(), tiny_train(200), tmp_path, progress=False, tensorboard=False).run()
     with pytest.raises(ckpt.CheckpointError, match="n_particles"):
@@ -186,14 +167,24 @@ def test_bad_env_ids_are_named():
         Trainer("sac", tiny_agent("sac"), make_train_config("quick", "CartPole-v1"), "/tmp/never-used", progress=False)
 
 
-@pytest.mark.parametrize("algo", ["s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf"])
+# One fast row per algorithm. SAC, SQL and SAC-NF train on Hopper (the MuJoCo path of the loop). The
+# S²AC family trains on the 3-goal env, where its compiled loop (tiny config, 10 updates a round, 2
+# evaluation episodes) is the one the resume and class-API tests compile; its Hopper rows are slow:
+# its update and act at Hopper's shapes are tested in test_amortized.py and test_agents.py, the loop on
+# MuJoCo by the other Hopper rows. The 4-goal rows are slow.
+FAST_ROW_ENV = {"sac": "Hopper-v5", "sql": "Hopper-v5", "sac-nf": "Hopper-v5"}
+
+
+@pytest.mark.xdist_group("tiny-loop")
 @pytest.mark.parametrize(
-    "env_id",
-    ["Hopper-v5", pytest.param(MG, marks=pytest.mark.slow), pytest.param("s2ac/MultiGoal4-v0", marks=pytest.mark.slow)],
+    ("algo", "env_id"),
+    [
+        pytest.param(algo, env, marks=() if env == FAST_ROW_ENV.get(algo, MG) else pytest.mark.slow)
+        for env in ("Hopper-v5", MG, "s2ac/MultiGoal4-v0")
+        for algo in ("s2ac", "s2ac-phi", "s2ac-amortized", "sac", "sql", "sac-nf")
+    ],
 )
 def test_every_algorithm_trains_a_few_hundred_steps(tmp_path, algo, env_id):
-    # Multigoal runs of every algorithm are in test_jax_loop, test_lockstep and the CLI test; the
-    # multigoal rows of this grid run with the slow tests.
     train = make_train_config(
         "quick",
         env_id,
@@ -201,15 +192,15 @@ def test_every_algorithm_trains_a_few_hundred_steps(tmp_path, algo, env_id):
         learning_starts=100,
         random_steps=100,
         train_freq=50,
-        gradient_steps=20,
+        gradient_steps=TINY_SCHEDULE["gradient_steps"],
         eval_freq=300,
-        eval_episodes=1,
+        eval_episodes=TINY_SCHEDULE["eval_episodes"],
         checkpoint_freq=0,
         log_every=100,
     )
     trainer = Trainer(algo, tiny_agent(algo), train, tmp_path, progress=False, tensorboard=False)
     result = trainer.run()
-    assert result["env_steps"] == 300 and result["updates"] == 5 * 20
+    assert result["env_steps"] == 300 and result["updates"] == 5 * TINY_SCHEDULE["gradient_steps"]
     rows = read_rows(tmp_path)
     last = rows[-1]
     assert np.isfinite(last["train/critic_loss"]) and np.isfinite(last["eval/mean_reward"])
@@ -292,10 +283,10 @@ def test_cli_algo_amortized_selects_the_amortized_agent(tmp_path, capsys):
         str(out),
         "--no-progress",
         "--no-plots",
-        "--train.learning-starts",
-        "60",
+        "--train.learning-starts",  # no update and no policy action: what is tested is the agent chosen
+        "120",
         "--train.random-steps",
-        "60",
+        "120",
         "--train.eval-freq",
         "0",
         "--train.train-freq",
@@ -306,6 +297,7 @@ def test_cli_algo_amortized_selects_the_amortized_agent(tmp_path, capsys):
     assert saved["algo"] == "s2ac-amortized" and saved["agent"]["act_with"] == "amortized"
 
 
+@pytest.mark.xdist_group("tiny-loop")
 def test_class_api_learn_predict_save_load(tmp_path):
     from s2ac import S2AC
 

@@ -13,11 +13,16 @@ Modules are imported on first use, so using one algorithm never imports another'
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
+
+import jax
+import numpy as np
 
 from s2ac import schedules
 from s2ac.agents.common import Agent
@@ -203,11 +208,59 @@ def _spec_of_config(config: AgentConfig) -> AlgoSpec:
     raise ValueError(f"no registered agent for config type {type(config).__name__}")
 
 
+AGENT_CACHE_SIZE = 32
+"""How many agents :func:`make_agent` keeps (least recently used first out)."""
+
+_AGENTS: OrderedDict[Hashable, Agent] = OrderedDict()
+
+
+def _exact(value: object) -> Hashable:
+    """A hashable view of a config or spec value that keeps its type (``1``, ``1.0`` and ``True`` are
+    equal in Python but may compile differently), sequences and arrays element by element."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(_exact(v) for v in value))
+    if isinstance(value, np.generic):
+        return (type(value).__name__, value.item())
+    hash(value)  # TypeError for anything else unhashable: the caller builds an uncached agent
+    return (type(value).__name__, value)
+
+
+def agent_key(config: AgentConfig, spec: EnvSpec) -> Hashable | None:
+    """The key under which :func:`make_agent` shares an agent: the config's type and every field, the
+    spec's sizes and bounds (:class:`EnvSpec` may hold arrays), and whether 64-bit floats are on
+    (arrays built at construction take their dtype from it). None if a config value is unhashable."""
+    try:
+        fields = tuple((f.name, _exact(getattr(config, f.name))) for f in dataclasses.fields(config))
+        # The agent reads the bounds as float32 arrays: equal values make equal agents.
+        bounds = tuple(tuple(map(float, np.ravel(b))) for b in (spec.action_low, spec.action_high))
+        sizes = (int(spec.obs_dim), int(spec.act_dim))
+        return (type(config), fields, sizes, bounds, str(jax.dtypes.canonicalize_dtype(np.float64)))
+    except TypeError:
+        return None
+
+
 def make_agent(config: AgentConfig, spec: EnvSpec) -> Agent:
-    """Build the agent that ``config``'s type names."""
+    """The agent that ``config``'s type names, shared by every call with an equal config and spec.
+
+    An agent is pure (its state is the pytree that ``init`` returns) and its jitted ``update`` and
+    ``act`` are per instance, so sharing it means each program is traced and compiled once per
+    process and (config, spec), however many loops, models or benchmarks build it. The last
+    :data:`AGENT_CACHE_SIZE` agents are kept. Build ``agent_class(config, spec)`` for a fresh one.
+    """
     config.validate()
-    with schedules.building(config):  # the optimisers follow config.lr_schedule
-        return _spec_of_config(config).agent_class(config, spec)
+    key = agent_key(config, spec)
+    agent = None if key is None else _AGENTS.pop(key, None)
+    if agent is None:
+        with schedules.building(config):  # the optimisers follow config.lr_schedule
+            agent = _spec_of_config(config).agent_class(config, spec)
+    if key is None:
+        return agent
+    _AGENTS[key] = agent
+    while len(_AGENTS) > AGENT_CACHE_SIZE:
+        _AGENTS.popitem(last=False)
+    return agent
 
 
 def _runs_config_class(candidate: AlgoSpec, cls: type) -> bool:
@@ -235,10 +288,12 @@ __all__ = [
     "ALGOS",
     "REGISTRY",
     "Agent",
+    "AGENT_CACHE_SIZE",
     "AlgoSpec",
     "Batch",
     "EnvSpec",
     "algo_of_config",
+    "agent_key",
     "algo_spec",
     "algo_train_fields",
     "config_class",
