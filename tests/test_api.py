@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from s2ac import S2AC, SAC, Algorithm
+from s2ac import S2AC, SAC, SQL, Algorithm
 from s2ac.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from s2ac.loop import Trainer
 
@@ -239,8 +239,9 @@ def test_constructor_names_as_in_sb3(tmp_path):
         SAC("Pendulum-v1", learning_rat=1e-3)
     with pytest.raises(TypeError, match="did you mean 'n_particles'"):
         S2AC("Pendulum-v1", n_particle=4)
-    with pytest.raises(ValueError, match="keeps alpha fixed"):
-        S2AC("Pendulum-v1", ent_coef="auto")
+    assert S2AC("Pendulum-v1", ent_coef="auto").config.auto_alpha  # S²AC tunes alpha on its closed-form entropy
+    with pytest.raises(ValueError, match="keep alpha fixed"):
+        SQL("Pendulum-v1", ent_coef="auto")  # no log-density to tune it on
     with pytest.raises(ValueError, match="critic_lr"):
         SAC("Pendulum-v1", learning_rate=-1.0)  # refused at construction, not at learn()
     with pytest.raises(ValueError, match="configures 'sac', not 's2ac'"):

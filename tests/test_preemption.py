@@ -57,6 +57,12 @@ def straight(tmp_path_factory) -> Path:
     return run_dir
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child: a test runner's worker may ignore SIGINT, and a child
+    inherits an ignored signal (Python then leaves it ignored, as a shell's background job does)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(run_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "s2ac.cli", *ARGS, "--out", str(run_dir)],
@@ -64,6 +70,7 @@ def start(run_dir: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 
@@ -147,7 +154,14 @@ def test_ctrl_c_during_imports_ends_at_once_in_one_line_and_writes_nothing(tmp_p
         "sys.argv = ['s2ac', *sys.argv[2:]]; sys.exit(s2ac.cli.main())"
     )
     command = [sys.executable, "-c", script, str(marker), *ARGS, "--out", str(run_dir)]
-    proc = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     wait_for(marker.exists, proc)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
