@@ -96,13 +96,16 @@ def _mujoco_method(method: str) -> str:
     return f"{_label(algo)} {preset}".strip()
 
 
+MUJOCO_STEP_NOTE = "S²AC's runs predate the adaptive step rule: fixed ε = 0.1 under the corrected preset."
+
+
 def mujoco_final(root: Path) -> str:
     """Deterministic (stochastic) evaluation return at the last step, mean ± 95% t half-width over seeds."""
     summary = _load(root, MUJOCO)
     note = (
         f"Return of the deterministic policy (stochastic in brackets) at {summary['steps']:,} env steps, "
         f"mean ± 95% t half-width over seeds {', '.join(map(str, summary['seeds']))}, "
-        f"{summary['eval_episodes']} evaluation episodes each."
+        f"{summary['eval_episodes']} evaluation episodes each. {MUJOCO_STEP_NOTE}"
     )
     return "\n".join([note, "", _mujoco_grid(root, stochastic=True), "", _source(MUJOCO)])
 
@@ -110,7 +113,10 @@ def mujoco_final(root: Path) -> str:
 def mujoco_headline(root: Path) -> str:
     """The README's MuJoCo row: deterministic returns only."""
     summary = _load(root, MUJOCO)
-    note = f"MuJoCo, {summary['steps']:,} env steps, {len(summary['seeds'])} seeds, deterministic return:"
+    note = (
+        f"MuJoCo, {summary['steps']:,} env steps, {len(summary['seeds'])} seeds, deterministic return "
+        "(S²AC with a fixed ε = 0.1: its runs predate the adaptive step rule):"
+    )
     return "\n".join([note, "", _mujoco_grid(root, stochastic=False), "", _source(MUJOCO)])
 
 
@@ -200,7 +206,10 @@ def multigoal_compact(root: Path) -> str:
     """The README's multigoal row: coverage and success only."""
     summary, env = _multigoal_env(root)
     rows = [[r[0], r[2], r[3], r[4]] for r in _multigoal_rows(env)]
-    note = f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds:"
+    note = (
+        f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds "
+        "(S²AC under the earlier step rule):"
+    )
     header = ["method", "seeds covering every goal", "goals covered", "success rate"]
     return "\n".join([note, "", _table(header, rows), "", _source(MULTIGOAL)])
 
