@@ -96,13 +96,16 @@ def _mujoco_method(method: str) -> str:
     return f"{_label(algo)} {preset}".strip()
 
 
+MUJOCO_STEP_NOTE = "S²AC's runs predate the adaptive step rule: fixed ε = 0.1 under the corrected preset."
+
+
 def mujoco_final(root: Path) -> str:
     """Deterministic (stochastic) evaluation return at the last step, mean ± 95% t half-width over seeds."""
     summary = _load(root, MUJOCO)
     note = (
         f"Return of the deterministic policy (stochastic in brackets) at {summary['steps']:,} env steps, "
         f"mean ± 95% t half-width over seeds {', '.join(map(str, summary['seeds']))}, "
-        f"{summary['eval_episodes']} evaluation episodes each."
+        f"{summary['eval_episodes']} evaluation episodes each. {MUJOCO_STEP_NOTE}"
     )
     return "\n".join([note, "", _mujoco_grid(root, stochastic=True), "", _source(MUJOCO)])
 
@@ -110,7 +113,10 @@ def mujoco_final(root: Path) -> str:
 def mujoco_headline(root: Path) -> str:
     """The README's MuJoCo row: deterministic returns only."""
     summary = _load(root, MUJOCO)
-    note = f"MuJoCo, {summary['steps']:,} env steps, {len(summary['seeds'])} seeds, deterministic return:"
+    note = (
+        f"MuJoCo, {summary['steps']:,} env steps, {len(summary['seeds'])} seeds, deterministic return "
+        "(S²AC with a fixed ε = 0.1: its runs predate the adaptive step rule):"
+    )
     return "\n".join([note, "", _mujoco_grid(root, stochastic=False), "", _source(MUJOCO)])
 
 
@@ -184,13 +190,14 @@ def multigoal_headline(root: Path) -> str:
         "goals covered",
         "success rate",
         "goal after hitting the wall",
-        "entropy: own density / exact log-det / k-NN",
+        "entropy: own density / per-particle log-det / k-NN",
         "max margin in training",
     ]
     note = (
         f"`{summary['command']}`: {len(summary['seeds'])} seeds, {summary['budget']['total_steps']:,} env steps, "
         f"{summary['budget']['eval_episodes']} stochastic test episodes per seed; mean ± 95% t half-width over seeds; "
-        "a goal is covered when it gets ≥ 5% of a seed's episodes."
+        "a goal is covered when it gets ≥ 5% of a seed's episodes. Produced under the earlier step rule "
+        "(target margin 0.5 on the full per-particle Jacobian), before the current adaptive rule."
     )
     return "\n".join([note, "", _table(header, _multigoal_rows(env)), "", _source(MULTIGOAL)])
 
@@ -199,7 +206,10 @@ def multigoal_compact(root: Path) -> str:
     """The README's multigoal row: coverage and success only."""
     summary, env = _multigoal_env(root)
     rows = [[r[0], r[2], r[3], r[4]] for r in _multigoal_rows(env)]
-    note = f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds:"
+    note = (
+        f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds "
+        "(S²AC under the earlier step rule):"
+    )
     header = ["method", "seeds covering every goal", "goals covered", "success rate"]
     return "\n".join([note, "", _table(header, rows), "", _source(MULTIGOAL)])
 
@@ -209,20 +219,30 @@ def multigoal_compact(root: Path) -> str:
 ENTROPY_TOY = "results/entropy_toy/summary.json"
 
 
+_MODE_LABELS = (("exact log-det", "per-particle log-det"), ("closed_form", "mean_field"), ("exact", "per_particle"))
+"""Earlier density-mode names in stored results -> the current ones (s2ac.stein.LOG_DENSITY_ALIASES)."""
+
+
+def _mode_label(text: str) -> str:
+    for old, new in _MODE_LABELS:
+        text = re.sub(rf"\b{re.escape(old)}\b", new, text)
+    return text
+
+
 def entropy_toy(root: Path) -> str:
     """The sampler comparison of the entropy-evaluation experiment: estimate vs the true entropy."""
     summary = _load(root, ENTROPY_TOY)
     comparison = summary["sampler_comparison"]
     body = [
         [
-            f"{r['sampler']}, init {r['init']}",
+            _mode_label(f"{r['sampler']}, init {r['init']}"),
             fmt_number(r["logdet_estimate_mean"], 3),
             fmt_number(r["knn_entropy_of_particles"], 3),
         ]
         for r in comparison["rows"]
     ]
     for name, est in summary["headline"]["estimates"].items():
-        body.append([f"SVGD {name}", fmt_number(est["mean"], 3), "—"])
+        body.append([_mode_label(f"SVGD {name}"), fmt_number(est["mean"], 3), "—"])
     note = (
         f"`{summary['cli_command']}`: true entropy {summary['true_entropy']:.4f}; "
         f"{comparison['n_particles']} particles × {comparison['steps']} steps, mean of {comparison['n_seeds']} seeds."
@@ -252,8 +272,19 @@ def step_rules(root: Path) -> str:
                 f"{r['final_energy']:.2f} ({fmt_number(r['target_energy'], 2, missing='—')})",
             ]
         )
-    header = ["energy", "rule", "margin (max)", "folded", "error per step / total (nats)", "mean E(a^L) (target)"]
-    return "\n".join([_table(header, body), "", _source(STEP_RULES)])
+    header = [
+        "energy",
+        "rule",
+        "margin (max)",
+        "folded",
+        "closed form − per-particle log-det, per step / total (nats)",
+        "mean E(a^L) (target)",
+    ]
+    note = (
+        "Produced under the earlier step rule (margin = spectral norm of each particle's full Jacobian, "
+        "self term included); the current rule's margin is the mean-field one plus a secant self term."
+    )
+    return "\n".join([note, "", _table(header, body), "", _source(STEP_RULES)])
 
 
 RUNTIME = "results/runtime/results.json"
