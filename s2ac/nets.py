@@ -62,6 +62,24 @@ class Critic(nn.Module):
         return MLP(self.hidden_sizes, 1, self.activation)(x)[..., 0]
 
 
+def _critic_axis(critic: type[nn.Module], collections: tuple[str, ...], n_critics: int) -> type[nn.Module]:
+    """``critic`` lifted over a leading critic axis: its own ``collections`` (parameters, statistics) per
+    critic, independent initialisations."""
+    return nn.vmap(
+        critic,
+        variable_axes={name: 0 for name in collections},
+        split_rngs={"params": True},
+        in_axes=0,
+        out_axes=0,
+        axis_size=n_critics,
+    )
+
+
+def _per_critic(obs: jax.Array, action: jax.Array, n_critics: int) -> tuple[jax.Array, jax.Array]:
+    """The inputs broadcast over the critic axis (see :class:`CriticEnsemble` for why)."""
+    return jnp.broadcast_to(obs, (n_critics, *obs.shape)), jnp.broadcast_to(action, (n_critics, *action.shape))
+
+
 class CriticEnsemble(nn.Module):
     """``n_critics`` independent critics as one vmapped module: output ``(n_critics, *batch)``.
 
@@ -78,17 +96,8 @@ class CriticEnsemble(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        ensemble = nn.vmap(
-            Critic,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=0,
-            out_axes=0,
-            axis_size=self.n_critics,
-        )
-        obs = jnp.broadcast_to(obs, (self.n_critics, *obs.shape))
-        action = jnp.broadcast_to(action, (self.n_critics, *action.shape))
-        return ensemble(self.hidden_sizes, self.activation)(obs, action)
+        ensemble = _critic_axis(Critic, ("params",), self.n_critics)
+        return ensemble(self.hidden_sizes, self.activation)(*_per_critic(obs, action, self.n_critics))
 
 
 class GaussianHead(nn.Module):
@@ -236,17 +245,10 @@ class RenormCriticEnsemble(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
-        ensemble = nn.vmap(
-            RenormCritic,
-            variable_axes={"params": 0, "batch_stats": 0},
-            split_rngs={"params": True},
-            in_axes=0,
-            out_axes=0,
-            axis_size=self.n_critics,
+        ensemble = _critic_axis(RenormCritic, ("params", "batch_stats"), self.n_critics)
+        return ensemble(self.hidden_sizes, self.activation, self.renorm, train)(
+            *_per_critic(obs, action, self.n_critics)
         )
-        obs = jnp.broadcast_to(obs, (self.n_critics, *obs.shape))
-        action = jnp.broadcast_to(action, (self.n_critics, *action.shape))
-        return ensemble(self.hidden_sizes, self.activation, self.renorm, train)(obs, action)
 
 
 class RenormGaussianHead(nn.Module):
