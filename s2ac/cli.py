@@ -152,6 +152,7 @@ def cmd_train(argv: list[str]) -> int:
     try:
         result = trainer.run()
     except KeyboardInterrupt as err:  # a second signal while the run was stopping
+        interrupts.acknowledge()
         what = "terminated (SIGTERM)" if isinstance(err, errors.Terminated) else "interrupted (Ctrl-C)"
         if ckpt.list_checkpoints(trainer.members[0].ckpt_root):
             print(f"{newline}{what}; resume with: {command} --resume", file=sys.stderr)
@@ -167,6 +168,7 @@ def cmd_train(argv: list[str]) -> int:
             result["figures"] = [str(p) for p in _run_figures(trainer, out)]
         result["final_eval"] = {k: v for k, v in trainer.evaluate().items() if isinstance(v, float)}
     except KeyboardInterrupt as err:  # the run is complete; only its figures and final evaluation are left
+        interrupts.acknowledge()
         what = "SIGTERM" if isinstance(err, errors.Terminated) else "Ctrl-C"
         print(f"{what}: the run had finished (env step {result['env_steps']}, checkpoint {result['checkpoint']}); "
               "its figures and final evaluation were skipped", file=sys.stderr)  # fmt: skip
@@ -594,12 +596,15 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = show
         try:
             code = HANDLERS[command](rest) or 0
+            interrupts.raise_pending()  # a signal whose exception a callback swallowed still ends the command
         except SystemExit as stop:
             if not isinstance(stop.code, str):  # argument parsers print their own usage
                 raise
             print(stop.code, file=sys.stderr)
             raise errors.UsageExit(stop.code) from None
         except BaseException as err:
+            if isinstance(err, KeyboardInterrupt):
+                interrupts.acknowledge()
             if debug or not isinstance(err, Exception | KeyboardInterrupt):
                 raise
             print(errors.one_line(err), file=sys.stderr)

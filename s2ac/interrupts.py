@@ -1,9 +1,12 @@
 """SIGINT and SIGTERM: what stops a command, and when.
 
 * During start-up (imports, building the agent, compiling) a signal ends the command at once:
-  SIGINT raises ``KeyboardInterrupt`` (Python's default) and SIGTERM raises
-  :class:`s2ac.errors.Terminated` once :func:`raise_on_sigterm` is installed; nothing has been
-  written yet (a run folder's ``config.json`` is written only once the run is going to train).
+  SIGINT raises ``KeyboardInterrupt`` and SIGTERM raises :class:`s2ac.errors.Terminated`; nothing
+  has been written yet (a run folder's ``config.json`` is written only once the run is going to
+  train). The signal is also *recorded*: an exception raised inside a callback that swallows it
+  (JAX's garbage-collector hook, a ``finally`` that returns) is raised again at the next check
+  (:func:`raise_pending`: before the run folder is written, when the loop starts, and when the
+  command returns), so a signal at any moment of start-up ends the command.
 * While a training loop runs (:class:`GracefulStop`), a signal is recorded instead: the loop
   finishes the env step and update under way, writes a checkpoint, releases the run folder's lock
   and returns; the command then prints one line and exits with ``128 + signal`` (130 for Ctrl-C,
@@ -34,6 +37,26 @@ def exception_for(signum: int) -> KeyboardInterrupt:
 
 def _raise(signum: int, frame: Any) -> None:
     raise exception_for(signum)
+
+
+_pending: list[int] = []
+"""Signals delivered during start-up whose exception no caller has acknowledged yet."""
+
+
+def _record(signum: int, frame: Any) -> None:
+    _pending.append(signum)
+    raise exception_for(signum)
+
+
+def raise_pending() -> None:
+    """Raise again the exception of a start-up signal that something swallowed (a no-op otherwise)."""
+    if _pending:
+        raise exception_for(_pending[-1])
+
+
+def acknowledge() -> None:
+    """The caller has handled the signal's exception: :func:`raise_pending` forgets it."""
+    _pending.clear()
 
 
 def raise_on_sigterm() -> Any:
@@ -69,13 +92,19 @@ class StartUp:
     def __enter__(self) -> StartUp:
         self._unraisable, self._alarm = sys.unraisablehook, signal.getsignal(signal.SIGALRM)
         sys.unraisablehook = self._redeliver
-        self._terminate = raise_on_sigterm()
+        _pending.clear()
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in SIGNAL_NAMES:
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # an ignored signal stays ignored
+                    self._previous[signum] = signal.signal(signum, _record)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         sys.unraisablehook = self._unraisable
-        if self._terminate is not None:
-            signal.signal(signal.SIGTERM, self._terminate)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        _pending.clear()
         if signal.getsignal(signal.SIGALRM) == self._interrupt:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._alarm)
@@ -104,6 +133,7 @@ class GracefulStop:
         self.signum = signum
 
     def __enter__(self) -> GracefulStop:
+        raise_pending()  # a start-up signal that something swallowed stops the run before it starts
         if self.enabled and not self._previous:  # entering again while active changes nothing
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNAL_NAMES}
         return self
@@ -114,4 +144,12 @@ class GracefulStop:
         self._previous = {}
 
 
-__all__ = ["GracefulStop", "SIGNAL_NAMES", "StartUp", "exception_for", "raise_on_sigterm"]
+__all__ = [
+    "GracefulStop",
+    "SIGNAL_NAMES",
+    "StartUp",
+    "acknowledge",
+    "exception_for",
+    "raise_on_sigterm",
+    "raise_pending",
+]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from s2ac import checkpoint as ckpt
+from s2ac import interrupts
 from s2ac.agents.common import WORST_CASE_METRICS
 from s2ac.config import ADDED_FIELD_DEFAULTS, AgentConfig, TrainConfig, config_to_dict
 from s2ac.errors import NotEnoughMemory, RunFolderLocked, TrainingDiverged
@@ -244,6 +245,7 @@ def check_resume_length(run_dir: Path, steps: int, total_steps: int) -> None:
 
 def write_run_config(run_dir: Path, current: dict) -> None:
     """Write (atomically) the ``config.json`` of ``run_dir``: once the command is going to run."""
+    interrupts.raise_pending()  # a signal during start-up: nothing is written
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_text(run_dir / RUN_CONFIG_FILE, json.dumps(current, indent=2))
 
