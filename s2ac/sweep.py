@@ -20,7 +20,8 @@ in place before JAX is imported), so that trials packed side by side do not over
 
 Clusters: with ``address`` the sweep joins a running Ray cluster (a head started with
 ``ray start --head``). Ray's token authentication is honoured as :func:`ray_auth_setup` describes;
-an address where nothing listens, or a cluster that refuses this driver, raises
+an address where nothing listens or where a service other than a Ray head answers (:func:`probe_address`),
+or a cluster that refuses this driver, raises
 :class:`ClusterConnectionError` with what to check. Ray itself is the ``s2ac[sweep]`` extra
 (:func:`require_ray`); lockstep sweeps do not need it.
 """
@@ -395,24 +396,59 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Raise :class:`ClusterConnectionError` at once if nothing accepts a TCP connection at ``address``.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+"""HTTP/2's client connection preface followed by an empty SETTINGS frame (RFC 9113 §3.4, §6.5):
+what a gRPC client sends first. A Ray head (GCS, or the Ray client server behind ``ray://``) speaks
+gRPC, so it answers with a SETTINGS frame of its own: frame type 4, the fourth byte of its header."""
 
-    Ray's own connect retries for about 20 s before it fails; a closed port is told apart in
-    milliseconds, an unroutable host in ``timeout_s``.
+
+def _foreign_service(conn: socket.socket, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """What a service that is not a gRPC server replied to :data:`HTTP2_PREFACE` (or that it closed
+    the connection); None when it answered as a gRPC server does, or said nothing within ``timeout_s``
+    (then Ray's own connect decides)."""
+    try:
+        conn.settimeout(timeout_s)
+        conn.sendall(HTTP2_PREFACE)
+        reply = conn.recv(64)
+    except TimeoutError:
+        return None
+    except OSError as err:
+        return f"closed the connection ({err})"
+    if not reply:
+        return "closed the connection without a reply"
+    if len(reply) >= 4 and reply[3] == 4:  # a SETTINGS frame: HTTP/2, as gRPC
+        return None
+    text = reply.decode("ascii", "replace").splitlines()[0][:40]
+    return f"replied {text!r}"
+
+
+def probe_address(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterConnectionError` at once if nothing accepts a TCP connection at ``address``,
+    or if what accepts it is not a gRPC server (a web server, say, on a mistyped port).
+
+    Ray's own connect retries for minutes before it fails, printing its C++ client's warnings; a
+    closed port is told apart in milliseconds, an unroutable host in ``timeout_s``. The gRPC check
+    is skipped under ``RAY_USE_TLS`` (a TLS server answers the plain preface with an alert).
     """
     target = _host_port(address)
     if target is None:
         return
     try:
-        with socket.create_connection(target, timeout=timeout_s):
-            pass
+        with socket.create_connection(target, timeout=timeout_s) as conn:
+            use_tls = os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "", "false")
+            foreign = None if use_tls else _foreign_service(conn, timeout_s)
     except OSError as err:
         raise ClusterConnectionError(
             f"could not reach a Ray cluster at {address}: nothing accepted a connection there ({err}). Start the "
             f"head with `ray start --head --port {target[1]} --node-ip-address HOST` and pass --address HOST:"
             f"{target[1]} with the HOST it was started on (`ray status` on the head prints it)"
         ) from None
+    if foreign is not None:
+        raise ClusterConnectionError(
+            f"{target[0]}:{target[1]} is not a Ray cluster: the service there {foreign}, where a Ray head answers "
+            f"in gRPC. Check the port: `ray start --head` prints the address to pass (GCS port 6379 by default, "
+            f"ray://HOST:10001 for the Ray client)"
+        )
 
 
 def _token_available() -> bool:
