@@ -417,6 +417,34 @@ class MujocoCommand:
 
 
 @dataclasses.dataclass(frozen=True)
+class PeersCommand:
+    """SAC, CrossQ, S²AC on both critics, DIME and SAC-NF on one budget: returns, IQM, P(better than SAC)."""
+
+    out: Path = Path("results/peers")
+    """Output folder: the MuJoCo harness's trials and report, plus peers.md, peers.json and peers.png."""
+    algos: tuple[str, ...] = ("sac", "crossq", "s2ac", "s2ac-crossq", "dime", "sac-nf")
+    """Methods compared (the first is the baseline of the probability of improvement)."""
+    envs: Optional[tuple[str, ...]] = None
+    """Environment ids; default: the CPU subset's (or the GPU plan's with --gpu-plan)."""
+    steps: Optional[int] = None
+    """Env steps per run; default: the plan's."""
+    seeds: Optional[tuple[int, ...]] = None
+    """Seeds; default: the plan's (0 1 2)."""
+    preset: Optional[str] = None
+    """Preset of every method; default: the plan's (quick on the CPU subset, corrected on the GPU plan)."""
+    lockstep: bool = False
+    """Run the trials in this process as vmapped groups instead of on Ray (the way to use a GPU)."""
+    stop_after_s: Optional[float] = None
+    """With --lockstep: checkpoint and stop each group after this many seconds; rerun to continue."""
+    report_only: bool = False
+    """Train nothing: write the reports from the runs already in --out."""
+    gpu_plan: bool = False
+    """Write --out/gpu_plan.sh (the GPU plan cut into 15-minute windows) and print it; trains nothing."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+@dataclasses.dataclass(frozen=True)
 class DiffusionBoundCommand:
     """DIME's diffusion sampler on a 2-D Gaussian and a 3-mode mixture: entropy lower bound vs k-NN and the truth."""
 
@@ -481,6 +509,29 @@ def _runtime(args: RuntimeCommand) -> None:
     print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
 
 
+def _peers(args: PeersCommand) -> None:
+    from s2ac.experiments.peers import CPU_SUBSET, gpu_plan, run_peers
+
+    if args.gpu_plan:
+        args.out.mkdir(parents=True, exist_ok=True)
+        script = gpu_plan(args.out, tuple(args.algos))
+        (args.out / "gpu_plan.sh").write_text(script)
+        print(script)
+        return
+    base = CPU_SUBSET
+    plan = dataclasses.replace(
+        base,
+        envs=tuple(args.envs or base.envs),
+        steps=args.steps or base.steps,
+        seeds=tuple(args.seeds or base.seeds),
+        preset=args.preset or base.preset,
+    )
+    if plan != base:
+        plan = dataclasses.replace(plan, note="the envs, budget, seeds and preset given on the command line")
+    summary = run_peers(args.out, plan, tuple(args.algos), args.lockstep, args.stop_after_s, args.report_only)
+    print(json.dumps(summary, default=str) if args.json else (args.out / "peers.md").read_text())
+
+
 def _mujoco(args: MujocoCommand) -> None:
     from s2ac.experiments.mujoco import run_mujoco
 
@@ -505,6 +556,7 @@ EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "multigoal": (MultigoalCommand, _multigoal),
     "runtime": (RuntimeCommand, _runtime),
     "mujoco": (MujocoCommand, _mujoco),
+    "peers": (PeersCommand, _peers),
     "step-rules": (StepRulesCommand, _step_rules),
     "entropy-check": (EntropyCheckCommand, _entropy_check),
     "diffusion-bound": (DiffusionBoundCommand, _diffusion_bound),
