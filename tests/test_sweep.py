@@ -40,16 +40,27 @@ def statuses(out) -> list[tuple[str, str]]:
     return [(row["trial"], row["status"]) for row in read_ledger(out)]
 
 
-def test_sweep_runs_then_skips_finished_trials(tmp_path):
+def test_sweep_resumes_a_partly_finished_trial_runs_the_rest_then_skips_them_all(tmp_path):
+    # One Ray start for the three behaviours (each start costs seconds of Ray and JAX imports).
     cfg = tiny_sweep(tmp_path)
+    partial = trial_specs(cfg)[0]
+    agent_config, train_config = trial_configs(partial)
+    train_config = dataclasses.replace(train_config, total_steps=100)
+    Trainer("sac", agent_config, train_config, partial.run_dir, progress=False, tensorboard=False).run()
+    head = [r for r in read_metrics(partial.run_dir) if r["step"] <= 100]
+    assert head and head[-1]["step"] == 100
+
     summary = run_sweep(cfg)
     assert summary["counts"] == {"finished": 2}
     for spec in trial_specs(cfg):
         rows = read_metrics(spec.run_dir)
         assert rows[-1]["step"] == 200
         assert json.loads((tmp_path / spec.trial_id / "config.json").read_text())["train"]["seed"] == spec.seed
+    assert [r for r in read_metrics(partial.run_dir) if r["step"] <= 100] == head  # kept, not rewritten
     first = statuses(tmp_path)
     assert sorted(s for _, s in first) == ["finished", "finished", "started", "started"]
+    started = {r["trial"]: r for r in read_ledger(tmp_path) if r["status"] == "started"}
+    assert started[partial.trial_id]["resumed"] is True and started[partial.trial_id]["env_steps"] == 100
     assert all(t["final"]["step"] == 200 and "eval/mean_reward" in t["final"] for t in summary["trials"])
     assert (tmp_path / "ray").is_dir()
 
@@ -63,24 +74,6 @@ def test_sweep_runs_then_skips_finished_trials(tmp_path):
 
     runs = summarize_runs(tmp_path)
     assert [(r["seed"], r["env_steps"], r["preset"]) for r in runs] == [(0, 200, "quick"), (1, 200, "quick")]
-
-
-def test_sweep_resumes_partly_finished_trial(tmp_path):
-    cfg = tiny_sweep(tmp_path, seeds=(0,))
-    (spec,) = trial_specs(cfg)
-    agent_config, train_config = trial_configs(spec)
-    train_config = dataclasses.replace(train_config, total_steps=100)
-    Trainer("sac", agent_config, train_config, spec.run_dir, progress=False, tensorboard=False).run()
-    head = [r for r in read_metrics(spec.run_dir) if r["step"] <= 100]
-    assert head and head[-1]["step"] == 100
-
-    summary = run_sweep(cfg)
-    assert summary["counts"] == {"finished": 1}
-    rows = read_metrics(spec.run_dir)
-    assert [r for r in rows if r["step"] <= 100] == head  # kept, not rewritten from scratch
-    assert rows[-1]["step"] == 200
-    started = [r for r in read_ledger(tmp_path) if r["status"] == "started"]
-    assert started[0]["resumed"] is True and started[0]["env_steps"] == 100
 
 
 def test_sweep_rejects_unknown_override(tmp_path):
