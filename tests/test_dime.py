@@ -33,6 +33,11 @@ def np_project(probs, atoms, shift, scale):
     return out
 
 
+def np_gauss(v, mean, sd):
+    """``log N(v; mean, sd^2 I)`` in float64."""
+    return np.sum(-0.5 * ((v - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi))
+
+
 def tiny_dist_config(algo="sac", **fields):
     return tiny_config(algo, env_id="Pendulum-v1", critic="distributional", **fields)
 
@@ -158,3 +163,120 @@ def test_every_density_actor_runs_on_the_distributional_critic():
         assert np.isfinite(float(metrics["critic_loss"])), algo
         assert dataclasses.asdict(agent.config)["critic"] == "distributional"
     assert WIDTH == agent.config.critic_hidden
+
+
+# -- DIME -------------------------------------------------------------------------------------------
+
+
+def tiny_dime(**fields):
+    return tiny_config("dime", env_id="Pendulum-v1", **{"diffusion_steps": 2, **fields})
+
+
+@pytest.mark.parametrize("steps", [0, -3])
+def test_zero_or_negative_diffusion_steps_refused_in_one_line(steps):
+    with pytest.raises(ValueError, match="diffusion steps") as info:
+        tiny_dime(diffusion_steps=steps).validate()
+    assert "\n" not in str(info.value) and str(steps) in str(info.value)
+
+
+def test_paper_preset_holds_the_authors_settings():
+    from s2ac.agents import algo_train_fields, make_agent_config
+
+    cfg = make_agent_config("dime", "paper", "Hopper-v5")
+    expected = dict(
+        diffusion_steps=16, prior_std=2.5, init_step_size=0.1, init_friction=1.0, critic="distributional",
+        critic_hidden=(2048, 2048), actor_hidden=(256, 256, 256), n_atoms=101, v_min=-200.0, v_max=200.0,
+        batch_size=256, critic_lr=3e-4, actor_lr=3e-4, adam_beta1=0.5, actor_grad_clip=1.0, gamma=0.99,
+        policy_delay=3, auto_alpha=True, alpha=1.0, alpha_lr=1e-3, activation="relu",
+    )  # fmt: skip
+    assert {k: getattr(cfg, k) for k in expected} == expected
+    train = algo_train_fields("dime", "paper", "Hopper-v5")
+    assert train["gradient_steps"] == 2 * train["train_freq"]  # UTD 2
+    assert train["learning_starts"] == 5000
+    quick = make_agent_config("dime", "quick", "Pendulum-v1")
+    assert quick.diffusion_steps < 16 and (quick.v_min, quick.v_max) == (-1600.0, 1600.0)
+
+
+def test_s2ac_dist_is_s2ac_on_the_distributional_critic():
+    from s2ac.agents import algo_of_config, make_agent_config
+
+    cfg = make_agent_config("s2ac-dist", "quick", "Pendulum-v1")
+    assert (cfg.critic, cfg.init, type(cfg).__name__) == ("distributional", "learned", "S2ACConfig")
+    assert algo_of_config(cfg) == "s2ac-dist"
+
+
+def test_dime_labels_its_entropy_a_lower_bound_and_targets_the_authors_rule():
+    from s2ac.experiments.multigoal.metrics import entropy_estimators
+    from s2ac.experiments.multigoal.report import ESTIMATOR_LABELS
+
+    agent = make_agent(tiny_dime(), HOPPER)
+    assert agent.log_density_kind == "lower_bound"
+    assert entropy_estimators(agent) == ["lower_bound"]
+    assert "lower bound" in ESTIMATOR_LABELS["lower_bound"]
+    # Authors: E[running cost] -> 4 |A|; E[terminal] = -|A| * 0.5 * log(2 pi e 2.5^2) (by hand: 2.3350 per dim).
+    assert agent.target_entropy == pytest.approx(-(4.0 - 2.3350) * 3, abs=1e-3)
+    state = agent.init(jax.random.PRNGKey(0))
+    assert state.critic_target is None
+    state, metrics = agent.update(state, random_batch(HOPPER, BATCH))  # step 0: the actor updates
+    assert "entropy_bound" in metrics and "entropy" not in metrics
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_dime_actions_stay_in_an_odd_box_and_the_deterministic_mode_is_noise_free():
+    from agent_helpers import assert_acts_in_box
+    from tiny import ODD_BOX
+
+    agent = make_agent(tiny_dime(), ODD_BOX)
+    assert_acts_in_box(agent, ODD_BOX, modes=("random", "max"))
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((2, ODD_BOX.obs_dim))
+    a1 = agent.act(state, obs, jax.random.PRNGKey(1), mode="max")
+    a2 = agent.act(state, obs, jax.random.PRNGKey(2), mode="max")
+    np.testing.assert_array_equal(np.asarray(a1), np.asarray(a2))
+
+
+def test_dime_sample_bound_matches_a_numpy_replay_of_the_chain():
+    """``-log_prob`` of ``sample_action`` against a float64 NumPy replay of (D1)-(D8) with the same draws:
+    at initialisation the score net is ~0 (last layer 1e-8), so the chain is the prior's OU chain."""
+    agent = make_agent(tiny_dime(), HOPPER)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((1, HOPPER.obs_dim))
+    key = jax.random.PRNGKey(5)
+    action, log_prob = agent.sample_action(state.actor_params, obs, key)
+    # The same noise as the sampler draws: one key per state, then (prior, steps).
+    k0, ks = jax.random.split(jax.random.split(key, 1)[0])
+    x = 2.5 * np.asarray(jax.random.normal(k0, (3,)), np.float64)
+    eps = np.asarray(jax.random.normal(ks, (2, 3)), np.float64)
+    n, c_min, s = 2, 0.001, 0.008
+    logp0 = np.sum(-0.5 * (x / 2.5) ** 2 - np.log(2.5) - 0.5 * np.log(2 * np.pi))
+    ratio = 0.0
+    for i in range(n):
+        t = (n - i) / n
+        dt = 0.1 * ((1 - c_min) * np.cos(0.5 * np.pi * (1 + s - t) / (1 + s)) ** 2 + c_min)
+        eta = dt / 1.0
+        sd = np.sqrt(2 * eta)
+        fwd = x - eta * x / 6.25
+        x_new = fwd + sd * eps[i]
+        bwd = x_new - eta * x_new / 6.25
+        ratio += np_gauss(x, bwd, sd) - np_gauss(x_new, fwd, sd)
+        x = x_new
+    log_det = np.sum(np.log(1 - np.tanh(x) ** 2))
+    bound = ratio + log_det - logp0
+    assert float(-log_prob[0]) == pytest.approx(bound, abs=1e-3)
+    np.testing.assert_allclose(np.asarray(action[0]), np.tanh(x), atol=1e-4)
+
+
+def test_cli_trains_dime_for_a_few_updates(tmp_path):
+    from s2ac.cli import main
+
+    argv = [
+        "train", "--algo", "dime", "--preset", "quick", "--env", "Pendulum-v1", "--total-steps", "120",
+        "--no-progress", "--no-plots", "--train.learning-starts", "80", "--train.random-steps", "80",
+        "--train.train-freq", "20", "--train.gradient-steps", "2", "--train.eval-freq", "120",
+        "--train.eval-episodes", "1", "--train.checkpoint-freq", "0", "--agent.critic-hidden", "16", "16",
+        "--agent.actor-hidden", "16", "16", "--agent.batch-size", "16", "--agent.diffusion-steps", "2",
+        "--out", str(tmp_path / "run"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "entropy_bound" in line]
+    assert rows
