@@ -66,7 +66,7 @@ def critic_grid(agent: Any, state: Any, obs: np.ndarray, low: float, high: float
 
     axis = np.linspace(low, high, res, dtype=np.float32)
     grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-    q = agent.critic.apply(state.critic_params, jnp.broadcast_to(jnp.asarray(obs), (len(grid), obs.shape[-1])), grid)
+    q = agent.q(state.critic_params, jnp.broadcast_to(jnp.asarray(obs), (len(grid), obs.shape[-1])), grid)
     return np.asarray(jnp.min(q, axis=0)).reshape(res, res)
 
 

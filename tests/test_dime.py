@@ -280,3 +280,16 @@ def test_cli_trains_dime_for_a_few_updates(tmp_path):
     assert main(argv) == 0
     rows = [line for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "entropy_bound" in line]
     assert rows
+
+
+@pytest.mark.slow  # trains DIME in the vectorised multigoal loop
+def test_multigoal_runs_dime_and_labels_its_entropy(tmp_path):
+    from test_multigoal_experiment import MG3, TINY
+
+    import s2ac.experiments.multigoal as mg
+
+    summary = mg.run_multigoal(tmp_path, False, 2, ["dime"], [MG3], budget=TINY, progress=False)
+    ent = summary["results"][MG3]["dime"]["entropy"]
+    assert "lower_bound" in ent and "log_prob" not in ent
+    assert np.isfinite(np.asarray(ent["knn"], float)).all() and np.isfinite(np.asarray(ent["lower_bound"], float)).all()
+    assert "entropy lower bound" in (tmp_path / "report.md").read_text()

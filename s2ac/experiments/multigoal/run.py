@@ -194,7 +194,7 @@ def q_grids(run: TrainedRun, task: MultiGoalSpec, res: int = 41) -> np.ndarray:
     grid = jnp.stack(jnp.meshgrid(axis, axis), -1).reshape(-1, 2)
 
     def one(probe):
-        q = run.agent.critic.apply(state.critic_params, jnp.broadcast_to(probe, (grid.shape[0], 2)), grid)
+        q = run.agent.q(state.critic_params, jnp.broadcast_to(probe, (grid.shape[0], 2)), grid)
         return jnp.min(q, axis=0).reshape(res, res)
 
     return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(task.probe_states, jnp.float32)))
