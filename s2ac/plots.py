@@ -13,7 +13,7 @@ from s2ac.logger import read_metrics
 CURVES = (
     ("eval/mean_reward", "eval/stochastic_mean_reward", "rollout/ep_rew_mean"),
     ("train/critic_loss", "train/actor_loss"),
-    ("train/entropy",),
+    ("train/entropy", "train/entropy_bound"),
     ("train/alpha", "train/particle_spread", "train/bandwidth", "train/invertibility_margin"),
 )
 
