@@ -293,3 +293,16 @@ def test_multigoal_runs_dime_and_labels_its_entropy(tmp_path):
     assert "lower_bound" in ent and "log_prob" not in ent
     assert np.isfinite(np.asarray(ent["knn"], float)).all() and np.isfinite(np.asarray(ent["lower_bound"], float)).all()
     assert "entropy lower bound" in (tmp_path / "report.md").read_text()
+
+
+def test_class_api_builds_dime_and_s2ac_dist():
+    import s2ac
+
+    model = s2ac.DIME(
+        "Pendulum-v1", preset="quick", diffusion_steps=2, critic_hidden=WIDTH, actor_hidden=WIDTH, batch_size=BATCH
+    )
+    assert model.config.critic == "distributional" and model.agent.log_density_kind == "lower_bound"
+    action, _ = model.predict(np.zeros(3, np.float32), deterministic=True)
+    assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
+    dist = s2ac.S2ACDist("Pendulum-v1", preset="quick")
+    assert (dist.config.critic, dist.config.init) == ("distributional", "learned")
