@@ -87,9 +87,7 @@ class AgentConfig:
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
     critic: str = "twin"
-    """Critic: ``twin`` (Polyak target), ``crossq`` (batch renorm, joint pass, no target; Bhatt et al. 2024)
-    or ``distributional`` (CrossQ's critic with a categorical head over ``n_atoms`` atoms on
-    ``[v_min, v_max]``; DIME, Celik et al. 2025)."""
+    """Critic: ``twin`` (Polyak target), ``crossq`` (batch renorm, no target), ``distributional`` (atoms)."""
     policy_delay: int = 1
     """Update the actor (and a tuned alpha) every this many critic updates (CrossQ, TD3: 3)."""
     adam_beta1: float = 0.9
@@ -111,9 +109,9 @@ class AgentConfig:
     renorm_warmup_steps: int = 100_000
     """Batch renorm: training calls with r = 1, d = 0 (plain batch norm) before renormalising (CrossQ: 100k)."""
     v_min: float = -200.0
-    """``distributional`` critic: lowest atom of the return support (DIME: -200; -1600 for Gym MuJoCo)."""
+    """``distributional`` critic: lowest atom of the support (DIME: -200; Gym MuJoCo: -1600)."""
     v_max: float = 200.0
-    """``distributional`` critic: highest atom; set ``+-max|r| / (1 - gamma)`` so returns fit (DIME: 200; 1600)."""
+    """``distributional`` critic: highest atom, about ``max|r| / (1 - gamma)`` (DIME: 200; Gym MuJoCo: 1600)."""
     n_atoms: int = 101
     """``distributional`` critic: number of atoms of the categorical head (DIME: 101)."""
 
