@@ -251,7 +251,8 @@ def _overview(summary: dict) -> list[str]:
         "## Headline",
         "",
         "Stochastic (`random`) policy. Entropy: mean over the six probe states of −E log π (nats); "
-        "own density = S²AC closed form / SAC, SAC-NF exact log-density. Margin: last chunk (see the end).",
+        "own density = S²AC closed form / SAC, SAC-NF exact log-density / DIME entropy lower bound. "
+        "Margin: last chunk (see the end).",
         "",
         headline_table(summary["results"]),
         "",
