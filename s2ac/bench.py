@@ -188,6 +188,13 @@ def diffusion_step_costs(args: BenchUpdate, rounds: int = 5) -> dict:
 
 def run_bench_update(args: BenchUpdate) -> dict:
     """Time ``args.algo`` (and SAC), and the reference matmul, side by side."""
+    if args.diffusion_steps:
+        require(
+            hasattr(config_class(args.algo), "diffusion_steps"),
+            f"--diffusion-steps applies to a diffusion policy (dime); got --algo {args.algo}",
+        )
+        for n in args.diffusion_steps:
+            check_diffusion_steps(n)
     machine = machine_info()
     result = {
         "algo": args.algo,
@@ -216,12 +223,6 @@ def run_bench_update(args: BenchUpdate) -> dict:
     if args.compare_step_rules and issubclass(config_class(args.algo), S2ACConfig):
         result["step_rules"] = step_rule_costs(args)
     if args.diffusion_steps:
-        require(
-            hasattr(config_class(args.algo), "diffusion_steps"),
-            f"--diffusion-steps applies to a diffusion policy (dime); got --algo {args.algo}",
-        )
-        for n in args.diffusion_steps:
-            check_diffusion_steps(n)
         result["diffusion_steps"] = diffusion_step_costs(args)
     if args.compare_sac and args.algo != "sac":
         sac = time_update("sac", "corrected", args)
