@@ -306,3 +306,20 @@ def test_class_api_builds_dime_and_s2ac_dist():
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
     dist = s2ac.S2ACDist("Pendulum-v1", preset="quick")
     assert (dist.config.critic, dist.config.init) == ("distributional", "learned")
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--algo", "dime", "--diffusion-steps", "0"], "diffusion steps"),
+        (["--algo", "sac", "--diffusion-steps", "4"], "applies to a diffusion policy"),
+    ],
+)
+def test_bench_diffusion_steps_bad_input_one_line(argv, words):
+    import tyro
+
+    from s2ac.bench import BenchUpdate, run_bench_update
+
+    with pytest.raises(ValueError, match=words) as info:
+        run_bench_update(tyro.cli(BenchUpdate, args=argv))
+    assert "\n" not in str(info.value)
