@@ -1,7 +1,8 @@
 """s2ac: Stein Soft Actor-Critic and max-entropy baselines in JAX.
 
 The class API has one class per registered algorithm (:data:`s2ac.agents.REGISTRY`):
-``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``CrossQ``, ``S2ACCrossQ``, ``SACNF``
+``S2AC``, ``S2ACPhi``, ``AmortizedS2AC``, ``SAC``, ``SQL``, ``CrossQ``, ``S2ACCrossQ``, ``S2ACDist``,
+``DIME``, ``SACNF``
 (written out in :mod:`s2ac.api`).
 
 ``import s2ac`` is light: the class API (and with it JAX) is imported on first use of one of its
@@ -18,6 +19,7 @@ from s2ac import envs as _envs  # noqa: F401  (registers the multigoal ids with 
 if TYPE_CHECKING:  # what IDEs and type checkers see: the classes written out in s2ac/api.py
     from s2ac.api import (
         ALGORITHMS,
+        DIME,
         S2AC,
         SAC,
         SACNF,
@@ -28,11 +30,12 @@ if TYPE_CHECKING:  # what IDEs and type checkers see: the classes written out in
         ModelLogger,
         Policy,
         S2ACCrossQ,
+        S2ACDist,
         S2ACPhi,
     )
 
 __all__ = ["Algorithm", "ALGORITHMS", "ModelLogger", "Policy", "S2AC", "S2ACPhi", "AmortizedS2AC", "SAC", "SQL"]
-__all__ += ["CrossQ", "S2ACCrossQ", "SACNF"]
+__all__ += ["CrossQ", "S2ACCrossQ", "S2ACDist", "DIME", "SACNF"]
 __version__ = "0.1.0"
 
 

@@ -575,7 +575,30 @@ class S2ACCrossQ(Algorithm):
     algo = "s2ac-crossq"
 
 
-WRITTEN_OUT: tuple[type[Algorithm], ...] = (S2AC, S2ACPhi, AmortizedS2AC, SAC, SQL, CrossQ, S2ACCrossQ, SACNF)
+class S2ACDist(Algorithm):
+    """S²AC(phi,theta) on the distributional critic: categorical head, batch renorm, no target network."""
+
+    algo = "s2ac-dist"
+
+
+class DIME(Algorithm):
+    """DIME: diffusion policy with an entropy lower bound on a distributional critic (Celik et al. 2025)."""
+
+    algo = "dime"
+
+
+WRITTEN_OUT: tuple[type[Algorithm], ...] = (
+    S2AC,
+    S2ACPhi,
+    AmortizedS2AC,
+    SAC,
+    SQL,
+    CrossQ,
+    S2ACCrossQ,
+    S2ACDist,
+    DIME,
+    SACNF,
+)
 """The classes above; a registered algorithm without one still gets a class at run time
 (:func:`_api_class`), and the test of the class API names it as missing here."""
 
@@ -605,6 +628,8 @@ __all__ = [
     "SQL",
     "CrossQ",
     "S2ACCrossQ",
+    "S2ACDist",
+    "DIME",
     "SACNF",
 ]
 globals()["__all__"] = [*__all__, *(name for name in API_CLASSES if name not in __all__)]  # any not written out

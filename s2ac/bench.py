@@ -22,6 +22,8 @@ import numpy as np
 
 from s2ac.agents import ALGOS, EnvSpec, config_class, make_agent, make_agent_config
 from s2ac.agents.s2ac import S2ACConfig
+from s2ac.checks import require
+from s2ac.diffusion import check_diffusion_steps
 from s2ac.machine import machine_info, median_seconds
 from s2ac.types import Batch
 
@@ -52,6 +54,8 @@ class BenchUpdate:
     """Also time SAC's update in the same process and report the ratio."""
     compare_step_rules: bool = True
     """S²AC: also time the update under the fixed step (margin logged, and not) in alternating rounds."""
+    diffusion_steps: tuple[int, ...] = ()
+    """DIME: also time the update at each of these diffusion step counts (e.g. 4 8 16), in alternating rounds."""
     json: bool = False
     """Print one JSON line."""
 
@@ -164,8 +168,33 @@ def interleaved_fraction(update, state, batch, flops: float, rows: int, hidden: 
     )
 
 
+def diffusion_step_costs(args: BenchUpdate, rounds: int = 5) -> dict:
+    """Median ms of the DIME update at each of ``args.diffusion_steps``, timed in alternating rounds, and
+    each one's ratio to the fewest steps."""
+    updates = {}
+    for n in args.diffusion_steps:
+        update, state, batch, _ = compiled_update(
+            args.algo, args.preset, args, overrides=dict(diffusion_steps=n), count_flops=False
+        )
+        updates[n] = (update, state, batch)
+    times: dict[int, list[float]] = {n: [] for n in updates}
+    for _ in range(rounds):
+        for n, (update, state, batch) in updates.items():
+            times[n].append(median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
+    ms = {str(n): 1e3 * float(np.median(t)) for n, t in times.items()}
+    base = ms[str(min(updates))]
+    return {"ms": ms, "ratio_to_fewest": {n: v / base for n, v in ms.items()}}
+
+
 def run_bench_update(args: BenchUpdate) -> dict:
     """Time ``args.algo`` (and SAC), and the reference matmul, side by side."""
+    if args.diffusion_steps:
+        require(
+            hasattr(config_class(args.algo), "diffusion_steps"),
+            f"--diffusion-steps applies to a diffusion policy (dime); got --algo {args.algo}",
+        )
+        for n in args.diffusion_steps:
+            check_diffusion_steps(n)
     machine = machine_info()
     result = {
         "algo": args.algo,
@@ -193,6 +222,8 @@ def run_bench_update(args: BenchUpdate) -> dict:
     )
     if args.compare_step_rules and issubclass(config_class(args.algo), S2ACConfig):
         result["step_rules"] = step_rule_costs(args)
+    if args.diffusion_steps:
+        result["diffusion_steps"] = diffusion_step_costs(args)
     if args.compare_sac and args.algo != "sac":
         sac = time_update("sac", "corrected", args)
         result.update(sac_median_ms=sac["ms"], sac_flops=sac["flops"], ratio_to_sac=result["median_ms"] / sac["ms"])

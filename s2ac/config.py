@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from s2ac.checks import finite_positive, non_negative_int, positive_int, require
+from s2ac.distributional import check_support
 from s2ac.nets import ACTIVATIONS, Activation
 from s2ac.parts.critics import check_critic
 
@@ -28,6 +29,9 @@ ADDED_FIELD_DEFAULTS: dict[str, object] = {
     "lr_schedule_updates": 0,
     "normalize_obs": False,
     "normalize_reward": False,
+    "v_min": -200.0,
+    "v_max": 200.0,
+    "n_atoms": 101,
 }
 """Config fields added after runs were first written, with their defaults: a run whose ``config.json``
 lacks one ran with that default (so it still resumes and loads)."""
@@ -48,6 +52,7 @@ class AgentConfig:
         "renorm_r_max",
         "renorm_d_max",
         "renorm_warmup_steps",
+        "n_atoms",
     )
     """Fields that are implementation switches or method variants the presets set, rather than the
     usual tuning knobs: ``s2ac train --help`` lists them last, under "advanced options". Each config
@@ -82,7 +87,7 @@ class AgentConfig:
     """Rewards enter the critic target as ``reward_scale * r`` (Soft Q-Learning's multigoal example:
     0.1 at alpha = 1, i.e. a raw-unit temperature of 10). Returns are always logged in raw units."""
     critic: str = "twin"
-    """Critic: ``twin`` (Polyak target) or ``crossq`` (batch renorm, joint pass, no target; Bhatt et al. 2024)."""
+    """Critic: ``twin`` (Polyak target), ``crossq`` (batch renorm, no target), ``distributional`` (atoms)."""
     policy_delay: int = 1
     """Update the actor (and a tuned alpha) every this many critic updates (CrossQ, TD3: 3)."""
     adam_beta1: float = 0.9
@@ -103,6 +108,12 @@ class AgentConfig:
     """Batch renorm: clip of the shift correction d to [-d_max, d_max] (CrossQ: 5)."""
     renorm_warmup_steps: int = 100_000
     """Batch renorm: training calls with r = 1, d = 0 (plain batch norm) before renormalising (CrossQ: 100k)."""
+    v_min: float = -200.0
+    """``distributional`` critic: lowest atom of the support (DIME: -200; Gym MuJoCo: -1600)."""
+    v_max: float = 200.0
+    """``distributional`` critic: highest atom, about ``max|r| / (1 - gamma)`` (DIME: 200; Gym MuJoCo: 1600)."""
+    n_atoms: int = 101
+    """``distributional`` critic: number of atoms of the categorical head (DIME: 101)."""
 
     @property
     def deterministic_mode(self) -> str:
@@ -134,9 +145,11 @@ class AgentConfig:
         require(self.renorm_r_max >= 1.0, f"renorm_r_max must be >= 1; got {self.renorm_r_max!r}")
         require(self.renorm_d_max >= 0.0, f"renorm_d_max must be >= 0; got {self.renorm_d_max!r}")
         non_negative_int("renorm_warmup_steps", self.renorm_warmup_steps)
+        if self.critic == "distributional":
+            check_support(self.v_min, self.v_max, self.n_atoms)
         require(
-            self.critic != "crossq" or self.batch_size >= 2,
-            f"critic='crossq' normalises by batch statistics, which need batch_size >= 2; got {self.batch_size}",
+            self.critic not in ("crossq", "distributional") or self.batch_size >= 2,
+            f"critic={self.critic!r} normalises by batch statistics, which need batch_size >= 2; got {self.batch_size}",
         )
         for name in ("critic_hidden", "actor_hidden"):
             widths = getattr(self, name)

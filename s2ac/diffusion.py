@@ -205,15 +205,21 @@ def sample(
     config: DiffusionConfig,
     key: Array,
     trajectory: bool = False,
+    deterministic: bool = False,
 ) -> DiffusionResult:
     """Draw one sample by (D1)-(D5) and account the bound (D6)-(D8); differentiable in ``params``
-    and through ``score_fn`` along all ``N`` steps (the reparameterised noise carries the gradient)."""
+    and through ``score_fn`` along all ``N`` steps (the reparameterised noise carries the gradient).
+
+    ``deterministic``: the noise-free chain (``x_0 = 0`` and every step's noise 0, i.e. the path at the
+    mean of the noise), a deterministic action for evaluation; its bound fields are not an entropy."""
     d = params.friction_raw.shape[-1]
     key0, key_steps = jax.random.split(key)
     # The prior is fixed: its sample carries no gradient (the authors' learn_prior: False).
     x0 = config.prior_std * jax.random.normal(key0, (d,), jnp.float32)
     etas = step_sizes(params, config)[:, None] / friction(params)[None, :]  # (N, d)
     noise = jax.random.normal(key_steps, (config.n_steps, d), jnp.float32)
+    if deterministic:
+        x0, noise = jnp.zeros_like(x0), jnp.zeros_like(noise)
 
     def step(carry, inputs):
         x, log_ratio = carry
@@ -249,6 +255,7 @@ def sample_batched(
     config: DiffusionConfig,
     obs: Array,
     key: Array,
+    deterministic: bool = False,
 ) -> DiffusionResult:
     """One sample per state: ``obs (B, o)`` -> fields with a leading ``B`` axis.
 
@@ -258,7 +265,7 @@ def sample_batched(
     keys = jax.random.split(key, obs.shape[0])
 
     def one(o, k):
-        return sample(lambda x, n: score_apply(x, o, n), params, config, k)
+        return sample(lambda x, n: score_apply(x, o, n), params, config, k, deterministic=deterministic)
 
     return jax.vmap(one)(obs, keys)
 

@@ -44,6 +44,7 @@ from s2ac.agents import make_agent
 from s2ac.agents.common import scan_updates
 from s2ac.checks import positive_int
 from s2ac.config import AgentConfig, TrainConfig
+from s2ac.distributional import SupportMonitor
 from s2ac.envs import make_env
 from s2ac.envs.snapshot import restore_env, snapshot_env
 from s2ac.evaluate import EpisodeStats, GymEpisodes, episode_seed, evaluation_seeds, run_episodes
@@ -433,6 +434,15 @@ class TrainingLoop:
         else:
             self.pending_actions = self._random_actions()
 
+    def _check_support(self, mass: np.ndarray) -> None:
+        """Warn once per loop when the distributional critic's targets fall outside its support (the
+        mass clipped to ``[v_min, v_max]``; :class:`s2ac.distributional.SupportMonitor`)."""
+        monitor = getattr(self, "_support_monitor", None)
+        if monitor is None:
+            cfg = self.agent_config
+            monitor = self._support_monitor = SupportMonitor(cfg.v_min, cfg.v_max)
+        monitor(mass=np.max(mass), what="distributional critic's bootstrap targets (probability mass)")
+
     def _record_metrics(self, metrics: dict[str, np.ndarray]) -> None:
         """Check every member's round metrics, add them to its sums, and count the round's updates."""
         for i, m in enumerate(self.members):
@@ -446,6 +456,8 @@ class TrainingLoop:
                     f"{runs.last_good_checkpoint(m.ckpt_root)}"
                 )
             m.record.add_metrics(member_metrics)
+        if "outside_mass" in metrics:
+            self._check_support(metrics["outside_mass"])
         for m in self.members:
             m.record.counters.updates += self.cfg.gradient_steps
 

@@ -16,6 +16,8 @@ ALGO_CLASSES: dict[str, str] = {
     "sql": "SQL",
     "crossq": "CrossQ",
     "s2ac-crossq": "S2ACCrossQ",
+    "s2ac-dist": "S2ACDist",
+    "dime": "DIME",
     "sac-nf": "SACNF",
 }
 """``--algo`` name -> class-API class name, in registry order."""

@@ -251,6 +251,40 @@ class RenormCriticEnsemble(nn.Module):
         )
 
 
+class RenormCategoricalCritic(nn.Module):
+    """Logits over ``n_atoms`` atoms of ``Z(s, a)`` from a :class:`RenormMLP` on ``[s, a]`` (DIME's
+    critic: CrossQ's layers with a categorical head); ``train`` selects batch or running statistics."""
+
+    hidden_sizes: Sequence[int]
+    n_atoms: int
+    activation: Activation = "relu"
+    renorm: BatchRenormSettings = BatchRenormSettings()
+    train: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        return RenormMLP(self.hidden_sizes, self.n_atoms, self.activation, self.renorm)(x, self.train)
+
+
+class RenormCategoricalCriticEnsemble(nn.Module):
+    """``n_critics`` :class:`RenormCategoricalCritic` as one vmapped module, each with its own statistics:
+    logits of shape ``(n_critics, *batch, n_atoms)``."""
+
+    hidden_sizes: Sequence[int]
+    n_atoms: int
+    activation: Activation = "relu"
+    renorm: BatchRenormSettings = BatchRenormSettings()
+    n_critics: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+        ensemble = _critic_axis(RenormCategoricalCritic, ("params", "batch_stats"), self.n_critics)
+        return ensemble(self.hidden_sizes, self.n_atoms, self.activation, self.renorm, train)(
+            *_per_critic(obs, action, self.n_critics)
+        )
+
+
 class RenormGaussianHead(nn.Module):
     """:class:`GaussianHead` on a :class:`RenormMLP` (CrossQ's ``brn_actor``)."""
 

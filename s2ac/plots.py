@@ -13,7 +13,7 @@ from s2ac.logger import read_metrics
 CURVES = (
     ("eval/mean_reward", "eval/stochastic_mean_reward", "rollout/ep_rew_mean"),
     ("train/critic_loss", "train/actor_loss"),
-    ("train/entropy",),
+    ("train/entropy", "train/entropy_bound"),
     ("train/alpha", "train/particle_spread", "train/bandwidth", "train/invertibility_margin"),
 )
 
@@ -66,7 +66,7 @@ def critic_grid(agent: Any, state: Any, obs: np.ndarray, low: float, high: float
 
     axis = np.linspace(low, high, res, dtype=np.float32)
     grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-    q = agent.critic.apply(state.critic_params, jnp.broadcast_to(jnp.asarray(obs), (len(grid), obs.shape[-1])), grid)
+    q = agent.q(state.critic_params, jnp.broadcast_to(jnp.asarray(obs), (len(grid), obs.shape[-1])), grid)
     return np.asarray(jnp.min(q, axis=0)).reshape(res, res)
 
 

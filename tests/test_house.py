@@ -135,7 +135,7 @@ def test_no_function_longer_than_60_lines():
 def test_every_registered_algorithm_has_a_cli_choice_an_api_class_and_a_bench_choice():
     from s2ac import bench, cli
 
-    assert agents.ALGOS == tuple(agents.REGISTRY) and len(agents.ALGOS) == 8
+    assert agents.ALGOS == tuple(agents.REGISTRY) and len(agents.ALGOS) == 10
     bench_choices = set(typing.get_args(typing.get_type_hints(bench.BenchUpdate)["algo"]))
     for name, spec in agents.REGISTRY.items():
         assert name in cli.ALGOS

@@ -134,7 +134,8 @@ class CriticAgent:
         self.box = ActionBox.from_bounds(spec.action_low, spec.action_high)
         self.critic_part = make_critic(config)
         self.critic = self.critic_part.net
-        """The critic network; ``critic.apply(critic_params, obs, action)`` is Q in evaluation mode."""
+        """The critic network; ``critic.apply(critic_params, obs, action)`` is Q in evaluation mode, except
+        for the ``distributional`` critic, whose network gives logits over atoms: use :meth:`q` for Q."""
         self.critic_tx = self.critic_part.tx
         self.trace_count = 0
         self.update = jax.jit(self._update)

@@ -136,8 +136,8 @@ class S2ACConfig(AgentConfig):
     def validate(self) -> None:
         super().validate()
         require(
-            not (self.critic == "crossq" and self.activation == "relu" and self.init == "learned"),
-            "critic='crossq' with activation='relu' under S²AC(phi,theta): the q0 gradient runs through the "
+            not (self.critic in ("crossq", "distributional") and self.activation == "relu" and self.init == "learned"),
+            f"critic={self.critic!r} with activation='relu' under S²AC(phi,theta): the q0 gradient runs through the "
             "SVGD steps, which need grad^2_a Q, and a ReLU critic's is zero; use activation='elu'",
         )
         positive_int("n_particles", self.n_particles)

@@ -69,6 +69,11 @@ class SACAgent(CriticAgent):
     state_class = SACState
     policy_density = "sample_action"
     """``sample_action`` returns each draw's exact log-density (SAC-NF inherits it)."""
+    log_density_kind = "exact"
+    """What ``sample_action``'s log-density is: ``"exact"`` (change of variables); DIME's is a
+    ``"lower_bound"`` on the entropy (:data:`s2ac.diffusion.LOG_DENSITY_KIND`)."""
+    entropy_metric = "entropy"
+    """The metric name of the policy's entropy estimate, which the temperature reads."""
 
     def __init__(self, config: SACConfig, spec: EnvSpec):
         super().__init__(config, spec)
@@ -172,7 +177,7 @@ class SACAgent(CriticAgent):
                 actor_params, critic_params, log_alpha, obs, key
             )
             actor_params, actor_opt = apply_gradients(self.actor_tx, actor_params, actor_opt, grads)
-        log_alpha, alpha_opt, al_loss = self.temperature.step(log_alpha, alpha_opt, info["entropy"])
+        log_alpha, alpha_opt, al_loss = self.temperature.step(log_alpha, alpha_opt, info[self.entropy_metric])
         return (actor_params, actor_opt, log_alpha, alpha_opt), {"actor_loss": loss, "alpha_loss": al_loss, **info}
 
     def _update(self, state: SACState, batch: Batch) -> tuple[SACState, Metrics]:

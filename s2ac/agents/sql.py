@@ -111,6 +111,11 @@ class SQLConfig(AgentConfig):
             not self.auto_alpha,
             "auto_alpha needs the policy's log-density, and SQL's amortized sampler has none; keep alpha fixed",
         )
+        require(
+            self.critic != "distributional",
+            "critic='distributional' shifts the return distribution by -alpha log pi, and SQL's sampler has no "
+            "log-density; use critic='twin' or 'crossq'",
+        )
         positive_int("n_value_particles", self.n_value_particles)
         positive_int("n_svgd_particles", self.n_svgd_particles)
         positive_int("n_fixed_particles", self.n_fixed_particles)

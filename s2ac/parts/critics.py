@@ -7,6 +7,9 @@
   batch statistics cover both distributions, and the bootstrap ``Q(s', a')`` comes from that same pass
   (held fixed in the gradient). Running statistics live in the critic's variables
   (``critic_params["batch_stats"]``) and are what :meth:`CrossQCritic.q` uses.
+* ``distributional`` (:class:`DistributionalCritic`): CrossQ's critic (joint pass, batch renorm, no
+  target network) with a categorical head over ``n_atoms`` atoms on ``[v_min, v_max]`` (DIME, Celik
+  et al. 2025; the maths (C1)-(C5) in :mod:`s2ac.distributional`). ``q`` is the expected value (C5).
 
 Protocol (every kind): ``init(key, obs_dim, act_dim) -> (params, target, opt_state)``;
 ``q(params, obs, action)`` in evaluation mode, shape ``(n_critics, *batch)``;
@@ -25,11 +28,18 @@ from typing import Any, Protocol
 import jax
 import jax.numpy as jnp
 
-from s2ac.nets import Activation, BatchRenormSettings, CriticEnsemble, RenormCriticEnsemble
+from s2ac import distributional as dist
+from s2ac.nets import (
+    Activation,
+    BatchRenormSettings,
+    CriticEnsemble,
+    RenormCategoricalCriticEnsemble,
+    RenormCriticEnsemble,
+)
 from s2ac.parts.base import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
 from s2ac.types import Array, Batch, Metrics
 
-CRITICS: tuple[str, ...] = ("twin", "crossq")
+CRITICS: tuple[str, ...] = ("twin", "crossq", "distributional")
 """Every critic kind (the ``critic`` config field)."""
 
 
@@ -106,6 +116,9 @@ class CriticSettings:
     reward_scale: float
     tau: float
     renorm: BatchRenormSettings
+    v_min: float = -200.0
+    v_max: float = 200.0
+    n_atoms: int = 101
 
     @classmethod
     def from_config(cls, config: Any) -> CriticSettings:
@@ -118,6 +131,9 @@ class CriticSettings:
             config.reward_scale,
             config.tau,
             renorm_settings(config),
+            float(getattr(config, "v_min", -200.0)),
+            float(getattr(config, "v_max", 200.0)),
+            int(getattr(config, "n_atoms", 101)),
         )
 
 
@@ -247,11 +263,90 @@ class CrossQCritic(TwinCritic):
         return None
 
 
+class DistributionalCritic(CrossQCritic):
+    """Two batch-renormalised categorical critics, no target network, one joint pass (DIME's critic).
+
+    Each critic ``k`` gives logits over the atoms ``z_j`` of (C1); ``q`` returns the expected value
+    ``sum_j p_kj z_j`` (C5) in evaluation mode, so every actor sees an ordinary ``Q``. The bootstrap
+    (C3) projects each critic's next-state distribution (the mixture over the draws when ``next``
+    has several per state) shifted by ``r + gamma (1 - d) * bonus`` and scaled by ``gamma (1 - d)``
+    (C2), and averages the two projections; ``bonus = V(s') - E[Q]`` is read from
+    ``next.soft_value`` at ``Q = 0``, which is ``-alpha log pi`` for every density-based actor (an
+    actor whose value is not affine in ``Q``, SQL's importance sampling, cannot use this critic).
+    Loss (C4): cross-entropy to the target plus ``0.005`` times the negative entropy of the prediction,
+    batch mean, summed over the critics. ``outside_mass`` (the target mass clipped to the support's
+    ends) is returned as a metric; the training loop warns once when it is not small.
+    """
+
+    name = "distributional"
+    has_target = False
+
+    def __init__(self, settings: CriticSettings):
+        dist.check_support(settings.v_min, settings.v_max, settings.n_atoms)
+        self.settings = settings
+        self.atoms = dist.support(settings.v_min, settings.v_max, settings.n_atoms)
+        self.net = RenormCategoricalCriticEnsemble(
+            settings.hidden, settings.n_atoms, settings.activation, settings.renorm
+        )
+        self.tx = adam(settings.lr, settings.adam_beta1)
+
+    def logits(self, params: Any, obs: Array, action: Array) -> Array:
+        """Logits ``(n_critics, *batch, n_atoms)`` in evaluation mode."""
+        return self.net.apply(params, obs, action, train=False)
+
+    def q(self, params: Any, obs: Array, action: Array) -> Array:
+        """(C5) ``Q_k(s, a) = sum_j softmax(logits_k)_j z_j`` (running statistics): ``(n_critics, *batch)``."""
+        return dist.expected_q(self.logits(params, obs, action), self.atoms)
+
+    def target_distribution(self, next_probs: Array, batch: Batch, bonus: Array) -> tuple[Array, Array]:
+        """(C3) for the batch: ``next_probs`` ``(2, B, n_atoms)``, ``bonus`` ``(B,)`` -> the target
+        ``(B, n_atoms)`` (mean of the two projected distributions) and the target mass outside the support."""
+        s = self.settings
+        reward = s.reward_scale * batch.reward
+        discount = s.gamma * (1.0 - batch.terminated)
+        target = jax.vmap(dist.bootstrap_target, in_axes=(0, 0, None, 0, 0, 0))(
+            next_probs[0], next_probs[1], self.atoms, reward, discount, bonus
+        )
+        shift = reward + discount * bonus
+        outside = jax.vmap(
+            lambda p1, p2, sh, sc: (
+                0.5 * (dist.outside_mass(p1, self.atoms, sh, sc) + dist.outside_mass(p2, self.atoms, sh, sc))
+            )
+        )(next_probs[0], next_probs[1], shift, discount)
+        return target, outside
+
+    def joint_loss(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, Any]:
+        n_obs = broadcast_obs(batch.next_obs, next.action)
+        size = batch.obs.shape[0]
+        obs = jnp.concatenate([batch.obs, n_obs.reshape(-1, n_obs.shape[-1])])
+        action = jnp.concatenate([batch.action, next.action.reshape(-1, next.action.shape[-1])])
+        logits, updates = self.net.apply(
+            {"params": weights, "batch_stats": batch_stats}, obs, action, train=True, mutable=["batch_stats"]
+        )
+        n_critics = logits.shape[0]
+        next_probs = jax.nn.softmax(jax.lax.stop_gradient(logits[:, size:]), axis=-1)
+        next_probs = next_probs.reshape(n_critics, *next.action.shape[:-1], self.settings.n_atoms)
+        if next.action.ndim == 3:  # several draws per next state: their mixture
+            next_probs = jnp.mean(next_probs, axis=2)
+        bonus = jax.lax.stop_gradient(next.soft_value(jnp.zeros(next.action.shape[:-1], jnp.float32)))
+        target, outside = self.target_distribution(next_probs, batch, bonus)
+        ce = jax.vmap(jax.vmap(dist.cross_entropy_loss, in_axes=(0, 0)), in_axes=(0, None))(logits[:, :size], target)
+        q = dist.expected_q(logits[:, :size], self.atoms)
+        info = {
+            "q_mean": jnp.mean(q),
+            "target_mean": jnp.mean(jnp.sum(target * self.atoms, axis=-1)),
+            "value_mean": jnp.mean(jnp.sum(jnp.mean(next_probs, axis=0) * self.atoms, axis=-1) + bonus),
+            "outside_mass": jnp.mean(outside),
+        }
+        return jnp.sum(jnp.mean(ce, axis=-1)), (info, updates["batch_stats"])
+
+
 def make_critic(config: Any) -> Critic:
     """The critic part named by ``config.critic``."""
     check_critic(config.critic)
     settings = CriticSettings.from_config(config)
-    return TwinCritic(settings) if config.critic == "twin" else CrossQCritic(settings)
+    kinds = {"twin": TwinCritic, "crossq": CrossQCritic, "distributional": DistributionalCritic}
+    return kinds[config.critic](settings)
 
 
 __all__ = [
@@ -259,6 +354,7 @@ __all__ = [
     "Critic",
     "CriticSettings",
     "CrossQCritic",
+    "DistributionalCritic",
     "NextActions",
     "TwinCritic",
     "broadcast_obs",

@@ -31,8 +31,13 @@ def episode_metrics(ro: Rollouts, n_goals: int) -> dict[str, np.ndarray]:
 
 
 def entropy_estimators(agent: Agent) -> list[str]:
-    """Which density-based entropy estimates ``agent`` supports, from its ``policy_density`` flag."""
-    return list(ESTIMATORS_BY_DENSITY[agent.policy_density])
+    """Which density-based entropy estimates ``agent`` supports, from its ``policy_density`` flag;
+    ``lower_bound`` in the place of ``log_prob`` for a sampler whose ``-log pi`` is an entropy lower
+    bound (DIME, ``log_density_kind == "lower_bound"``)."""
+    kinds = list(ESTIMATORS_BY_DENSITY[agent.policy_density])
+    if getattr(agent, "log_density_kind", None) == "lower_bound":
+        kinds = ["lower_bound" if k == "log_prob" else k for k in kinds]
+    return kinds
 
 
 def margin_summary(history: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:

@@ -143,12 +143,13 @@ def _density_estimators(run: TrainedRun, task: MultiGoalSpec, draws: int):
             }
 
         return particles
-    if "log_prob" in kinds:
+    if "log_prob" in kinds or "lower_bound" in kinds:
         sample_fn = jax.jit(agent.sample_action)
+        name = "log_prob" if "log_prob" in kinds else "lower_bound"
 
         def log_prob(state, key) -> dict[str, Array]:
             _, lp = sample_fn(state.actor_params, _repeat_probes(task, draws), key)
-            return {"log_prob": -jnp.mean(lp.reshape(n_probe, -1), axis=1)}
+            return {name: -jnp.mean(lp.reshape(n_probe, -1), axis=1)}
 
         return log_prob
     return lambda state, key: {}
@@ -162,7 +163,8 @@ def probe_entropies(
 
     ``closed_form`` / ``exact``: S²AC's particles and their log-density by the poster's closed form
     and by the exact per-particle log-det of the same SVGD steps (same key, same particles);
-    ``log_prob``: a sampler with a tractable density (SAC, SAC-NF); ``knn``: Kozachenko-Leonenko
+    ``log_prob``: a sampler with a tractable density (SAC, SAC-NF); ``lower_bound``: DIME's entropy
+    lower bound (D6)-(D8); ``knn``: Kozachenko-Leonenko
     entropy of ``draws`` samples of ``act(mode="random")`` (density-free, every method).
     All probe states go through one batched call per seed (the sampler treats rows independently).
     """
@@ -192,7 +194,7 @@ def q_grids(run: TrainedRun, task: MultiGoalSpec, res: int = 41) -> np.ndarray:
     grid = jnp.stack(jnp.meshgrid(axis, axis), -1).reshape(-1, 2)
 
     def one(probe):
-        q = run.agent.critic.apply(state.critic_params, jnp.broadcast_to(probe, (grid.shape[0], 2)), grid)
+        q = run.agent.q(state.critic_params, jnp.broadcast_to(probe, (grid.shape[0], 2)), grid)
         return jnp.min(q, axis=0).reshape(res, res)
 
     return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(task.probe_states, jnp.float32)))
