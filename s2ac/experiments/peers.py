@@ -56,10 +56,10 @@ class PeersPlan:
 
 CPU_SUBSET = PeersPlan(
     envs=("Pendulum-v1", "InvertedPendulum-v5"),
-    steps=3_000,
+    steps=5_000,
     seeds=(0, 1, 2),
     preset="quick",
-    note="small tasks at 3k env steps, quick presets, 3 seeds: sized for about an hour on 2 cores",
+    note="small tasks at 5k env steps, quick presets, 3 seeds in lockstep groups",
 )
 GPU_PLAN = PeersPlan(
     envs=("Hopper-v5", "Walker2d-v5"),
