@@ -101,3 +101,18 @@ def test_the_default_sbx_interpreter_imports_sbx_when_present():
     if not python.exists():
         pytest.skip(f"no SBX interpreter at {python} (set S2AC_SBX_PYTHON)")
     sbx_compare.check_sbx_python(str(python))
+
+
+def test_bench_side_by_side_ratios_are_those_of_the_medians():
+    """``s2ac bench update --side-by-side``: every algorithm and SAC timed in one process; each ratio is
+    its median time over SAC's (checked by hand from the returned times)."""
+    from s2ac.bench import BenchUpdate, algo_costs
+
+    args = BenchUpdate(algo="sac", batch=4, hidden=8, repeats=2, compare_step_rules=False)
+    costs = algo_costs(args, ("crossq", "sac"), rounds=2)
+    assert list(costs["ms"]) == ["sac", "crossq"]
+    assert costs["ratio_to_sac"]["sac"] == 1.0
+    assert costs["ratio_to_sac"]["crossq"] == pytest.approx(costs["ms"]["crossq"] / costs["ms"]["sac"])
+    assert costs["flops"]["crossq"] > costs["flops"]["sac"] > 0  # the joint pass: twice the critic rows
+    low, high = costs["ratio_to_sac_per_round"]["crossq"]["min"], costs["ratio_to_sac_per_round"]["crossq"]["max"]
+    assert low <= costs["ratio_to_sac_per_round"]["crossq"]["median"] <= high
