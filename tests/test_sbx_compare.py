@@ -52,10 +52,9 @@ def test_aggregate_mean_and_sample_std_over_seeds_by_hand():
 
 def test_report_lists_every_run_and_the_failures():
     records = [_record("sbx:crossq", 0, [-100.0]), _record("sbx:crossq", 1, [-200.0])]
+    records[0].update(command="s2ac reproduce sbx-compare --steps 5000", settings={"batch_size": 128})
+    records[1]["machine_before"] = {"matmul_gflops_per_s": 42.0}
     summary = {
-        "command": "s2ac reproduce sbx-compare",
-        "config": {"episodes": 1},
-        "settings": crossq_runner.SETTINGS,
         "groups": sbx_compare.aggregate(records),
         "failed": [{"label": "s2ac:crossq", "env": "Pendulum-v1", "seed": 0, "error": "exit 1: boom"}],
         "versions": {},
@@ -65,6 +64,8 @@ def test_report_lists_every_run_and_the_failures():
     assert "-150.0 ± 70.7" in text  # sqrt(5000) = 70.71
     assert "0: -100.0, 1: -200.0" in text
     assert "s2ac:crossq @ Pendulum-v1 seed 0: exit 1: boom" in text
+    assert "`s2ac reproduce sbx-compare --steps 5000`" in text and '{"batch_size": 128}' in text
+    assert "| 42–42 |" in text
 
 
 def test_run_spec_maps_labels_and_refuses_others(tmp_path):

@@ -6,9 +6,11 @@ PyTorch through Stable-Baselines3, so it is kept apart from this package's envir
 interpreter. Both are trained, timed and evaluated by the same code (deterministic actions,
 ``episodes`` episodes, the same reset seeds). Every run writes ``out/<env>/<label>_seed<k>.json``;
 a run whose file exists is not run again, so an interrupted comparison continues where it stopped.
-``report.md`` and ``summary.json`` give, per (label, env): the mean ± sample standard deviation
-(``ddof=1``) over seeds of each seed's mean evaluation return, the per-seed returns, and the wall
-times of training (construction and compilation included) and evaluation.
+``report.md`` and ``summary.json`` cover every run file in ``out`` (so several commands, e.g. other
+algorithms at their own settings, add rows to one report) and give, per (label, env): the mean ±
+sample standard deviation (``ddof=1``) over seeds of each seed's mean evaluation return, the
+per-seed returns, and the wall times of training (construction and compilation included) and
+evaluation.
 
 Labels: ``sbx:crossq`` (SBX) and ``s2ac:ALGO`` (this package's ALGO under ``preset``).
 """
@@ -122,31 +124,39 @@ def run_spec(cfg: SBXCompareConfig, label: str, env: str, seed: int) -> tuple[li
     return [python, str(RUNNER), json.dumps(spec)], spec
 
 
-def run_one(cfg: SBXCompareConfig, label: str, env: str, seed: int) -> dict[str, Any]:
-    """Run (or read back) one (label, env, seed); a failed run's record has ``error`` set."""
+def run_one(cfg: SBXCompareConfig, label: str, env: str, seed: int, command: str = "") -> dict[str, Any]:
+    """Run (or read back) one (label, env, seed); a failed run's record has ``error`` set. The record
+    keeps ``command`` (the comparison's command line) and the dense matmul rate measured just before."""
     from s2ac.experiments.reporting import json_safe
+    from s2ac.machine import load_average, matmul_rate
 
     path = run_file(cfg.out, env, label, seed)
     if path.exists():
         return json.loads(path.read_text())
-    command, spec = run_spec(cfg, label, env, seed)
+    argv, spec = run_spec(cfg, label, env, seed)
     child_env = dict(os.environ)
     if spec["impl"] == "s2ac":  # this checkout first, as the parent sees it
         root = str(Path(__file__).resolve().parents[2])
         child_env["PYTHONPATH"] = os.pathsep.join([root, child_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    machine = {"matmul_gflops_per_s": matmul_rate(256, 256), "load_average_1min": load_average()}
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.timeout_s, env=child_env)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=cfg.timeout_s, env=child_env)
         record = parse_runner_output(done.stdout) if done.returncode == 0 else None
         error = None if record else f"exit {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1]}"
     except subprocess.TimeoutExpired:
         record, error = None, f"timed out after {cfg.timeout_s:.0f} s"
     if record is None:
         return {"label": label, "env": env, "seed": seed, "error": error, "wall_s": time.perf_counter() - start}
-    record.update(label=label, process_wall_s=time.perf_counter() - start)
+    record.update(label=label, process_wall_s=time.perf_counter() - start, command=command, machine_before=machine)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(record), indent=1))
     return record
+
+
+def read_records(out: Path) -> list[dict[str, Any]]:
+    """Every run record under ``out`` (``out/<env>/*.json``), whichever command wrote it."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*/*.json"))]
 
 
 # -- aggregation ---------------------------------------------------------------------------
@@ -188,6 +198,10 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "mean_train_wall_s": float(np.mean(train_s)),
             "eval_wall_s": [float(r["eval_wall_s"]) for r in runs],
             "episodes": int(len(runs[0]["eval_returns"])),
+            "preset": runs[0].get("preset"),
+            "settings": runs[0].get("settings", {}),
+            "commands": sorted({r.get("command") or "" for r in runs} - {""}),
+            "matmul_gflops_per_s": [(r.get("machine_before") or {}).get("matmul_gflops_per_s") for r in runs],
         }
     return out
 
@@ -197,33 +211,42 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 
 def report_markdown(summary: dict[str, Any]) -> str:
-    """``report.md``: the table of :func:`aggregate`, the settings, the command and the machine."""
+    """``report.md``: the table of :func:`aggregate`, then each group's settings and command, and the machine."""
     from s2ac.experiments.reporting import markdown_table
 
-    rows = []
-    for g in summary["groups"].values():
+    rows, notes = [], []
+    for key, g in summary["groups"].items():
         per_seed = ", ".join(f"{s}: {_fmt(v)}" for s, v in zip(g["seeds"], g["per_seed_return"]))
         walls = ", ".join(f"{_fmt(w, 0)}" for w in g["train_wall_s"])
+        rates = [r for r in g.get("matmul_gflops_per_s", []) if r is not None]
+        rate = f"{min(rates):.0f}–{max(rates):.0f}" if rates else "n/a"
         rows.append([g["label"], g["env"], "/".join(map(str, g["steps"])), f"{_fmt(g['mean_return'])} ± "
-                     f"{_fmt(g['std_return'])}", per_seed, walls])  # fmt: skip
+                     f"{_fmt(g['std_return'])}", per_seed, walls, rate])  # fmt: skip
+        preset = f"preset `{g['preset']}`, " if g.get("preset") else ""
+        commands = "; ".join(f"`{c}`" for c in g.get("commands", [])) or "n/a"
+        notes.append(f"* {key}: {preset}settings `{json.dumps(g.get('settings', {}))}`; command {commands}")
     failed = [f"{f['label']} @ {f['env']} seed {f['seed']}: {f['error']}" for f in summary["failed"]]
     machine = summary["machine"]
     lines = [
         "# CrossQ vs SBX's CrossQ",
         "",
-        f"Command: `{summary['command']}`",
+        "Evaluation: deterministic episodes after training (10 unless the command says otherwise), the same reset "
+        "seeds for every implementation (crossq_runner.eval_seed). Return: mean ± sample std (ddof 1) over seeds of "
+        "each seed's mean evaluation return. Training wall time includes construction and compilation; the runs "
+        "went one at a time, at nice 10, on a machine shared with other jobs. Matmul: a dense 256 x 256 @ 256 x 256 "
+        "float32 matmul's GFLOP/s measured just before each run (range over the runs of the row).",
         "",
-        f"Evaluation: {summary['config']['episodes']} deterministic episodes per run after training, the same "
-        "reset seeds for both implementations (crossq_runner.eval_seed). Return: mean ± sample std (ddof 1) over "
-        "seeds of each seed's mean evaluation return. Training wall time includes construction and compilation.",
+        markdown_table(
+            ["run", "env", "env steps", "return", "per seed", "train wall s per seed", "matmul GFLOP/s"], rows
+        ),  # fmt: skip
         "",
-        markdown_table(["run", "env", "env steps", "return", "per seed", "train wall s per seed"], rows),
+        "Settings and commands (`train_freq` 0: the preset's own rounds of updates; other s2ac algorithms keep their "
+        "preset's widths and optimiser, and share only `learning_starts`):",
         "",
-        f"Shared settings: `{json.dumps(summary['settings'])}`.",
+        *notes,
         "",
-        f"Machine: {machine.get('cpu_model')} ({machine.get('cpu_count')} cores), dense matmul "
-        f"{_fmt(machine.get('matmul_gflops_per_s'))} GFLOP/s (256 x 256 @ 256 x 256, this process, at report time), "
-        f"1-min load {machine.get('load_average_1min')}.",
+        f"Machine: {machine.get('cpu_model')} ({machine.get('cpu_count')} cores); at report time dense matmul "
+        f"{_fmt(machine.get('matmul_gflops_per_s'))} GFLOP/s, 1-min load {machine.get('load_average_1min')}.",
         "",
         f"Versions: {json.dumps(summary['versions'])}",
     ]
@@ -236,7 +259,6 @@ def run_sbx_compare(cfg: SBXCompareConfig, command: str = "") -> dict[str, Any]:
     """Run every missing (label, env, seed) one after another, then write summary.json and report.md."""
     import numpy as np
 
-    from s2ac.experiments.crossq_runner import SETTINGS
     from s2ac.experiments.reporting import json_safe
     from s2ac.machine import machine_info
 
@@ -249,21 +271,21 @@ def run_sbx_compare(cfg: SBXCompareConfig, command: str = "") -> dict[str, Any]:
                 path = run_file(cfg.out, env, label, seed)
                 if cfg.report_only and not path.exists():
                     continue
-                record = run_one(cfg, label, env, seed)
+                record = run_one(cfg, label, env, seed, command)
                 print(f"{label} {env} seed {seed}: " + (record.get("error") or
                       f"return {np.mean(record['eval_returns']):.1f}, train {record['train_wall_s']:.0f} s"),
                       flush=True)  # fmt: skip
                 records.append(record)
-    ok = [r for r in records if r.get("error") is None]
+    failed = [r for r in records if r.get("error") is not None]
+    ok = [r for r in read_records(cfg.out) if r.get("error") is None]
     versions: dict[str, Any] = {}
     for r in ok:
         versions.setdefault(r["label"], {k: v for k, v in r.get("versions", {}).items() if k != "config"})
     summary = {
         "command": command,
         "config": json_safe({k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}),
-        "settings": {**SETTINGS, "learning_starts": cfg.learning_starts, **json.loads(cfg.settings or "{}")},
         "groups": aggregate(ok),
-        "failed": [r for r in records if r.get("error") is not None],
+        "failed": failed,
         "versions": versions,
         "machine": machine_info(matmul=(256, 256)),
     }
