@@ -127,6 +127,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         model, versions = _s2ac_model(algo, preset, env_id, seed, settings)
     else:
         raise ValueError(f"impl must be 'sbx' or 's2ac'; got {impl!r}")
+    if impl == "s2ac" and algo != "crossq":  # only the random-action phase (and the rounds, if set) are shared
+        rounds = ("train_freq", "gradient_steps") if settings.get("train_freq") else ()
+        shared = ("learning_starts", *rounds)
+        settings = {k: settings[k] for k in shared}
     model.learn(total_timesteps=steps)
     train_s = time.perf_counter() - start
     start = time.perf_counter()

@@ -200,6 +200,7 @@ def aggregate(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "episodes": int(len(runs[0]["eval_returns"])),
             "preset": runs[0].get("preset"),
             "settings": runs[0].get("settings", {}),
+            "agent_config": (runs[0].get("versions") or {}).get("config"),
             "commands": sorted({r.get("command") or "" for r in runs} - {""}),
             "matmul_gflops_per_s": [(r.get("machine_before") or {}).get("matmul_gflops_per_s") for r in runs],
         }
@@ -224,7 +225,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
                      f"{_fmt(g['std_return'])}", per_seed, walls, rate])  # fmt: skip
         preset = f"preset `{g['preset']}`, " if g.get("preset") else ""
         commands = "; ".join(f"`{c}`" for c in g.get("commands", [])) or "n/a"
-        notes.append(f"* {key}: {preset}settings `{json.dumps(g.get('settings', {}))}`; command {commands}")
+        config = f"; agent config `{g['agent_config']}`" if g.get("agent_config") else ""
+        notes.append(f"* {key}: {preset}settings `{json.dumps(g.get('settings', {}))}`{config}; command {commands}")
     failed = [f"{f['label']} @ {f['env']} seed {f['seed']}: {f['error']}" for f in summary["failed"]]
     machine = summary["machine"]
     lines = [
