@@ -18,14 +18,20 @@ episode's return is the sum of its rewards until ``terminated`` or ``truncated``
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
+# Run as a script, this file's folder is first on the path, and its neighbour mujoco.py would hide
+# the mujoco package from Gymnasium: drop that folder.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
 
 SETTINGS: dict[str, Any] = {
     "critic_hidden": [256, 256],
