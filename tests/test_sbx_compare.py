@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -104,16 +105,33 @@ def test_the_default_sbx_interpreter_imports_sbx_when_present():
     sbx_compare.check_sbx_python(str(python))
 
 
-def test_bench_side_by_side_ratios_are_those_of_the_medians():
-    """``s2ac bench update --side-by-side``: every algorithm and SAC timed in one process; each ratio is
-    its median time over SAC's (checked by hand from the returned times)."""
-    from s2ac.bench import BenchUpdate, algo_costs
+def test_bench_side_by_side_alternates_rounds_and_divides_by_sac(monkeypatch):
+    """``s2ac bench update --side-by-side``: SAC first, every algorithm once per round, rounds alternating;
+    each ratio is the median time over SAC's. The updates are stand-ins that take known times, so
+    nothing compiles; the ratios are checked against the returned medians and the times against the delays."""
+    from s2ac import bench
 
-    args = BenchUpdate(algo="sac", batch=4, hidden=8, repeats=2, compare_step_rules=False)
-    costs = algo_costs(args, ("crossq", "sac"), rounds=2)
-    assert list(costs["ms"]) == ["sac", "crossq"]
+    delays = {"sac": 0.002, "crossq": 0.005, "s2ac": 0.008}
+    calls = []
+
+    def fake_compiled(algo, preset, args):
+        def update(state, batch):
+            calls.append(algo)
+            time.sleep(delays[algo])
+            return 0
+
+        return update, None, None, 1e6 * delays[algo]
+
+    monkeypatch.setattr(bench, "compiled_update", fake_compiled)
+    args = bench.BenchUpdate(algo="crossq", repeats=6, compare_step_rules=False)
+    costs = bench.algo_costs(args, ("crossq", "s2ac", "sac"), rounds=2)
+    assert list(costs["ms"]) == ["sac", "crossq", "s2ac"]
+    per_call = 1 + 3  # median_seconds: one untimed call, then max(3, 6 // 2) timed ones
+    assert calls == (["sac"] * per_call + ["crossq"] * per_call + ["s2ac"] * per_call) * 2
+    assert costs["flops"] == {name: 1e6 * d for name, d in delays.items()}
     assert costs["ratio_to_sac"]["sac"] == 1.0
-    assert costs["ratio_to_sac"]["crossq"] == pytest.approx(costs["ms"]["crossq"] / costs["ms"]["sac"])
-    assert costs["flops"]["crossq"] > costs["flops"]["sac"] > 0  # the joint pass: twice the critic rows
-    low, high = costs["ratio_to_sac_per_round"]["crossq"]["min"], costs["ratio_to_sac_per_round"]["crossq"]["max"]
-    assert low <= costs["ratio_to_sac_per_round"]["crossq"]["median"] <= high
+    for name, delay in delays.items():
+        assert costs["ratio_to_sac"][name] == pytest.approx(costs["ms"][name] / costs["ms"]["sac"])
+        assert costs["ms"][name] >= 1e3 * delay  # a sleep can overshoot on a loaded machine, never undershoot
+        r = costs["ratio_to_sac_per_round"][name]
+        assert r["min"] <= r["median"] <= r["max"]
