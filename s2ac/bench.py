@@ -56,6 +56,9 @@ class BenchUpdate:
     """S²AC: also time the update under the fixed step (margin logged, and not) in alternating rounds."""
     diffusion_steps: tuple[int, ...] = ()
     """DIME: also time the update at each of these diffusion step counts (e.g. 4 8 16), in alternating rounds."""
+    side_by_side: tuple[str, ...] = ()
+    """Also time these algorithms (and SAC) at the same sizes in this process, in alternating rounds,
+    each with its ratio to SAC from the same rounds, e.g. ``--side-by-side crossq s2ac s2ac-crossq``."""
     json: bool = False
     """Print one JSON line."""
 
@@ -103,6 +106,30 @@ def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
         "ms": ms,
         "ratio_to_fixed": {name: v / base for name, v in ms.items()},
         "ratio_to_fixed_without_diagnostics": {name: v / floor for name, v in ms.items()},
+    }
+
+
+def algo_costs(args: BenchUpdate, algos: tuple[str, ...], rounds: int = 5) -> dict:
+    """Median ms and XLA FLOPs of each of ``algos`` and SAC, timed in alternating rounds in this
+    process (a drift of the machine's speed hits all alike), and each one's ratio to SAC: the ratio
+    of the medians over rounds, and the median and range of the per-round ratios."""
+    names = ("sac", *dict.fromkeys(a for a in algos if a != "sac"))
+    compiled = {name: compiled_update(name, args.preset, args) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, (update, state, batch, _) in compiled.items():
+            times[name].append(median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
+    ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+    per_round = {name: np.asarray(t) / np.asarray(times["sac"]) for name, t in times.items()}
+    return {
+        "rounds": rounds,
+        "ms": ms,
+        "flops": {name: c[3] for name, c in compiled.items()},
+        "ratio_to_sac": {name: v / ms["sac"] for name, v in ms.items()},
+        "ratio_to_sac_per_round": {
+            name: {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
+            for name, r in per_round.items()
+        },
     }
 
 
@@ -224,6 +251,8 @@ def run_bench_update(args: BenchUpdate) -> dict:
         result["step_rules"] = step_rule_costs(args)
     if args.diffusion_steps:
         result["diffusion_steps"] = diffusion_step_costs(args)
+    if args.side_by_side:
+        result["side_by_side"] = algo_costs(args, (args.algo, *args.side_by_side))
     if args.compare_sac and args.algo != "sac":
         sac = time_update("sac", "corrected", args)
         result.update(sac_median_ms=sac["ms"], sac_flops=sac["flops"], ratio_to_sac=result["median_ms"] / sac["ms"])

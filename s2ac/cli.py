@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from s2ac import errors, interrupts
+from s2ac.experiments.sbx_compare import SBXCompareConfig
 from s2ac.names import ALGOS, PRESETS
 
 # JAX, the agents and tyro are imported by the commands that need them, so that ``s2ac --help``,
@@ -551,6 +552,13 @@ def _mujoco(args: MujocoCommand) -> None:
     print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
 
 
+def _sbx_compare(args: Any) -> None:
+    from s2ac.experiments.sbx_compare import run_sbx_compare
+
+    summary = run_sbx_compare(args, command="s2ac reproduce sbx-compare " + " ".join(sys.argv[3:]))
+    print(json.dumps(summary, default=str) if args.json else f"wrote {args.out / 'report.md'}")
+
+
 EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "entropy-toy": (EntropyToyCommand, _entropy_toy),
     "multigoal": (MultigoalCommand, _multigoal),
@@ -560,6 +568,7 @@ EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "step-rules": (StepRulesCommand, _step_rules),
     "entropy-check": (EntropyCheckCommand, _entropy_check),
     "diffusion-bound": (DiffusionBoundCommand, _diffusion_bound),
+    "sbx-compare": (SBXCompareConfig, _sbx_compare),
 }
 """``s2ac reproduce NAME``: the options dataclass (its docstring is the experiment's summary in
 ``s2ac --help``) and the function that runs it."""
