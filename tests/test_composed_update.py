@@ -5,10 +5,13 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from agent_helpers import random_batch
 from tiny import HOPPER, tiny_config
 
+from s2ac.agents import ALGOS, algo_spec
 from s2ac.agents.sac import SACAgent
+from s2ac.parts.actors import LOG_DENSITIES
 from s2ac.parts.critics import NextActions
 from s2ac.parts.update import ActorCriticUpdate
 
@@ -137,3 +140,13 @@ def test_a_subclass_sampler_drives_the_update_and_acting():
     np.testing.assert_allclose(float(new.log_alpha), expected, rtol=1e-5)
     obs = random_batch(HOPPER, 3).obs
     np.testing.assert_array_equal(np.asarray(agent.act(new, obs, jax.random.PRNGKey(1), "random")), np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_registry_entry_names_the_parts_its_agent_is_built_from(algo):
+    spec = algo_spec(algo)
+    agent = spec.agent_class(tiny_config(algo), HOPPER)  # no compile: the parts are built, not run
+    temperature = "fixed" if agent.temperature.stateless else "tunable"
+    assert (agent.critic_part.name, agent.actor_part.name, temperature) == spec.parts
+    assert (agent.follower and agent.follower.name) == spec.follower
+    assert agent.actor_part.kind in LOG_DENSITIES
