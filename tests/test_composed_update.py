@@ -10,9 +10,12 @@ from agent_helpers import random_batch
 from tiny import HOPPER, tiny_config
 
 from s2ac.agents import ALGOS, algo_spec
+from s2ac.agents.common import CriticAgent
 from s2ac.agents.sac import SACAgent
+from s2ac.nets import GaussianHead
 from s2ac.parts.actors import LOG_DENSITIES
 from s2ac.parts.critics import NextActions
+from s2ac.parts.temperature import Temperature
 from s2ac.parts.update import ActorCriticUpdate
 
 
@@ -150,3 +153,31 @@ def test_every_registry_entry_names_the_parts_its_agent_is_built_from(algo):
     assert (agent.critic_part.name, agent.actor_part.name, temperature) == spec.parts
     assert (agent.follower and agent.follower.name) == spec.follower
     assert agent.actor_part.kind in LOG_DENSITIES
+
+
+class OwnPiecesSAC(SACAgent):
+    """A subclass that builds its own pieces (bypassing SAC's constructor), with its own objective and
+    entropy metric: the shape of an agent that only swaps SAC's actor."""
+
+    entropy_metric = "entropy_bound"
+    log_density_kind = "lower_bound"
+
+    def __init__(self, config, spec):
+        CriticAgent.__init__(self, config, spec)
+        self.renorm = False
+        self.actor = GaussianHead(config.actor_hidden, spec.act_dim, config.activation)
+        self.actor_tx = self.adam(config.actor_lr)
+        self.temperature = Temperature.from_config(config, spec.act_dim)
+
+    def policy_objective(self, action, log_prob, q_fn, obs, alpha):
+        return jnp.mean(alpha * log_prob - jnp.mean(q_fn(obs, action), axis=0)), {"entropy_bound": jnp.asarray(7.0)}
+
+
+def test_a_subclass_with_its_own_pieces_objective_and_entropy_metric():
+    agent = OwnPiecesSAC(tiny_config("sac", auto_alpha=True), HOPPER)
+    assert agent.actor_part.kind == "lower_bound"
+    state = agent.init(jax.random.PRNGKey(0))
+    new, metrics = agent.update(state, random_batch(HOPPER, 16))
+    assert float(metrics["entropy_bound"]) == 7.0 and "entropy" not in metrics
+    # The temperature read the subclass's metric: 7 > -3 = H_target, so log alpha falls by lr.
+    np.testing.assert_allclose(float(new.log_alpha), float(state.log_alpha) - agent.config.alpha_lr, rtol=1e-5)

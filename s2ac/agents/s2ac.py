@@ -243,7 +243,7 @@ class S2ACAgent(CriticAgent):
         )
         self.init_tx = self.adam(config.actor_lr)
         self.actor_part = SVGDActor(config, self.box, spec.act_dim, spec.obs_dim, self.init_net, self.init_tx)
-        self.temperature = Temperature.from_config(config, spec.act_dim)
+        self.temperature = Temperature.from_config(config, spec.act_dim, fixed_in_state=False)
         self.sample = jax.jit(self.sample_particles)
 
     @property

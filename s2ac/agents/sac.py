@@ -13,7 +13,7 @@ from s2ac.agents.common import ActorCriticState, CriticAgent, check_act_mode
 from s2ac.checks import require
 from s2ac.config import AgentConfig, is_multigoal
 from s2ac.nets import GaussianHead, RenormGaussianHead
-from s2ac.parts.actors import DensityActor
+from s2ac.parts.actors import DensityActor, soft_policy_objective
 from s2ac.parts.critics import renorm_settings
 from s2ac.parts.temperature import Temperature
 from s2ac.types import Array, EnvSpec, Metrics
@@ -66,27 +66,46 @@ class SACAgent(CriticAgent):
     (tanh-Gaussian, or batch-renormalised with ``actor_renorm``), a temperature read from the state,
     and the config's critic, composed by :class:`~s2ac.parts.update.ActorCriticUpdate`.
 
-    Override points for a subclass with another actor (SAC-NF): :meth:`actor_net` (the network) and
-    :meth:`sample_action` (the draw and its log-density, used by the update, acting and the losses).
+    Override points for a subclass with another actor (SAC-NF): :meth:`actor_net` (or ``self.actor``,
+    the network), ``self.actor_tx``, :meth:`sample_action` (the draw and its log-density, used by the
+    update, acting and the losses), :meth:`policy_objective`, :meth:`init_policy`, ``_act`` and the
+    class attributes below. :attr:`actor_part` is built from them when it is read.
     """
 
     state_class = SACState
     policy_density = "sample_action"
     """``sample_action`` returns each draw's exact log-density (SAC-NF inherits it)."""
+    log_density_kind = "exact"
+    """What ``sample_action``'s log-density is (:data:`s2ac.parts.actors.LOG_DENSITIES`)."""
+    entropy_metric = "entropy"
+    """The metric name of the policy's entropy estimate, which the temperature reads."""
+    actor_kind = "gaussian"
+    """The registry's name of this agent's actor."""
 
     def __init__(self, config: SACConfig, spec: EnvSpec):
         super().__init__(config, spec)
         self.renorm = getattr(config, "actor_renorm", False)
+        self.actor = self.actor_net()
         self.actor_tx = self.adam(config.actor_lr)
-        self.actor_part = DensityActor(
-            self.actor_net(), self.box, self.actor_tx, spec.obs_dim, self.sample_action, self.renorm, self.actor_kind
-        )
-        self.temperature = Temperature.from_config(config, spec.act_dim, fixed_in_state=True)
+        self.temperature = Temperature.from_config(config, spec.act_dim)
         self.alpha_tx = self.temperature.tx
         self.target_entropy = self.temperature.target_entropy
 
-    actor_kind = "gaussian"
-    """The registry's name of this agent's actor."""
+    @property
+    def actor_part(self) -> DensityActor:
+        """The actor part, from the agent's network, optimiser, sampler and objective."""
+        return DensityActor(
+            self.actor,
+            self.box,
+            self.actor_tx,
+            self.spec.obs_dim,
+            self.sample_action,
+            self.renorm,
+            self.actor_kind,
+            self.policy_objective,
+            self.entropy_metric,
+            self.log_density_kind,
+        )
 
     def actor_net(self) -> Any:
         """The actor network: ``apply(params, obs) -> (mean, log_std)``."""
@@ -101,15 +120,6 @@ class SACAgent(CriticAgent):
                 renorm_settings(cfg),
             )
         return GaussianHead(cfg.actor_hidden, self.spec.act_dim, cfg.activation, cfg.log_std_min, cfg.log_std_max)
-
-    @property
-    def actor(self) -> Any:
-        """The actor network (the actor part's)."""
-        return self.actor_part.net
-
-    @actor.setter
-    def actor(self, net: Any) -> None:
-        self.actor_part.net = net
 
     # -- policy -------------------------------------------------------------
     def draw(self, mean: Array, log_std: Array, key: Array) -> tuple[Array, Array]:
@@ -136,6 +146,13 @@ class SACAgent(CriticAgent):
     def actor_loss(self, actor_params, critic_params, log_alpha, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` with ``a`` reparameterised (Q in evaluation mode)."""
         return self.actor_part.loss(actor_params, self.q_fn(critic_params), obs, key, jnp.exp(log_alpha))
+
+    def policy_objective(
+        self, action: Array, log_prob: Array, q_fn: Any, obs: Array, alpha: Any
+    ) -> tuple[Array, Metrics]:
+        """The actor's loss at reparameterised draws: SAC's ``E[alpha log pi - min_k Q_k]``
+        (:func:`~s2ac.parts.actors.soft_policy_objective`); ``q_fn(obs, action)`` is the critic."""
+        return soft_policy_objective(action, log_prob, q_fn, obs, alpha)
 
     def alpha_loss(self, log_alpha: Array, entropy: Array) -> Array:
         """``-log_alpha * (target_entropy - H)``: raises alpha when the entropy is below target."""

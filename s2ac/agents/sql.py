@@ -176,7 +176,7 @@ class SQLAgent(CriticAgent):
         self.sampler = AmortizedSampler(config.actor_hidden, spec.act_dim, config.activation)
         self.actor_tx = self.adam(config.actor_lr)
         self.actor_part = AmortizedSVGDActor(config, self.box, spec.act_dim, spec.obs_dim, self.sampler, self.actor_tx)
-        self.temperature = Temperature.from_config(config, spec.act_dim, stateless=True)
+        self.temperature = Temperature.from_config(config, spec.act_dim, fixed_in_state=False, stateless=True)
 
     # -- sampler ------------------------------------------------------------------
     def sample_u(self, actor_params: Any, obs: Array, key: Array, n: int) -> Array:

@@ -119,18 +119,27 @@ class Actor(Protocol):
 # ---------------------------------------------------------------------------
 
 
+def soft_policy_objective(action: Array, log_prob: Array, q_fn: QFn, obs: Array, alpha: Any) -> tuple[Array, Metrics]:
+    """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` (SAC, Haarnoja et al. 2018b, Eq. 7) and the entropy
+    estimate ``-E[log pi]``."""
+    q = jnp.min(q_fn(obs, action), axis=0)
+    return jnp.mean(alpha * log_prob - q), {"entropy": -jnp.mean(log_prob)}
+
+
 class DensityActor:
     """Reparameterised draws ``a = squash(u)`` with their exact ``log pi(a|s)`` (SAC, SAC-NF, CrossQ).
 
     ``net(obs) -> (first, second)``: the Gaussian head's ``(mean, log_std)``, or a flow policy's
     ``(u, log q(u|s))`` at the mean noise; ``first`` squashed is the deterministic action.
-    ``sample_action(params, obs, key) -> (action, log_prob)`` is the draw (the agent's method, so an
-    agent subclass that overrides it changes the update too); :meth:`gaussian_action` is the
-    tanh-Gaussian one. ``renorm``: a batch-renormalised Gaussian head (CrossQ's ``brn_actor``),
-    trained in training mode (:meth:`renorm_loss`), drawn from with its running statistics.
+    ``sample_action(params, obs, key) -> (action, log_prob)`` is the draw and
+    ``objective(action, log_prob, q_fn, obs, alpha) -> (loss, metrics)`` the actor's loss at the draws
+    (the agent's methods, so an agent subclass that overrides them changes the update too);
+    :meth:`gaussian_action` and :func:`soft_policy_objective` are SAC's. ``entropy_metric``: the metric
+    a tuned temperature reads; ``kind``: what ``log_prob`` is (:data:`LOG_DENSITIES`). ``renorm``: a
+    batch-renormalised Gaussian head (CrossQ's ``brn_actor``), trained in training mode
+    (:meth:`renorm_loss`), drawn from with its running statistics.
     """
 
-    kind = "exact"
     fields = ("actor_params", "actor_opt")
     metrics = ("actor_loss", "entropy")
     entropy_from = "step"
@@ -144,9 +153,14 @@ class DensityActor:
         sample_action: Callable[[Any, Array, Array], tuple[Array, Array]] | None = None,
         renorm: bool = False,
         name: str = "gaussian",
+        objective: Callable[..., tuple[Array, Metrics]] | None = None,
+        entropy_metric: str = "entropy",
+        kind: str = "exact",
     ):
         self.net, self.box, self.tx, self.obs_dim, self.renorm, self.name = net, box, tx, obs_dim, renorm, name
         self.sample_action = self.gaussian_action if sample_action is None else sample_action
+        self.objective = soft_policy_objective if objective is None else objective
+        self.entropy_metric, self.kind = entropy_metric, kind
 
     def init(self, key: Array) -> tuple[Any, Any]:
         """The network and its optimiser state (a batch-renormalised network's optimiser covers its
@@ -185,11 +199,6 @@ class DensityActor:
 
     def next_metrics(self, next: NextActions) -> Metrics:
         return {}
-
-    def objective(self, action: Array, log_prob: Array, q_fn: QFn, obs: Array, alpha: Any) -> tuple[Array, Metrics]:
-        """``E_s[ alpha log pi(a|s) - min_k Q_k(s, a) ]`` (SAC, Haarnoja et al. 2018b, Eq. 7)."""
-        q = jnp.min(q_fn(obs, action), axis=0)
-        return jnp.mean(alpha * log_prob - q), {"entropy": -jnp.mean(log_prob)}
 
     def loss(self, params: Any, q_fn: QFn, obs: Array, key: Array, alpha: Any) -> tuple[Array, Metrics]:
         """:meth:`objective` with ``a`` reparameterised in ``params``."""
@@ -634,5 +643,6 @@ __all__ = [
     "mmd_loss",
     "noise_mean",
     "particle_diagnostics",
+    "soft_policy_objective",
     "soft_value_uniform",
 ]

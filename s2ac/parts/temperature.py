@@ -22,9 +22,10 @@ from s2ac.types import Array
 class Temperature:
     """``alpha = exp(log_alpha)``: fixed (``tuned=False``) or tuned toward ``target_entropy``.
 
-    Where a fixed ``alpha`` comes from is the agent's: ``fixed_in_state`` (SAC, SAC-NF, CrossQ) reads
-    ``exp(log_alpha)`` from the state, so a checkpoint's value rules, and reports ``alpha_loss = 0``;
-    otherwise (S²AC, SQL) a fixed ``alpha`` is the config's float and no ``alpha_loss`` is reported.
+    Where a fixed ``alpha`` comes from is the agent's: ``fixed_in_state`` (the default; SAC, SAC-NF,
+    CrossQ) reads ``exp(log_alpha)`` from the state, so a checkpoint's value rules, and reports
+    ``alpha_loss = 0``; otherwise (S²AC, SQL) a fixed ``alpha`` is the config's float and no
+    ``alpha_loss`` is reported.
     ``stateless`` (SQL, whose sampler has no density to tune against) keeps no state fields at all.
     """
 
@@ -35,7 +36,7 @@ class Temperature:
         target_entropy: float,
         lr: float,
         adam_beta1: float = 0.9,
-        fixed_in_state: bool = False,
+        fixed_in_state: bool = True,
         stateless: bool = False,
     ):
         self.tuned, self.alpha, self.target_entropy = tuned, alpha, target_entropy
@@ -46,7 +47,7 @@ class Temperature:
 
     @classmethod
     def from_config(
-        cls, config: Any, act_dim: int, fixed_in_state: bool = False, stateless: bool = False
+        cls, config: Any, act_dim: int, fixed_in_state: bool = True, stateless: bool = False
     ) -> Temperature:
         target = -float(act_dim) if config.target_entropy is None else config.target_entropy
         return cls(

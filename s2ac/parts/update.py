@@ -53,7 +53,10 @@ class ActorCriticUpdate:
         actor_params, actor_opt, log_alpha, alpha_opt = fields
         actor_params, actor_opt, info = self.actor.step(actor_params, actor_opt, q_fn, obs, key, alpha)
         if self.temperature.steps:
-            entropy = info["entropy"] if self.actor.entropy_from == "step" else next_info["entropy"]
+            if self.actor.entropy_from == "step":
+                entropy = info[getattr(self.actor, "entropy_metric", "entropy")]
+            else:
+                entropy = next_info["entropy"]
             log_alpha, alpha_opt, info["alpha_loss"] = self.temperature.step(log_alpha, alpha_opt, entropy)
         return (actor_params, actor_opt, log_alpha, alpha_opt), info
 
