@@ -1,9 +1,11 @@
 """The algorithm registry: the one place that names the algorithms.
 
-Each algorithm is one module under ``s2ac/agents/`` holding its config class, its agent class and a
-``preset_fields(preset, env_id) -> dict`` hook, plus one :class:`AlgoSpec` entry in
-:data:`REGISTRY`. Everything else that lists algorithms (the CLI's ``--algo`` choices, the class API's
-classes, the benchmark's choices, sweeps) is derived from the registry.
+Each algorithm is one :class:`AlgoSpec` entry in :data:`REGISTRY`: its parts (critic, actor,
+temperature; :mod:`s2ac.parts`), the config fields it pins, and a module under ``s2ac/agents/``
+holding its config class, its agent class and a ``preset_fields(preset, env_id) -> dict`` hook
+(an entry may reuse another's module: ``crossq``, ``s2ac-crossq``). Everything else that lists
+algorithms (the CLI's ``--algo`` choices, the class API's classes, the benchmark's choices, sweeps)
+is derived from the registry.
 
 Modules are imported on first use, so using one algorithm never imports another's dependencies
 (SAC-NF's distrax, for one). An algorithm whose module needs an optional extra names it in
@@ -28,6 +30,8 @@ from s2ac import schedules
 from s2ac.agents.common import Agent
 from s2ac.config import AgentConfig, check_preset, shared_preset_fields
 from s2ac.extras import MissingExtraError, require_extra
+from s2ac.parts.actors import ACTORS
+from s2ac.parts.critics import check_critic
 from s2ac.types import Batch, EnvSpec
 
 
@@ -47,12 +51,37 @@ class AlgoSpec:
     """Name of the class-API class (``s2ac.S2AC`` ...)."""
     summary: str
     """One line for ``--help`` and the class API's docstring."""
+    actor: str
+    """The actor part (:data:`s2ac.parts.actors.ACTORS`): ``gaussian``, ``flow``, ``svgd`` or ``amortized-svgd``."""
+    temperature: str
+    """The temperature part: ``tunable`` (fixed or tuned, by ``auto_alpha``) or ``fixed`` (no density
+    to tune against)."""
     fixed_fields: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     """Config fields the name pins under every preset (S²AC(phi) is S²AC with ``init="fixed"``)."""
     extra: str | None = None
     """The ``pyproject.toml`` extra that installs what ``module`` imports beyond the core dependencies."""
     extra_modules: tuple[str, ...] = ()
     """Top-level modules of that extra which ``module`` imports (checked before importing it)."""
+    follower: str | None = None
+    """A second actor part trained after the update on the actor's draws (``amortizer``), or None."""
+
+    def __post_init__(self) -> None:
+        if self.actor not in ACTORS:
+            raise ValueError(f"algorithm {self.name!r}: unknown actor {self.actor!r} (expected one of {ACTORS})")
+        if self.temperature not in TEMPERATURES:
+            raise ValueError(f"algorithm {self.name!r}: unknown temperature {self.temperature!r} ({TEMPERATURES})")
+        check_critic(self.critic)
+
+    @property
+    def critic(self) -> str:
+        """The critic part under every preset (``twin`` unless the entry pins ``critic``;
+        ``--agent.critic`` changes it)."""
+        return str(self.fixed_fields.get("critic", "twin"))
+
+    @property
+    def parts(self) -> tuple[str, str, str]:
+        """``(critic, actor, temperature)``: what the composed update is made of."""
+        return self.critic, self.actor, self.temperature
 
     def check_extra(self) -> None:
         """Raise :class:`s2ac.extras.MissingExtraError` if a module of :attr:`extra` is not installed."""
@@ -72,9 +101,38 @@ class AlgoSpec:
         return getattr(self.load(), self.agent_name)
 
 
-def _spec(name, module, config, agent, api, summary, extra=None, extra_modules=(), **fixed) -> AlgoSpec:
+TEMPERATURES: tuple[str, ...] = ("tunable", "fixed")
+"""Temperature parts of the registry: fixed or tuned by ``auto_alpha``, or fixed only."""
+
+
+def _spec(
+    name,
+    module,
+    config,
+    agent,
+    api,
+    summary,
+    *,
+    actor,
+    temperature="tunable",
+    follower=None,
+    extra=None,
+    extra_modules=(),
+    **fixed,
+) -> AlgoSpec:
     return AlgoSpec(
-        name, f"s2ac.agents.{module}", config, agent, api, summary, MappingProxyType(fixed), extra, extra_modules
+        name,
+        f"s2ac.agents.{module}",
+        config,
+        agent,
+        api,
+        summary,
+        actor,
+        temperature,
+        MappingProxyType(fixed),
+        extra,
+        extra_modules,
+        follower,
     )
 
 
@@ -89,6 +147,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "S2ACAgent",
                 "S2AC",
                 "S²AC(phi,theta): SVGD policy from a learned Gaussian q0",
+                actor="svgd",
                 init="learned",
             ),
             _spec(
@@ -98,6 +157,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "S2ACAgent",
                 "S2ACPhi",
                 "S²AC(phi): SVGD policy from a fixed Gaussian q0",
+                actor="svgd",
                 init="fixed",
             ),
             _spec(
@@ -107,6 +167,8 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "AmortizedS2ACAgent",
                 "AmortizedS2AC",
                 "S²AC(phi,theta) acting through an amortized sampler g(s, xi) trained on its particles",
+                actor="svgd",
+                follower="amortizer",
                 init="learned",
             ),
             _spec(
@@ -116,6 +178,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "SACAgent",
                 "SAC",
                 "Soft Actor-Critic with a tanh-Gaussian actor (Haarnoja et al. 2018)",
+                actor="gaussian",
             ),
             _spec(
                 "sql",
@@ -124,6 +187,8 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "SQLAgent",
                 "SQL",
                 "Soft Q-learning with an amortized SVGD sampler (Haarnoja et al. 2017)",
+                actor="amortized-svgd",
+                temperature="fixed",
             ),
             _spec(
                 "crossq",
@@ -132,6 +197,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "SACAgent",
                 "CrossQ",
                 "CrossQ: SAC's actor on batch-renormalised critics without a target network (Bhatt et al. 2024)",
+                actor="gaussian",
                 critic="crossq",
                 actor_renorm=True,
             ),
@@ -142,6 +208,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "S2ACAgent",
                 "S2ACCrossQ",
                 "S²AC(phi,theta) on CrossQ's critic: batch renorm, joint pass, no target network",
+                actor="svgd",
                 init="learned",
                 critic="crossq",
             ),
@@ -152,6 +219,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "S2ACAgent",
                 "S2ACDist",
                 "S²AC(phi,theta) on the distributional critic: categorical head, batch renorm, no target network",
+                actor="svgd",
                 init="learned",
                 critic="distributional",
             ),
@@ -162,6 +230,8 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "DIMEAgent",
                 "DIME",
                 "DIME: diffusion policy with an entropy lower bound on a distributional critic (Celik et al. 2025)",
+                actor="diffusion",
+                critic="distributional",
             ),
             _spec(
                 "sac-nf",
@@ -170,6 +240,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 "SACNFAgent",
                 "SACNF",
                 "SAC with a normalizing-flow policy (Mazoure et al. 2020)",
+                actor="flow",
                 extra="nf",
                 extra_modules=("distrax",),
             ),
@@ -308,6 +379,7 @@ __all__ = [
     "Agent",
     "AGENT_CACHE_SIZE",
     "AlgoSpec",
+    "TEMPERATURES",
     "Batch",
     "EnvSpec",
     "algo_of_config",

@@ -40,17 +40,16 @@ from typing import Any, ClassVar, Literal
 
 import flax
 import jax
-import jax.numpy as jnp
 
-from s2ac import stein
 from s2ac.agents import s2ac as s2ac_agent
-from s2ac.agents.common import apply_gradients, check_act_mode, pick_action
+from s2ac.agents.common import check_act_mode, pick_action
 from s2ac.agents.s2ac import S2ACAgent, S2ACConfig, S2ACState
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import quick_width
 from s2ac.distributions import squash
 from s2ac.nets import AmortizedSampler
-from s2ac.types import Array, Batch, EnvSpec, Metrics
+from s2ac.parts.actors import Amortizer, mmd_loss
+from s2ac.types import Array, EnvSpec, Metrics
 
 ACT_WITH: tuple[str, ...] = ("svgd", "amortized")
 
@@ -110,23 +109,6 @@ class AmortizedS2ACConfig(S2ACConfig):
         require(self.act_with in ACT_WITH, f"unknown act_with {self.act_with!r}; expected one of {ACT_WITH}")
 
 
-def mmd_loss(samples: Array, anchors: Array, sigmas: Array) -> Array:
-    """Squared MMD between ``samples`` (n, d) and ``anchors`` (m, d) for one state (Gretton et al. 2012, Eq. 5)::
-
-        MMD^2 = mean_{i,i'} k(x_i, x_i') - 2 mean_{i,j} k(x_i, y_j) + mean_{j,j'} k(y_j, y_j'),
-        k(x, y) = sum_s exp(-||x - y||^2 / (2 sigma_s^2))
-
-    (the biased V-statistic; its diagonal terms are constant). Anchors and bandwidths carry no gradient.
-    """
-    anchors, sigmas = jax.lax.stop_gradient(anchors), jax.lax.stop_gradient(sigmas)
-
-    def mean_kernel(x: Array, y: Array) -> Array:
-        sq = jnp.sum((x[:, None, :] - y[None, :, :]) ** 2, axis=-1)
-        return jnp.sum(jnp.mean(jnp.exp(-sq[..., None] / (2.0 * sigmas**2)), axis=(0, 1)))
-
-    return mean_kernel(samples, samples) - 2.0 * mean_kernel(samples, anchors) + mean_kernel(anchors, anchors)
-
-
 @flax.struct.dataclass
 class AmortizedS2ACState(S2ACState):
     """:class:`S2ACState` (so the S²AC update runs on it unchanged) plus the amortizer and its optimiser."""
@@ -136,41 +118,34 @@ class AmortizedS2ACState(S2ACState):
 
 
 class AmortizedS2ACAgent(S2ACAgent):
-    """S²AC with an amortized sampler for cheap acting; same ``init`` / ``update`` / ``act`` interface."""
+    """S²AC with an amortized sampler for cheap acting; same ``init`` / ``update`` / ``act`` interface.
+    The amortizer is the composed update's follower (:class:`~s2ac.parts.actors.Amortizer`)."""
 
     def __init__(self, config: AmortizedS2ACConfig, spec: EnvSpec):
         super().__init__(config, spec)
         self.noise_dim = spec.act_dim if config.noise_dim is None else config.noise_dim
         self.amortizer = AmortizedSampler(config.amortizer_hidden, spec.act_dim, config.activation)
         self.amortizer_tx = self.adam(config.amortizer_lr)
-        self.mmd_scales = jnp.asarray(config.mmd_bandwidth_scales, jnp.float32)
+        self.follower = Amortizer(config, self.box, spec.act_dim, spec.obs_dim, self.amortizer, self.amortizer_tx)
+        self.mmd_scales = self.follower.mmd_scales
 
     def init(self, key: Array) -> AmortizedS2ACState:
         k_s2ac, k_amortizer = jax.random.split(key)
         base = super().init(k_s2ac)
-        params = self.amortizer.init(k_amortizer, jnp.zeros((1, self.spec.obs_dim)), jnp.zeros((1, self.noise_dim)))
+        params, opt = self.follower.init(k_amortizer)
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-        return AmortizedS2ACState(**fields, amortizer_params=params, amortizer_opt=self.amortizer_tx.init(params))
+        return AmortizedS2ACState(**fields, amortizer_params=params, amortizer_opt=opt)
 
     # -- amortized sampler -------------------------------------------------------------
     def amortized_u(self, amortizer_params: Any, obs: Array, key: Array, n: int) -> Array:
         """``n`` pre-squash samples ``u = g(s, xi)`` per state: shape ``(B, n, d)``."""
-        noise = jax.random.normal(key, (obs.shape[0], n, self.noise_dim))
-        return self.amortizer.apply(amortizer_params, obs, noise)
+        return self.follower.sample_u(amortizer_params, obs, key, n)
 
     def amortizer_loss(
         self, amortizer_params: Any, obs: Array, particles_u: Array, key: Array
     ) -> tuple[Array, Metrics]:
         """Mean over states of ``MMD^2(g(s, .), S²AC particles at s)`` in ``u`` space (module docstring)."""
-        u = self.amortized_u(amortizer_params, obs, key, self.config.effective_n_amortizer_samples)
-
-        def one_state(samples: Array, anchors: Array) -> Array:
-            sigma = stein.resolve_bandwidth(anchors, self.config.bandwidth)
-            return mmd_loss(samples, anchors, sigma * self.mmd_scales)
-
-        loss = jnp.mean(jax.vmap(one_state)(u, particles_u))
-        gap = jnp.linalg.norm(jnp.mean(u, axis=1) - jnp.mean(particles_u, axis=1), axis=-1)
-        return loss, {"amortizer_mean_gap": jnp.mean(jax.lax.stop_gradient(gap))}
+        return self.follower.loss(amortizer_params, obs, particles_u, key)
 
     # -- acting -------------------------------------------------------------------------
     def _act(self, state: AmortizedS2ACState, obs: Array, key: Array, mode: str = "random") -> Array:
@@ -184,33 +159,6 @@ class AmortizedS2ACAgent(S2ACAgent):
         actions = squash(self.amortized_u(state.amortizer_params, obs, k_sample, n), self.box)
         q = self.min_q(state.critic_params, obs, actions)
         return pick_action(actions, q, k_pick, mode, self.temperatures(state)[0])
-
-    # -- update ---------------------------------------------------------------------------
-    def _update(self, state: AmortizedS2ACState, batch: Batch) -> tuple[AmortizedS2ACState, Metrics]:
-        """The S²AC update (critic, q0), then one amortizer step toward the updated sampler's particles."""
-        state, metrics = super()._update(state, batch)  # counts the trace
-        key, k_particles, k_noise = jax.random.split(state.key, 3)
-        particles = jax.lax.stop_gradient(
-            self.sample_particles(
-                state.init_params,
-                state.critic_params,
-                batch.obs,
-                k_particles,
-                sampler_alpha=self.temperatures(state)[1],
-            )
-        )
-        (loss, info), grads = jax.value_and_grad(self.amortizer_loss, has_aux=True)(
-            state.amortizer_params, batch.obs, particles.u, k_noise
-        )
-        amortizer_params, amortizer_opt = apply_gradients(
-            self.amortizer_tx, state.amortizer_params, state.amortizer_opt, grads
-        )
-        new_state = state.replace(
-            amortizer_params=amortizer_params,
-            amortizer_opt=amortizer_opt,
-            key=key,
-        )
-        return new_state, {**metrics, "amortizer_loss": loss, **info}
 
 
 def preset_fields(preset: str, env_id: str) -> dict:

@@ -5,6 +5,7 @@ particle pick) that S²AC, SQL and SAC build on."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -12,9 +13,11 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from s2ac.distributions import ActionBox, squash, squash_log_det
-from s2ac.parts.base import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
-from s2ac.parts.critics import NextActions, broadcast_obs, make_critic
+from s2ac.distributions import ActionBox
+from s2ac.parts.actors import energy, min_q
+from s2ac.parts.base import adam, apply_gradients, gradient_step, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.parts.critics import make_critic
+from s2ac.parts.update import ActorCriticUpdate
 from s2ac.types import Array, Batch, EnvSpec, Metrics
 
 
@@ -116,17 +119,22 @@ class ActorCriticState(CriticState):
 
 
 class CriticAgent:
-    """Base of the agents: the critic part named by ``config.critic`` (:mod:`s2ac.parts.critics`),
-    trained on a soft Bellman target from the policy's :class:`~s2ac.parts.critics.NextActions`.
+    """Base of the agents: a critic part (:mod:`s2ac.parts.critics`, named by ``config.critic``), an
+    actor part (:mod:`s2ac.parts.actors`) and a temperature part (:mod:`s2ac.parts.temperature`),
+    trained by the one composed update (:class:`~s2ac.parts.update.ActorCriticUpdate`).
 
-    Subclasses set :attr:`state_class`, implement ``init_policy(key) -> dict`` (their state fields),
-    ``_update`` and ``_act``, and call ``super().__init__`` first. The policy sees the critic only
-    through :meth:`q` (evaluation mode: running statistics for a batch-renormalised critic).
+    Subclasses set :attr:`state_class` and ``self.actor_part`` / ``self.temperature`` (after
+    ``super().__init__``), implement ``_act``, and may add a ``follower`` part. ``init_policy(key)``
+    returns the policy's state fields (the actor's and the temperature's by default). The policy sees
+    the critic only through :meth:`q` (evaluation mode: running statistics for a batch-renormalised
+    critic).
     """
 
     state_class: type[CriticState] = CriticState
     act_modes: tuple[str, ...] = ACT_MODES
     """The modes ``act`` accepts."""
+    follower: Any = None
+    """An actor part trained after the update on the actor's draws (S²AC's amortizer), or None."""
 
     def __init__(self, config: Any, spec: EnvSpec):
         config.validate()
@@ -141,8 +149,16 @@ class CriticAgent:
         self.update = jax.jit(self._update)
         self.act = jax.jit(self._act, static_argnames="mode")
 
+    def composed_update(self) -> ActorCriticUpdate:
+        """The composed update of this agent's parts (built when ``update`` is first traced, so a
+        subclass may replace a part after ``__init__``)."""
+        return ActorCriticUpdate(
+            self.critic_part, self.actor_part, self.temperature, self.config.policy_delay, self.follower
+        )
+
     def _update(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
-        raise NotImplementedError
+        self.trace_count += 1  # runs at trace time only: counts compilations
+        return self.composed_update()(state, batch)
 
     def _act(self, state: Any, obs: Array, key: Array, mode: str = "random") -> Array:
         raise NotImplementedError
@@ -152,8 +168,9 @@ class CriticAgent:
         return adam(learning_rate, self.config.adam_beta1)
 
     def init_policy(self, key: Array) -> dict:
-        """The policy's state fields (none here)."""
-        return {}
+        """The policy's state fields: the actor's (from ``key``) and the temperature's."""
+        params, opt = self.actor_part.init(key)
+        return {**dict(zip(self.actor_part.fields, (params, opt), strict=True)), **self.temperature.init_fields()}
 
     def init(self, key: Array) -> Any:
         """Critic and target from one key, the policy's fields (:meth:`init_policy`) from a second."""
@@ -172,44 +189,23 @@ class CriticAgent:
         """``Q_k(s, a)`` of every critic in evaluation mode: shape ``(n_critics, *batch)``."""
         return self.critic_part.q(critic_params, obs, actions)
 
+    def q_fn(self, critic_params: Any):
+        """The critic as an actor sees it: ``q_fn(obs, action)`` = :meth:`q` at ``critic_params``."""
+        return functools.partial(self.critic_part.q, critic_params)
+
     def min_q(self, critic_params: Any, obs: Array, actions: Array) -> Array:
         """``min_k Q_k(s, a_i)`` for ``actions`` of shape ``(B, n, d)`` at ``obs`` ``(B, o)``: shape ``(B, n)``."""
-        return jnp.min(self.q(critic_params, broadcast_obs(obs, actions), actions), axis=0)
+        return min_q(self.q_fn(critic_params), obs, actions)
 
     def critic_energy(self, critic_params: Any, obs: Array, u: Array, squashed: bool, alpha: float) -> Array:
-        """SVGD energy ``alpha log p`` of points ``u`` (..., n, d) at states ``obs`` (..., o): shape (..., n).
-
-        ``squashed``: ``min_k Q_k(s, squash(u)) + alpha log|det d squash/du|``, i.e. ``alpha`` times the log
-        of the push-forward target ``exp(Q/alpha) |squash'(u)|`` on the pre-squash ``u`` (REFERENCE.md §1
-        "Squashing"); otherwise ``min_k Q_k(s, u)`` at ``u`` taken as an action. Q is evaluated in
-        evaluation mode (see :meth:`q`).
-        """
-        obs_rep = jnp.broadcast_to(obs[..., None, :], (*u.shape[:-1], obs.shape[-1]))
-        if not squashed:
-            return jnp.min(self.q(critic_params, obs_rep, u), axis=0)
-        q = jnp.min(self.q(critic_params, obs_rep, squash(u, self.box)), axis=0)
-        return q + alpha * squash_log_det(u, self.box)
+        """SVGD energy ``alpha log p`` of points ``u`` (..., n, d) at states ``obs`` (..., o), Q in
+        evaluation mode (:func:`s2ac.parts.actors.energy`)."""
+        return energy(self.q_fn(critic_params), self.box, obs, u, squashed, alpha)
 
     def bellman_target(self, batch: Batch, next_soft_value: Array) -> Array:
         """``y = reward_scale r + gamma (1 - terminated) V_soft(s')`` (:func:`soft_bellman_target`)."""
         cfg = self.config
         return soft_bellman_target(cfg.reward_scale * batch.reward, batch.terminated, cfg.gamma, next_soft_value)
-
-    def critic_step(self, state: CriticState, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
-        """One step of the critic part on the bootstrap from ``next``: ``(critic_params, critic_opt, metrics)``."""
-        return self.critic_part.step(state.critic_params, state.critic_target, state.critic_opt, batch, next)
-
-    def advance(self, state: CriticState, critic_params: Any, critic_opt: Any, key: Array, **fields: Any) -> Any:
-        """The next state: new critic, its target after the part's ``after_step`` (Polyak or nothing),
-        new key, ``step + 1`` and the policy's ``fields``."""
-        return state.replace(
-            critic_params=critic_params,
-            critic_target=self.critic_part.after_step(state.critic_target, critic_params),
-            critic_opt=critic_opt,
-            key=key,
-            step=state.step + 1,
-            **fields,
-        )
 
 
 __all__ = [
@@ -224,6 +220,7 @@ __all__ = [
     "adam",
     "apply_gradients",
     "check_act_mode",
+    "gradient_step",
     "pick_action",
     "polyak",
     "scan_updates",

@@ -139,6 +139,7 @@ class DIMEAgent(SACAgent):
     state_class = SACState
     log_density_kind = LOG_DENSITY_KIND
     entropy_metric = "entropy_bound"
+    actor_kind = "diffusion"
 
     def __init__(self, config: DIMEConfig, spec: EnvSpec):
         CriticAgent.__init__(self, config, spec)  # SAC's Gaussian actor is not built
@@ -195,10 +196,10 @@ class DIMEAgent(SACAgent):
         result = self.diffuse(state.actor_params, batched, key, deterministic=True)
         return (self.box.center + self.box.scale * result.action).reshape(*obs.shape[:-1], -1)
 
-    def policy_objective(self, action, log_prob, critic_params, log_alpha, obs: Array) -> tuple[Array, Metrics]:
+    def policy_objective(self, action, log_prob, q_fn, obs: Array, alpha: Any) -> tuple[Array, Metrics]:
         """(D9): ``E[alpha (-bound) - mean_k Q_k(s, a)]``; the metric is the mean bound (a LOWER bound)."""
-        q = jnp.mean(self.q(critic_params, obs, action), axis=0)
-        loss = jnp.mean(jnp.exp(log_alpha) * log_prob - q)
+        q = jnp.mean(q_fn(obs, action), axis=0)
+        loss = jnp.mean(alpha * log_prob - q)
         return loss, {"entropy_bound": -jnp.mean(log_prob)}
 
 

@@ -10,30 +10,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal
 
 import flax
 import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.common import (
-    PARTICLE_ACT_MODES,
-    CriticAgent,
-    CriticState,
-    apply_gradients,
-    check_act_mode,
-    pick_action,
-)
+from s2ac.agents.common import PARTICLE_ACT_MODES, CriticAgent, CriticState, check_act_mode, pick_action
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig, is_multigoal
-from s2ac.distributions import normal_log_prob, squash, squash_log_det, truncated_normal_sample
 from s2ac.nets import GaussianHead
-from s2ac.parts.base import every
-from s2ac.parts.critics import density_next
+from s2ac.parts.actors import Particles, SVGDActor, keep_wide_matmuls, particle_diagnostics
 from s2ac.parts.temperature import Temperature
 from s2ac.stein import BANDWIDTH_RULES, NORMALIZERS, STEP_CONTROLS
-from s2ac.types import Array, Batch, EnvSpec, Metrics
+from s2ac.types import Array, EnvSpec, Metrics
 
 
 @dataclass(frozen=True)
@@ -227,20 +218,11 @@ class S2ACState(CriticState):
     alpha_opt: Any
 
 
-class Particles(NamedTuple):
-    """The sampler's output for a batch of states (leading axes ``(B, m)``)."""
-
-    u: Array  # pre-squash particles u^L
-    action: Array  # executed actions squash(u^L)
-    log_prob: Array  # log pi(a|s) with the tanh correction
-    bandwidth: Array  # (B, L)
-    invertibility_margin: Array  # (B, L)
-    step_size: Array  # (B, L) steps actually taken
-    folded: Array  # (B, L) fraction of particles whose step map folded (det <= 0)
-
-
 class S2ACAgent(CriticAgent):
-    """S²AC with the shared ``init`` / ``update`` / ``act`` interface."""
+    """S²AC with the shared ``init`` / ``update`` / ``act`` interface: an
+    :class:`~s2ac.parts.actors.SVGDActor` on the config's critic, with a fixed or tuned temperature,
+    composed by :class:`~s2ac.parts.update.ActorCriticUpdate`. The methods below are the sampler's
+    entry points by critic parameters (experiments, plots and tests call them)."""
 
     state_class = S2ACState
     act_modes = PARTICLE_ACT_MODES
@@ -260,52 +242,26 @@ class S2ACAgent(CriticAgent):
             math.log(config.init_std_max),
         )
         self.init_tx = self.adam(config.actor_lr)
-        self.temperature = Temperature.from_config(config, spec.act_dim)
+        self.actor_part = SVGDActor(config, self.box, spec.act_dim, spec.obs_dim, self.init_net, self.init_tx)
+        self.temperature = Temperature.from_config(config, spec.act_dim, fixed_in_state=False)
         self.sample = jax.jit(self.sample_particles)
 
     @property
     def diagnostics_available(self) -> tuple[bool, bool]:
         """``(margin, folding)``: which step diagnostics the target particles (sampled with
         ``diagnostics=log_margin``) carry; see :func:`s2ac.stein.margin_computed`."""
-        cfg = self.config
-        return (
-            stein.margin_computed(cfg.log_margin, cfg.svgd_step_control),
-            stein.folding_computed(self.spec.act_dim, cfg.log_density, cfg.log_margin, cfg.svgd_step_control),
-        )
-
-    # -- initialisation -----------------------------------------------------------
-    def init_policy(self, key: Array) -> dict:
-        """The learned q0 network and its optimiser state (``None`` for the fixed q0 of S²AC(phi))."""
-        log_alpha, alpha_opt = self.temperature.init()
-        fields = {"log_alpha": log_alpha, "alpha_opt": alpha_opt}
-        if not self.learned_init:
-            return {"init_params": None, "init_opt": None, **fields}
-        init_params = self.init_net.init(key, jnp.zeros((1, self.spec.obs_dim)))
-        return {"init_params": init_params, "init_opt": self.init_tx.init(init_params), **fields}
+        return self.actor_part.diagnostics_available
 
     def temperatures(self, state: S2ACState) -> tuple[Any, Any]:
         """``(alpha, sampler alpha)``: the config's floats with a fixed alpha; with a tuned one,
         ``exp(log_alpha)`` (no gradient) and the sampler's own ``sampler_alpha`` if set."""
-        if not self.temperature.tuned:
-            return self.config.alpha, self.sampler_alpha
-        alpha = jax.lax.stop_gradient(jnp.exp(state.log_alpha))
-        return alpha, alpha if self.config.sampler_alpha is None else self.config.sampler_alpha
+        alpha = self.temperature.value(state.log_alpha)
+        return alpha, self.actor_part.sampler_alpha(alpha)
 
     # -- sampler --------------------------------------------------------------
     def initial_particles(self, init_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
         """``(u0, log q0(u0))`` of shape ``(B, m, d)`` and ``(B, m)``."""
-        cfg = self.config
-        shape = (obs.shape[0], cfg.n_particles, self.spec.act_dim)
-        if not self.learned_init:
-            u0 = cfg.init_std * jax.random.normal(key, shape)
-            return u0, normal_log_prob(u0, 0.0, cfg.init_std)
-        mean, log_std = self.init_net.apply(init_params, obs)
-        mean = jnp.broadcast_to(mean[:, None, :], shape)
-        std = jnp.broadcast_to(jnp.exp(log_std)[:, None, :], shape)
-        u0, log_q0 = truncated_normal_sample(key, mean, std, cfg.truncation)
-        if cfg.init_density == "untruncated":
-            log_q0 = normal_log_prob(u0, mean, std)
-        return u0, log_q0
+        return self.actor_part.initial_particles(init_params, obs, key)
 
     def energy(self, critic_params: Any, obs: Array, u: Array, sampler_alpha: Any = None) -> Array:
         """Energy whose gradient drives SVGD: ``u`` of shape ``(..., m, d)`` at states ``obs`` of
@@ -314,18 +270,17 @@ class S2ACAgent(CriticAgent):
         ``"squashed"``: ``min_k Q_k(s, squash(u)) + alpha_s * log|det d squash / du|``, i.e. alpha_s
         times the log of the u-space target ``exp(Q/alpha_s) |squash'(u)|``.
         ``"unsquashed"`` (authors' code): ``min_k Q_k(s, u)`` evaluated at the raw ``u``.
-        (:meth:`~s2ac.agents.common.CriticAgent.critic_energy`.)
 
         Q is evaluated in evaluation mode (:meth:`~s2ac.agents.common.CriticAgent.q`): for a
         batch-renormalised critic, with its running statistics. The score of particle ``i`` must depend
         on particle ``i`` alone: with batch statistics every particle's Q would depend on every other
         particle and state in the batch, so ``grad_u Q`` would not be the target's score, the rows
-        would not be independent (the summed-energy gradient below relies on it), and the sampler
+        would not be independent (the summed-energy gradient relies on it), and the sampler
         would move the critic's statistics. Running statistics also make acting at a single state the
         same function as acting in a batch.
         """
         alpha = self.sampler_alpha if sampler_alpha is None else sampler_alpha
-        return self.critic_energy(critic_params, obs, u, self.config.score_space == "squashed", alpha)
+        return self.actor_part.energy(self.q_fn(critic_params), obs, u, alpha)
 
     def sample_particles(
         self,
@@ -342,42 +297,8 @@ class S2ACAgent(CriticAgent):
         ``diagnostics=False`` skips the per-step invertibility margin (NaN then) where nobody reads it.
         ``sampler_alpha``: the sampler's temperature (None: the config's; a tuned alpha passes its own).
         """
-        cfg = self.config
         alpha = self.sampler_alpha if sampler_alpha is None else sampler_alpha
-        u0, log_q0 = self.initial_particles(init_params, obs, key)
-
-        # Rows are independent, so the gradient of the summed energy is the row-wise score; one
-        # call scores every state's particles (no vmap over states: see svgd_sample_batched).
-        score_fn = jax.grad(lambda u: jnp.sum(self.energy(critic_params, obs, u, alpha)))
-        if cfg.remat_score:  # only changes what the actor's backward pass stores
-            keep_matmuls = cfg.remat_keep_matmuls if cfg.remat_keep_matmuls is not None else cfg.svgd_steps <= 3
-            keep = keep_wide_matmuls(min(cfg.critic_hidden)) if keep_matmuls else None
-            score_fn = jax.checkpoint(score_fn, policy=keep)
-        res = stein.svgd_sample_batched(
-            score_fn,
-            u0,
-            log_q0,
-            steps=cfg.svgd_steps,
-            step_size=cfg.svgd_step_size,
-            bandwidth=cfg.bandwidth,
-            alpha=alpha,
-            log_density=cfg.log_density,
-            normalizer=cfg.normalizer,
-            unroll=cfg.unroll_svgd,
-            step_control=cfg.svgd_step_control,
-            target_margin=cfg.svgd_target_margin,
-            diagnostics=diagnostics,
-        )
-        log_prob = res.log_q - squash_log_det(res.particles, self.box)
-        return Particles(
-            res.particles,
-            squash(res.particles, self.box),
-            log_prob,
-            res.bandwidth,
-            res.invertibility_margin,
-            res.step_size,
-            res.folded,
-        )
+        return self.actor_part.sample_particles(init_params, self.q_fn(critic_params), obs, key, diagnostics, alpha)
 
     def select(self, particles: Particles, q: Array, key: Array, mode: str, alpha: Any = None) -> Array:
         """Pick one particle per state: ``random`` (training), ``max`` or ``softmax`` (test); see
@@ -407,111 +328,8 @@ class S2ACAgent(CriticAgent):
         """``E_s[ alpha (1/m) sum_i log pi(a_i|s) - (1/m) sum_i min_k Q_k(s, a_i) ]`` through the sampler,
         as a function of the q0 network's parameters (``alpha`` None: the config's)."""
         alpha = self.config.alpha if alpha is None else alpha
-        particles = self.sample_particles(
-            init_params, critic_params, obs, key, diagnostics=False, sampler_alpha=sampler_alpha
-        )
-        q = self.min_q(critic_params, obs, particles.action)
-        loss = jnp.mean(alpha * particles.log_prob - q)
-        mean, log_std = self.init_net.apply(init_params, obs)
-        info = {"init_std": jnp.mean(jnp.exp(log_std)), "init_mean_abs": jnp.mean(jnp.abs(mean))}
-        # The actor pass samples with diagnostics=False: a margin exists only if the step rule needed it.
-        if stein.margin_computed(False, self.config.svgd_step_control) and self.config.svgd_steps > 0:
-            info["actor_invertibility_margin"] = jnp.max(particles.invertibility_margin)
-        return loss, info
-
-    # -- update ------------------------------------------------------------------
-    def _update(self, state: S2ACState, batch: Batch) -> tuple[S2ACState, Metrics]:
-        self.trace_count += 1  # runs at trace time only: counts compilations
-        cfg = self.config
-        key, k_next, k_actor = jax.random.split(state.key, 3)
-        alpha, sampler_alpha = self.temperatures(state)
-        # Target particles at s' (drift from the online critics), outside the critic's gradient.
-        next_particles = jax.lax.stop_gradient(
-            self.sample_particles(
-                state.init_params,
-                state.critic_params,
-                batch.next_obs,
-                k_next,
-                diagnostics=cfg.log_margin,
-                sampler_alpha=sampler_alpha,
-            )
-        )
-        next_actions = density_next(next_particles.action, next_particles.log_prob, alpha)
-        critic_params, critic_opt, metrics = self.critic_step(state, batch, next_actions)
-        diagnostics = particle_diagnostics(next_particles, *self.diagnostics_available)
-
-        def policy_step(fields: tuple) -> tuple[tuple, Metrics]:
-            # q0 (S²AC(phi,theta)), then the temperature on the next-state particles' entropy estimate.
-            init_params, init_opt, log_alpha, alpha_opt = fields
-            info: Metrics = {}
-            if self.learned_init:
-                (a_loss, a_info), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-                    init_params, critic_params, batch.obs, k_actor, alpha, sampler_alpha
-                )
-                init_params, init_opt = apply_gradients(self.init_tx, init_params, init_opt, a_grads)
-                info.update(actor_loss=a_loss, **a_info)
-            if self.temperature.tuned:
-                log_alpha, alpha_opt, info["alpha_loss"] = self.temperature.step(
-                    log_alpha, alpha_opt, diagnostics["entropy"]
-                )
-            return (init_params, init_opt, log_alpha, alpha_opt), info
-
-        fields = (state.init_params, state.init_opt, state.log_alpha, state.alpha_opt)
-        (init_params, init_opt, log_alpha, alpha_opt), info = every(cfg.policy_delay, state.step, policy_step, fields)
-        metrics.update(info)
-        metrics.update(diagnostics)
-        metrics["alpha"] = jnp.exp(log_alpha) if self.temperature.tuned else jnp.asarray(cfg.alpha)
-        new_state = self.advance(
-            state,
-            critic_params,
-            critic_opt,
-            key,
-            init_params=init_params,
-            init_opt=init_opt,
-            log_alpha=log_alpha,
-            alpha_opt=alpha_opt,
-        )
-        return new_state, metrics
+        sampler_alpha = self.sampler_alpha if sampler_alpha is None else sampler_alpha
+        return self.actor_part.loss(init_params, self.q_fn(critic_params), obs, key, alpha, sampler_alpha)
 
 
-def keep_wide_matmuls(min_contraction: int):
-    """``jax.checkpoint`` policy: save the output of every matrix product that contracts over at least
-    ``min_contraction`` elements (the critic's hidden-to-hidden products and their transposes), and
-    recompute everything else. Those products are most of the FLOPs of a recomputation, while their
-    outputs are a few tensors per SVGD step; the element-wise passes are cheap to redo.
-    """
-
-    def policy(prim, *avals, **params) -> bool:
-        if prim is not jax.lax.dot_general_p:
-            return False
-        (lhs_contracting, _), _ = params["dimension_numbers"]
-        return math.prod(avals[0].shape[d] for d in lhs_contracting) >= min_contraction
-
-    return policy
-
-
-def particle_diagnostics(particles: Particles, with_margin: bool = True, with_folding: bool = True) -> Metrics:
-    """Entropy estimate per state batch, particle spread, bandwidth, step size and, where the sampler
-    computed them (``with_margin`` / ``with_folding``; see :attr:`S2ACAgent.diagnostics_available`),
-    the invertibility margin's max and median over states, the fraction of states with a step at
-    margin >= 1, and the fraction of folded particle steps."""
-    metrics = {
-        "entropy": -jnp.mean(particles.log_prob),
-        "particle_spread": jnp.mean(jnp.std(particles.action, axis=1)),
-    }
-    if particles.bandwidth.shape[-1] == 0:  # L = 0: the policy is q0 itself, no SVGD step to report
-        return metrics
-    metrics.update(bandwidth=jnp.mean(particles.bandwidth), svgd_step_size=jnp.mean(particles.step_size))
-    if with_margin:
-        per_state = jnp.max(particles.invertibility_margin, axis=-1)  # the worst step of each state
-        metrics.update(
-            invertibility_margin=jnp.max(per_state),
-            invertibility_margin_median=jnp.median(per_state),
-            invalid_state_fraction=jnp.mean(per_state >= 1.0),
-        )
-    if with_folding:
-        metrics["folded_fraction"] = jnp.mean(particles.folded)
-    return metrics
-
-
-__all__ = ["S2ACAgent", "S2ACState", "Particles", "particle_diagnostics"]
+__all__ = ["S2ACAgent", "S2ACState", "Particles", "keep_wide_matmuls", "particle_diagnostics"]

@@ -8,7 +8,7 @@ exact by the change of variables::
 
 Everything else (twin critics, the soft Bellman target, the reparameterised actor loss, fixed or
 tuned alpha) is :class:`s2ac.agents.sac.SACAgent`, which this agent subclasses: only the actor
-module and :meth:`SACNFAgent.sample_action` change.
+network (:meth:`SACNFAgent.actor_net`) and :meth:`SACNFAgent.sample_action` change.
 
 Flow families (``flow``):
 
@@ -46,12 +46,11 @@ import jax
 import jax.numpy as jnp
 
 from s2ac.agents import sac
-from s2ac.agents.common import check_act_mode
-from s2ac.agents.sac import SACAgent, SACConfig, SACState
+from s2ac.agents.sac import SACAgent, SACConfig
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.distributions import normal_log_prob, squash, squash_log_det, unsquash
 from s2ac.nets import ACTIVATIONS, Activation, GaussianHead
-from s2ac.types import Array, EnvSpec
+from s2ac.types import Array
 
 FLOWS: tuple[str, ...] = ("planar", "radial", "affine_coupling")
 _PLANAR_BISECTION_STEPS = 50  # float32 interval halvings: far past machine precision
@@ -317,25 +316,28 @@ class FlowPolicy(nn.Module):
 
 
 class SACNFAgent(SACAgent):
-    """SAC with a flow policy: :class:`SACAgent` with another actor module and sampler."""
+    """SAC with a flow policy: :class:`SACAgent` with another actor network and sampler."""
 
-    def __init__(self, config: SACNFConfig, spec: EnvSpec):
-        super().__init__(config, spec)
-        self.actor = FlowPolicy(
-            config.actor_hidden,
-            spec.act_dim,
-            config.activation,
-            config.log_std_min,
-            config.log_std_max,
-            config.flow,
-            config.n_flow_layers,
-            config.flow_hidden,
-            config.condition_flow_on_obs,
-            config.coupling_log_scale_bound,
+    actor_kind = "flow"
+
+    def actor_net(self) -> FlowPolicy:
+        cfg = self.config
+        return FlowPolicy(
+            cfg.actor_hidden,
+            self.spec.act_dim,
+            cfg.activation,
+            cfg.log_std_min,
+            cfg.log_std_max,
+            cfg.flow,
+            cfg.n_flow_layers,
+            cfg.flow_hidden,
+            cfg.condition_flow_on_obs,
+            cfg.coupling_log_scale_bound,
         )
 
     def sample_action(self, actor_params: Any, obs: Array, key: Array) -> tuple[Array, Array]:
-        """Reparameterised ``a = squash(T(mu + sigma xi))`` and the exact ``log pi(a|s)`` (module docstring)."""
+        """Reparameterised ``a = squash(T(mu + sigma xi))`` and the exact ``log pi(a|s)`` (module docstring).
+        Acting in ``"max"`` / ``"mean"`` mode squashes the Gaussian mean through the flows."""
         noise = jax.random.normal(key, obs.shape[:-1] + (self.spec.act_dim,))
         u, log_q = self.actor.apply(actor_params, obs, noise)
         return squash(u, self.box), log_q - squash_log_det(u, self.box)
@@ -344,14 +346,6 @@ class SACNFAgent(SACAgent):
         """``log pi(a|s)`` of given box actions, through the flows' inverse (actions are clipped off the edges)."""
         u = unsquash(action, self.box)
         return self.actor.apply(actor_params, obs, u, method=FlowPolicy.log_prob) - squash_log_det(u, self.box)
-
-    def _act(self, state: SACState, obs: Array, key: Array, mode: str = "random") -> Array:
-        """``"random"``, ``"softmax"``: a policy draw; ``"max"``, ``"mean"``: the Gaussian mean through the flows."""
-        check_act_mode(mode, self.act_modes)
-        if mode in ("random", "softmax"):
-            return self.sample_action(state.actor_params, obs, key)[0]
-        u, _ = self.actor.apply(state.actor_params, obs)
-        return squash(u, self.box)
 
 
 preset_fields = sac.preset_fields

@@ -8,7 +8,7 @@
   ``phi``) and a second, independent set is the one that is moved.
 * **Critic**: soft Q-iteration (SQL Eq. 10-11), ``y = r + gamma (1 - terminated) Vbar(s')`` with the
   soft value ``V(s) = alpha log int exp(Q(s, a)/alpha) da`` estimated by importance sampling from the
-  uniform distribution on the action box (:func:`soft_value_uniform`). Twin critics; the value uses
+  uniform distribution on the action box (:func:`~s2ac.parts.actors.soft_value_uniform`). Twin critics; the value uses
   ``min_k Qbar_k`` per sampled action (clipped double-Q, as in SAC and S²AC, so the baselines share
   the critic); target networks by Polyak averaging (SQL's code copied them every 1000 steps).
 
@@ -38,7 +38,6 @@ inside the sampler, SVGD in action space.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -47,14 +46,22 @@ import jax
 import jax.numpy as jnp
 
 from s2ac import stein
-from s2ac.agents.common import ActorCriticState, CriticAgent, apply_gradients, check_act_mode, pick_action
+from s2ac.agents.common import ActorCriticState, CriticAgent, check_act_mode, pick_action
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig
-from s2ac.distributions import ActionBox, squash
+from s2ac.distributions import squash
 from s2ac.nets import AmortizedSampler
-from s2ac.parts.base import every
+from s2ac.parts.actors import (
+    AmortizedSVGDActor,
+    amortized_svgd_loss,
+    box_log_volume,
+    draw_noise,
+    noise_mean,
+    soft_value_uniform,
+)
 from s2ac.parts.critics import NextActions
-from s2ac.types import Array, Batch, EnvSpec, Metrics
+from s2ac.parts.temperature import Temperature
+from s2ac.types import Array, EnvSpec, Metrics
 
 NOISES: tuple[str, ...] = ("normal", "uniform01")
 SVGD_SPACES: tuple[str, ...] = ("u", "action")
@@ -148,56 +155,6 @@ def preset_fields(preset: str, env_id: str) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Pure maths (one state; vmapped by the agent)
-# ---------------------------------------------------------------------------
-
-
-def box_log_volume(box: ActionBox) -> float:
-    """``log vol(box) = sum_k log(high_k - low_k) = sum_k log(2 scale_k)`` (``d log 2`` for ``[-1, 1]^d``)."""
-    return float(jnp.sum(jnp.log(2.0 * jnp.asarray(box.scale))))
-
-
-def soft_value_uniform(q: Array, alpha: float, log_volume: float) -> Array:
-    """Soft value by importance sampling from the uniform distribution ``U`` on the action box (SQL Eq. 10).
-
-    ``V = alpha log E_{a~U}[exp(Q(a)/alpha) / U(a)]`` with ``U(a) = 1/vol``, estimated from ``M`` samples
-    ``q_j = Q(a_j)`` (last axis)::
-
-        V ~= alpha logsumexp_j(q_j / alpha) - alpha log M + alpha log vol(box)
-
-    For ``[-1, 1]^d``, ``log vol = d log 2``; for ``Q == c``, ``V = c + alpha log vol``.
-    """
-    m = q.shape[-1]
-    return alpha * jax.nn.logsumexp(q / alpha, axis=-1) - alpha * math.log(m) + alpha * log_volume
-
-
-def amortized_svgd_loss(
-    moved: Array, anchors: Array, anchor_scores: Array, sigma: Array, alpha: float
-) -> tuple[Array, Array]:
-    """Surrogate ``-(1/n) sum_i stop_gradient(phi(x_i)) . x_i`` (SQL Eq. 14) for one state; returns ``(loss, phi)``.
-
-    Its gradient in the sampler's parameters ``psi`` is ``-(1/n) sum_i (d x_i/d psi)^T phi(x_i)``:
-    gradient descent moves every sample ``x_i = f(s, xi_i)`` along the SVGD direction ``phi``
-    (:func:`s2ac.stein.svgd_direction_anchored`; anchors, scores and bandwidth carry no gradient).
-    """
-    sg = jax.lax.stop_gradient
-    phi = sg(stein.svgd_direction_anchored(sg(moved), sg(anchors), sg(anchor_scores), sg(sigma), alpha))
-    return -jnp.mean(jnp.sum(phi * moved, axis=-1)), phi
-
-
-def draw_noise(key: Array, shape: tuple[int, ...], noise: str) -> Array:
-    """``xi ~ N(0, I)`` (``"normal"``) or ``xi ~ U[0, 1)`` (``"uniform01"``)."""
-    if noise == "normal":
-        return jax.random.normal(key, shape)
-    return jax.random.uniform(key, shape)
-
-
-def noise_mean(noise: str) -> float:
-    """``E[xi]`` per coordinate: the input of the one-pass deterministic action."""
-    return 0.0 if noise == "normal" else 0.5
-
-
-# ---------------------------------------------------------------------------
 # Agent
 # ---------------------------------------------------------------------------
 
@@ -208,7 +165,9 @@ class SQLState(ActorCriticState):
 
 
 class SQLAgent(CriticAgent):
-    """Soft Q-learning with the shared ``init`` / ``update`` / ``act`` interface."""
+    """Soft Q-learning with the shared ``init`` / ``update`` / ``act`` interface: an
+    :class:`~s2ac.parts.actors.AmortizedSVGDActor` (no density; the critic's ``next`` record holds
+    uniform importance samples) and a fixed temperature without state fields."""
 
     state_class = SQLState
     policy_density = "none"
@@ -221,18 +180,13 @@ class SQLAgent(CriticAgent):
         self.log_volume = box_log_volume(self.box)
         self.sampler = AmortizedSampler(config.actor_hidden, spec.act_dim, config.activation)
         self.actor_tx = self.adam(config.actor_lr)
-
-    # -- initialisation -----------------------------------------------------------
-    def init_policy(self, key: Array) -> dict:
-        """The sampler f(s, xi) and its optimiser state."""
-        actor_params = self.sampler.init(key, jnp.zeros((1, self.spec.obs_dim)), jnp.zeros((1, self.noise_dim)))
-        return {"actor_params": actor_params, "actor_opt": self.actor_tx.init(actor_params)}
+        self.actor_part = AmortizedSVGDActor(config, self.box, spec.act_dim, spec.obs_dim, self.sampler, self.actor_tx)
+        self.temperature = Temperature.from_config(config, spec.act_dim, fixed_in_state=False, stateless=True)
 
     # -- sampler ------------------------------------------------------------------
     def sample_u(self, actor_params: Any, obs: Array, key: Array, n: int) -> Array:
         """``n`` pre-squash samples ``u = f(s, xi)`` per state: shape ``(B, n, d)``."""
-        noise = draw_noise(key, (obs.shape[0], n, self.noise_dim), self.config.noise)
-        return self.sampler.apply(actor_params, obs, noise)
+        return self.actor_part.sample_u(actor_params, obs, key, n)
 
     def energy(self, critic_params: Any, obs: Array, x: Array) -> Array:
         """Energy ``alpha_s log p`` of the SVGD target for one state's particles ``x`` (n, d).
@@ -240,49 +194,18 @@ class SQLAgent(CriticAgent):
         ``"u"``: ``min_k Q_k(s, squash(u)) + alpha_s log|det d squash/du|``; ``"action"``: ``min_k Q_k(s, a)``
         (:meth:`~s2ac.agents.common.CriticAgent.critic_energy`).
         """
-        return self.critic_energy(critic_params, obs, x, self.config.svgd_space == "u", self.sampler_alpha)
+        return self.actor_part.energy(self.q_fn(critic_params), obs, x)
 
     def sampler_loss(self, actor_params: Any, critic_params: Any, obs: Array, key: Array) -> tuple[Array, Metrics]:
         """Amortized SVGD surrogate (SQL Eq. 13-14), averaged over states; critic held fixed."""
-        cfg = self.config
-        k_fixed, k_moved = jax.random.split(key)
-        # Two independent draws; the anchors' pass is outside the gradient (no backward pass through it).
-        u_fixed = self.sample_u(jax.lax.stop_gradient(actor_params), obs, k_fixed, cfg.n_fixed_particles)
-        u_moved = self.sample_u(actor_params, obs, k_moved, cfg.n_svgd_particles)
-        to_space = (lambda u: squash(u, self.box)) if cfg.svgd_space == "action" else (lambda u: u)
-        anchors, moved = jax.lax.stop_gradient(to_space(u_fixed)), to_space(u_moved)
-
-        def one_state(obs_row: Array, anchors_row: Array, moved_row: Array) -> tuple[Array, Array, Array]:
-            # Rows are independent, so the gradient of the summed energy is the row-wise score.
-            scores = jax.grad(lambda y: jnp.sum(self.energy(critic_params, obs_row, y)))(anchors_row)
-            sigma = stein.resolve_bandwidth(anchors_row, cfg.bandwidth)
-            loss, phi = amortized_svgd_loss(moved_row, anchors_row, scores, sigma, self.sampler_alpha)
-            return loss, sigma, jnp.mean(jnp.linalg.norm(phi, axis=-1))
-
-        losses, sigmas, phi_norms = jax.vmap(one_state)(obs, anchors, moved)
-        actions = squash(jax.lax.stop_gradient(u_moved), self.box)
-        info = {
-            "svgd_grad_norm": jnp.mean(phi_norms),
-            "bandwidth": jnp.mean(sigmas),
-            "particle_spread": jnp.mean(jnp.std(actions, axis=1)),
-        }
-        return jnp.mean(losses), info
+        return self.actor_part.loss(actor_params, self.q_fn(critic_params), obs, key)
 
     # -- critic -------------------------------------------------------------------
     def next_actions(self, actor_params: Any, next_obs: Array, key: Array) -> NextActions:
         """The critic's ``next`` record: M actions per next state, uniform on the box (SQL) or the
         sampler's own (``importance_on_sampler``), reduced by :func:`soft_value_uniform` (importance
         sampling, no policy density)."""
-        cfg = self.config
-        shape = (next_obs.shape[0], cfg.n_value_particles, self.spec.act_dim)
-        if cfg.importance_on_sampler:
-            u = self.sample_u(actor_params, next_obs, key, cfg.n_value_particles)
-            actions = squash(u, self.box)
-        else:
-            low, high = self.box.center - self.box.scale, self.box.center + self.box.scale
-            actions = jax.random.uniform(key, shape, minval=low, maxval=high)
-        log_weight = jnp.full(shape[:-1], self.log_volume)  # log 1/U(a) = log vol(box)
-        return NextActions(actions, lambda q: soft_value_uniform(q, cfg.alpha, self.log_volume), log_weight, True)
+        return self.actor_part.next_at(actor_params, next_obs, key)
 
     def soft_value(self, target_params: Any, actor_params: Any, next_obs: Array, key: Array) -> Array:
         """``Vbar(s')`` from M actions: uniform on the box (SQL), or the sampler's own (``importance_on_sampler``)."""
@@ -304,27 +227,6 @@ class SQLAgent(CriticAgent):
         q = self.min_q(state.critic_params, obs, actions)
         return pick_action(actions, q, k_pick, mode, self.config.alpha)
 
-    # -- update -------------------------------------------------------------------
-    def _update(self, state: SQLState, batch: Batch) -> tuple[SQLState, Metrics]:
-        self.trace_count += 1  # runs at trace time only: counts compilations
-        key, k_value, k_actor = jax.random.split(state.key, 3)
-        next_actions = self.next_actions(state.actor_params, batch.next_obs, k_value)
-        critic_params, critic_opt, c_info = self.critic_step(state, batch, next_actions)
-
-        def sampler_step(fields: tuple) -> tuple[tuple, Metrics]:
-            actor_params, actor_opt = fields
-            (a_loss, a_info), a_grads = jax.value_and_grad(self.sampler_loss, has_aux=True)(
-                actor_params, critic_params, batch.obs, k_actor
-            )
-            actor_params, actor_opt = apply_gradients(self.actor_tx, actor_params, actor_opt, a_grads)
-            return (actor_params, actor_opt), {"actor_loss": a_loss, **a_info}
-
-        (actor_params, actor_opt), a_info = every(
-            self.config.policy_delay, state.step, sampler_step, (state.actor_params, state.actor_opt)
-        )
-        new_state = self.advance(state, critic_params, critic_opt, key, actor_params=actor_params, actor_opt=actor_opt)
-        return new_state, {"alpha": jnp.asarray(self.config.alpha), **c_info, **a_info}
-
 
 __all__ = [
     "SQLConfig",
@@ -333,5 +235,7 @@ __all__ = [
     "SQL_PAPER_FIELDS",
     "amortized_svgd_loss",
     "box_log_volume",
+    "draw_noise",
+    "noise_mean",
     "soft_value_uniform",
 ]

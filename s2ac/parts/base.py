@@ -1,5 +1,5 @@
-"""Primitives every part shares: the optimiser, one gradient step, Polyak averaging, the soft Bellman
-target, the twin-critic regression loss and the policy-delay gate."""
+"""Primitives every part shares: the optimiser, one gradient step (:func:`gradient_step`), Polyak
+averaging, the soft Bellman target, the twin-critic regression loss and the policy-delay gate."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def apply_gradients(tx: optax.GradientTransformation, params: Any, opt_state: An
     """One optimiser step: returns ``(new_params, new_opt_state)``."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
+
+
+def gradient_step(
+    tx: optax.GradientTransformation, loss_fn: Callable[..., tuple[Array, Any]], params: Any, opt_state: Any, *args: Any
+) -> tuple[Any, Any, Array, Any]:
+    """The one gradient step every part takes: ``(loss, aux), g = value_and_grad(loss_fn)(params, *args)``
+    (``g = d loss / d params``; ``args`` carry no gradient), then :func:`apply_gradients`. Returns
+    ``(new_params, new_opt_state, loss, aux)``."""
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    params, opt_state = apply_gradients(tx, params, opt_state, grads)
+    return params, opt_state, loss, aux
 
 
 def polyak(target: Any, online: Any, tau: float) -> Any:

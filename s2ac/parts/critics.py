@@ -36,7 +36,7 @@ from s2ac.nets import (
     RenormCategoricalCriticEnsemble,
     RenormCriticEnsemble,
 )
-from s2ac.parts.base import adam, apply_gradients, polyak, soft_bellman_target, twin_critic_loss
+from s2ac.parts.base import adam, gradient_step, polyak, soft_bellman_target, twin_critic_loss
 from s2ac.types import Array, Batch, Metrics
 
 CRITICS: tuple[str, ...] = ("twin", "crossq", "distributional")
@@ -70,6 +70,8 @@ class NextActions:
     report_value: bool = False
     """Also return ``value_mean``, the batch mean of ``V(s')`` (SQL logs it). Off by default: an extra
     consumer of ``V`` changes how XLA fuses the target, which moves results by float rounding."""
+    draw: Any = None
+    """The actor's own record of the draws (S²AC's particles, for their diagnostics), or ``None``."""
 
 
 def density_next(action: Array, log_prob: Array, alpha: Any) -> NextActions:
@@ -189,8 +191,7 @@ class TwinCritic:
     def step(self, params: Any, target: Any, opt: Any, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
         """One Adam step; the target ``y`` is computed once, outside the gradient."""
         y, value = self.target_value(target, batch, next)
-        (loss, info), grads = jax.value_and_grad(self.regression_loss, has_aux=True)(params, batch, y)
-        params, opt = apply_gradients(self.tx, params, opt, grads)
+        params, opt, loss, info = gradient_step(self.tx, self.regression_loss, params, opt, batch, y)
         metrics = {"critic_loss": loss, **info}
         if next.report_value:
             metrics["value_mean"] = jnp.mean(value)
@@ -252,10 +253,9 @@ class CrossQCritic(TwinCritic):
 
     def step(self, params: Any, target: Any, opt: Any, batch: Batch, next: NextActions) -> tuple[Any, Any, Metrics]:
         """One Adam step on the weights; the running statistics move by the joint pass."""
-        (loss, (info, stats)), grads = jax.value_and_grad(self.joint_loss, has_aux=True)(
-            params["params"], params["batch_stats"], batch, next
+        weights, opt, loss, (info, stats) = gradient_step(
+            self.tx, self.joint_loss, params["params"], opt, params["batch_stats"], batch, next
         )
-        weights, opt = apply_gradients(self.tx, params["params"], opt, grads)
         return {"params": weights, "batch_stats": stats}, opt, {"critic_loss": loss, **info}
 
     def after_step(self, target: Any, params: Any) -> Any:
