@@ -21,7 +21,7 @@ from s2ac.types import Batch, EnvSpec
 
 MULTIGOAL = ("s2ac/MultiGoal3-v0", EnvSpec(2, 2, (-1.0,) * 2, (1.0,) * 2))
 HOPPER = ("Hopper-v5", EnvSpec(11, 3, (-1.0,) * 3, (1.0,) * 3))
-ALGOS = ("sac", "sac-nf", "sql", "s2ac", "s2ac-phi", "s2ac-amortized", "crossq", "s2ac-crossq")
+ALGOS = ("sac", "sac-nf", "sql", "s2ac", "s2ac-phi", "s2ac-amortized", "crossq", "s2ac-crossq", "dime", "s2ac-dist")
 CASES = [(algo, "quick", env) for algo in ALGOS for env in (MULTIGOAL, HOPPER)] + [("s2ac", "paper", MULTIGOAL)]
 
 
