@@ -117,18 +117,28 @@ def iqm_interval(per_task: list[np.ndarray], resamples: int, seed: int) -> tuple
         batch = samples[0].shape[:-1]
         return iqm(np.concatenate([*samples, *(np.broadcast_to(x, (*batch, len(x))) for x in fixed)], -1))
 
+    low, high = stratified_interval(varying, statistic, resamples, seed, vectorized=True)
+    return point, low, high
+
+
+def stratified_interval(
+    samples: list[np.ndarray], statistic, resamples: int, seed: int, vectorized: bool
+) -> tuple[float, float]:
+    """:data:`CONFIDENCE` percentile interval of ``statistic(*samples)`` from a stratified bootstrap:
+    each sample (one task's runs, or one method's runs on one task) is resampled with replacement on
+    its own (``scipy.stats.bootstrap`` with ``paired=False``)."""
     result = stats.bootstrap(
-        tuple(varying),
+        tuple(samples),
         statistic,
         n_resamples=resamples,
         paired=False,
-        vectorized=True,
+        vectorized=vectorized,
         confidence_level=CONFIDENCE,
         method="percentile",
         rng=np.random.default_rng(seed),
     )
     low, high = result.confidence_interval
-    return point, float(low), float(high)
+    return float(low), float(high)
 
 
 def mean_band(curves: list[RunCurve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -282,6 +292,7 @@ __all__ = [
     "compare_runs",
     "iqm",
     "iqm_interval",
+    "stratified_interval",
     "load_curves",
     "mean_band",
     "run_folders",

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from s2ac.compare import CONFIDENCE, iqm_interval
+from s2ac.compare import CONFIDENCE, iqm_interval, stratified_interval
 from s2ac.experiments.mujoco import DETERMINISTIC, run_mujoco
 from s2ac.experiments.reporting import json_safe, markdown_table
 from s2ac.experiments.stats import fmt_ci, seed_stats
@@ -97,18 +96,8 @@ def probability_of_improvement(
         pairs = zip(resampled[0::2], resampled[1::2])
         return float(np.mean([improvement_probability(x, y) for x, y in pairs]))
 
-    result = stats.bootstrap(
-        tuple(samples),
-        statistic,
-        n_resamples=resamples,
-        paired=False,
-        vectorized=False,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    return point, float(low), float(high)
+    low, high = stratified_interval(samples, statistic, resamples, seed, vectorized=False)
+    return point, low, high
 
 
 def normalise_per_task(scores: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
