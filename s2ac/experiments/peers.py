@@ -213,11 +213,13 @@ def plot_peers(path: Path, rows: dict[str, dict[str, Any]]) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 0.5 * len(methods) + 1.5), sharey=True)
     for i, m in enumerate(methods):
         r = rows[m]
-        left.errorbar(r["iqm"], i, xerr=[[r["iqm"] - r["iqm_low"]], [r["iqm_high"] - r["iqm"]]], fmt="o")
+        color = f"C{i}"  # one colour per method in both panels
+        left.errorbar(r["iqm"], i, xerr=[[r["iqm"] - r["iqm_low"]], [r["iqm_high"] - r["iqm"]]], fmt="o", color=color)
         if "p_improve" in r:
             p, lo, hi = r["p_improve"], r["p_improve_low"], r["p_improve_high"]
-            right.errorbar(p, i, xerr=[[p - lo], [hi - p]], fmt="o")
+            right.errorbar(p, i, xerr=[[p - lo], [hi - p]], fmt="o", color=color)
     left.set(yticks=y, yticklabels=methods, xlabel="IQM of normalised final return", xlim=(-0.05, 1.05))
+    left.invert_yaxis()  # the baseline on top, as in the tables
     right.axvline(0.5, color="grey", lw=0.8)
     right.set(xlabel=f"P(better than {BASELINE})", xlim=(-0.05, 1.05))
     for ax in (left, right):
@@ -266,7 +268,9 @@ def run_peers(
 
     finished = {t["trial"] for t in harness["trials"] if t["status"] in ("finished", "skipped")}
     runs = [r for r in summarize_runs(out_dir) if r["trial"] in finished]  # a stopped group's runs wait
-    scores = final_scores(runs, plan.preset)
+    found = final_scores(runs, plan.preset)
+    order = [*algos, *sorted(set(found) - set(algos))]
+    scores = {m: found[m] for m in order if m in found}  # the command's order: the baseline first
     rows = aggregate(scores)
     summary = {
         "command": peers_command(out_dir, plan, algos, lockstep, stop_after_s),
