@@ -225,6 +225,18 @@ def is_multigoal(env_id: str) -> bool:
     return env_id.startswith("s2ac/MultiGoal")
 
 
+WIDE_SUPPORT = dict(v_min=-1600.0, v_max=1600.0)
+"""The distributional critic's support off multigoal under ``quick`` and ``corrected``: the DIME
+authors' support for Gym MuJoCo (their issue 2). Returns such as Pendulum's (down to about -1600
+discounted) do not fit the default +-200, which ``paper`` keeps as their code does."""
+
+
+def distributional_support(preset: str, env_id: str) -> dict:
+    """``v_min`` / ``v_max`` that :data:`WIDE_SUPPORT` sets for a distributional critic (empty on
+    multigoal, whose returns fit +-200, and under ``paper``)."""
+    return {} if preset == "paper" or is_multigoal(env_id) else dict(WIDE_SUPPORT)
+
+
 def check_preset(preset: str) -> None:
     """Raise ``ValueError`` for a preset name that does not exist."""
     require(preset in PRESETS, f"unknown preset {preset!r}; expected one of {PRESETS}")
@@ -293,6 +305,8 @@ def config_from_dict(cls, data: dict):
 
 __all__ = [
     "PRESETS",
+    "WIDE_SUPPORT",
+    "distributional_support",
     "AgentConfig",
     "TrainConfig",
     "MULTIGOAL_TEMPERATURE",

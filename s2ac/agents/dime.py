@@ -108,18 +108,15 @@ QUICK_FIELDS = dict(
 8 diffusion steps (16), and a 5k-update renorm warm-up (100k) so that renormalisation starts inside a
 quick run."""
 
-WIDE_SUPPORT = dict(v_min=-1600.0, v_max=1600.0)
-"""The authors' support for Gym MuJoCo (their issue 2); the quick preset uses it off multigoal, where
-returns such as Pendulum's (down to about -1600 discounted) do not fit the default +-200."""
-
 
 def preset_fields(preset: str, env_id: str) -> dict:
-    """The paper's settings (the config's defaults) under ``paper`` and ``corrected``; smaller networks,
-    8 steps and the wide support under ``quick``. On multigoal (not ``paper``) alpha is fixed, as for
-    every algorithm."""
+    """The paper's settings (the config's defaults) under ``paper`` and ``corrected``; smaller networks
+    and 8 steps under ``quick``. On multigoal (not ``paper``) alpha is fixed, as for every algorithm.
+    The critic's support off multigoal is set for every distributional critic
+    (:func:`s2ac.config.distributional_support`)."""
     fields: dict = dict(critic_hidden=(2048, 2048), actor_hidden=(256, 256, 256))
     if preset == "quick":
-        fields = dict(QUICK_FIELDS, **({} if is_multigoal(env_id) else WIDE_SUPPORT))
+        fields = dict(QUICK_FIELDS)
     if is_multigoal(env_id) and preset != "paper":
         fields.update(auto_alpha=False)
     return fields
@@ -203,4 +200,4 @@ class DIMEAgent(SACAgent):
         return loss, {"entropy_bound": -jnp.mean(log_prob)}
 
 
-__all__ = ["DIMEAgent", "DIMEConfig", "QUICK_FIELDS", "WIDE_SUPPORT", "preset_fields", "train_preset_fields"]
+__all__ = ["DIMEAgent", "DIMEConfig", "QUICK_FIELDS", "preset_fields", "train_preset_fields"]
