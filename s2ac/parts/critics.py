@@ -230,15 +230,20 @@ class CrossQCritic(TwinCritic):
         """One training-mode pass over the ``B`` rows ``(s, a)`` and the ``B n`` rows ``(s', a')``:
         ``(Q_k(s, a) (K, B), min_k Q_k(s', a') (B[, n]), new batch_stats)``. With ``n`` draws per next
         state the statistics weigh the next rows ``n`` times."""
+        q_all, size, new_stats = self.train_pass(weights, batch_stats, batch, next)
+        next_q = jnp.min(q_all[:, size:], axis=0).reshape(next.action.shape[:-1])
+        return q_all[:, :size], next_q, new_stats
+
+    def train_pass(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, int, Any]:
+        """The network in training mode over the ``B`` rows ``(s, a)`` followed by the ``B n`` rows
+        ``(s', a')``: ``(output (K, B + B n, ...), B, new batch_stats)``."""
         n_obs = broadcast_obs(batch.next_obs, next.action)
-        size = batch.obs.shape[0]
         obs = jnp.concatenate([batch.obs, n_obs.reshape(-1, n_obs.shape[-1])])
         action = jnp.concatenate([batch.action, next.action.reshape(-1, next.action.shape[-1])])
-        q_all, updates = self.net.apply(
+        out, updates = self.net.apply(
             {"params": weights, "batch_stats": batch_stats}, obs, action, train=True, mutable=["batch_stats"]
         )
-        next_q = jnp.min(q_all[:, size:], axis=0).reshape(next.action.shape[:-1])
-        return q_all[:, :size], next_q, updates["batch_stats"]
+        return out, batch.obs.shape[0], updates["batch_stats"]
 
     def joint_loss(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, Any]:
         q, next_q, new_stats = self.joint_pass(weights, batch_stats, batch, next)
@@ -316,13 +321,7 @@ class DistributionalCritic(CrossQCritic):
         return target, outside
 
     def joint_loss(self, weights: Any, batch_stats: Any, batch: Batch, next: NextActions) -> tuple[Array, Any]:
-        n_obs = broadcast_obs(batch.next_obs, next.action)
-        size = batch.obs.shape[0]
-        obs = jnp.concatenate([batch.obs, n_obs.reshape(-1, n_obs.shape[-1])])
-        action = jnp.concatenate([batch.action, next.action.reshape(-1, next.action.shape[-1])])
-        logits, updates = self.net.apply(
-            {"params": weights, "batch_stats": batch_stats}, obs, action, train=True, mutable=["batch_stats"]
-        )
+        logits, size, new_stats = self.train_pass(weights, batch_stats, batch, next)
         n_critics = logits.shape[0]
         next_probs = jax.nn.softmax(jax.lax.stop_gradient(logits[:, size:]), axis=-1)
         next_probs = next_probs.reshape(n_critics, *next.action.shape[:-1], self.settings.n_atoms)
@@ -338,7 +337,7 @@ class DistributionalCritic(CrossQCritic):
             "value_mean": jnp.mean(jnp.sum(jnp.mean(next_probs, axis=0) * self.atoms, axis=-1) + bonus),
             "outside_mass": jnp.mean(outside),
         }
-        return jnp.sum(jnp.mean(ce, axis=-1)), (info, updates["batch_stats"])
+        return jnp.sum(jnp.mean(ce, axis=-1)), (info, new_stats)
 
 
 def make_critic(config: Any) -> Critic:
