@@ -35,10 +35,6 @@ def exception_for(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _raise(signum: int, frame: Any) -> None:
-    raise exception_for(signum)
-
-
 _pending: list[int] = []
 """Signals delivered during start-up whose exception no caller has acknowledged yet."""
 
@@ -57,14 +53,6 @@ def raise_pending() -> None:
 def acknowledge() -> None:
     """The caller has handled the signal's exception: :func:`raise_pending` forgets it."""
     _pending.clear()
-
-
-def raise_on_sigterm() -> Any:
-    """Make SIGTERM raise :class:`Terminated` (like Ctrl-C's ``KeyboardInterrupt``) in the main thread;
-    returns the previous handler (``None`` outside the main thread, where nothing is changed)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise)
 
 
 class StartUp:
@@ -150,6 +138,5 @@ __all__ = [
     "StartUp",
     "acknowledge",
     "exception_for",
-    "raise_on_sigterm",
     "raise_pending",
 ]
