@@ -12,9 +12,10 @@ timed in the same process.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,10 @@ class BenchUpdate:
     side_by_side: tuple[str, ...] = ()
     """Also time these algorithms (and SAC) at the same sizes in this process, in alternating rounds,
     each with its ratio to SAC from the same rounds, e.g. ``--side-by-side crossq s2ac s2ac-crossq``."""
+    variants: tuple[str, ...] = ()
+    """Also time the update under each of these config changes, with SAC, in alternating rounds: each
+    is ``field=value[,field=value...]``, e.g. ``log_density=mean_field self_term_probes=10
+    policy_delay=3`` (a ``policy_delay`` variant is timed over that many consecutive updates)."""
     json: bool = False
     """Print one JSON line."""
 
@@ -89,24 +94,78 @@ STEP_RULE_VARIANTS = {
 """Step rules compared by :func:`step_rule_costs` (the last is the update's cost floor: no Jacobian at all)."""
 
 
-def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
-    """Median ms of the S²AC update under each of :data:`STEP_RULE_VARIANTS`, timed in alternating
-    rounds (so a drift of the machine's speed hits all alike), and each one's ratio to the fixed step."""
+def consecutive(update, n: int):
+    """``n`` consecutive updates from one state (``n = policy_delay``: the actor steps once in them), so
+    that a delayed update is timed over its whole cycle; ``update`` itself for ``n = 1``."""
+    if n == 1:
+        return update
+
+    def run(state, batch):
+        for _ in range(n):
+            state, metrics = update(state, batch)
+        return state, metrics
+
+    return run
+
+
+def variant_costs(args: BenchUpdate, variants: dict[str, dict], rounds: int = 5, with_sac: bool = False) -> dict:
+    """Median ms per update of ``args.algo`` under each variant (config fields to change; a delayed
+    update over its whole cycle, :func:`consecutive`), timed in alternating rounds in this process so
+    that a drift of the machine's speed hits all alike; with
+    ``with_sac``, SAC's update joins the rounds and every variant gets its ratio to SAC."""
     updates = {}
-    for name, fields in STEP_RULE_VARIANTS.items():
+    for name, fields in variants.items():
         update, state, batch, _ = compiled_update(args.algo, args.preset, args, overrides=fields, count_flops=False)
-        updates[name] = (update, state, batch)
+        delay = dataclasses.replace(make_agent_config(args.algo, args.preset, "bench"), **fields).policy_delay
+        updates[name] = (consecutive(update, delay), state, batch, delay)
+    if with_sac:
+        update, state, batch, _ = compiled_update("sac", "corrected", args, count_flops=False)
+        updates["sac"] = (update, state, batch, 1)
     times: dict[str, list[float]] = {name: [] for name in updates}
     for _ in range(rounds):
-        for name, (update, state, batch) in updates.items():
-            times[name].append(median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
+        for name, (update, state, batch, n) in updates.items():
+            seconds = median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds))
+            times[name].append(seconds / n)
     ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+    out: dict = {"rounds": rounds, "ms": ms}
+    if with_sac:
+        out["ratio_to_sac"] = {name: v / ms["sac"] for name, v in ms.items() if name != "sac"}
+    return out
+
+
+def step_rule_costs(args: BenchUpdate, rounds: int = 5) -> dict:
+    """Median ms of the S²AC update under each of :data:`STEP_RULE_VARIANTS` (:func:`variant_costs`),
+    and each one's ratio to the fixed step with and without its logged margin."""
+    ms = variant_costs(args, STEP_RULE_VARIANTS, rounds)["ms"]
     base, floor = ms["fixed (margin logged)"], ms["fixed (no margin)"]
     return {
         "ms": ms,
         "ratio_to_fixed": {name: v / base for name, v in ms.items()},
         "ratio_to_fixed_without_diagnostics": {name: v / floor for name, v in ms.items()},
     }
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"field=value[,field=value...]"`` -> fields; values read as JSON where they parse (numbers,
+    true / false, null), else as strings. ``ValueError`` naming the text otherwise."""
+    fields: dict[str, Any] = {}
+    for part in text.split(","):
+        name, sep, raw = part.partition("=")
+        require(bool(sep and name.strip()), f"variant {text!r}: expected field=value[,field=value...]")
+        try:
+            fields[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[name.strip()] = raw.strip()
+    return fields
+
+
+def config_variant_costs(args: BenchUpdate, rounds: int = 5) -> dict:
+    """Median ms of the update under each of ``args.variants`` (:func:`parse_variant`) and as the preset
+    sets it, with SAC in the same rounds, and each one's ratio to SAC and to the preset's update."""
+    variants = {"preset": {}, **{text: parse_variant(text) for text in args.variants}}
+    out = variant_costs(args, variants, rounds, with_sac=True)
+    out["ratio_to_preset"] = {name: v / out["ms"]["preset"] for name, v in out["ms"].items() if name != "sac"}
+    return out
 
 
 def algo_costs(args: BenchUpdate, algos: tuple[str, ...], rounds: int = 5) -> dict:
@@ -196,25 +255,19 @@ def interleaved_fraction(update, state, batch, flops: float, rows: int, hidden: 
 
 
 def diffusion_step_costs(args: BenchUpdate, rounds: int = 5) -> dict:
-    """Median ms of the DIME update at each of ``args.diffusion_steps``, timed in alternating rounds, and
+    """Median ms of the DIME update at each of ``args.diffusion_steps`` (:func:`variant_costs`), and
     each one's ratio to the fewest steps."""
-    updates = {}
-    for n in args.diffusion_steps:
-        update, state, batch, _ = compiled_update(
-            args.algo, args.preset, args, overrides=dict(diffusion_steps=n), count_flops=False
-        )
-        updates[n] = (update, state, batch)
-    times: dict[int, list[float]] = {n: [] for n in updates}
-    for _ in range(rounds):
-        for n, (update, state, batch) in updates.items():
-            times[n].append(median_seconds(update, state, batch, repeats=max(3, args.repeats // rounds)))
-    ms = {str(n): 1e3 * float(np.median(t)) for n, t in times.items()}
-    base = ms[str(min(updates))]
+    variants = {str(n): dict(diffusion_steps=n) for n in args.diffusion_steps}
+    ms = variant_costs(args, variants, rounds)["ms"]
+    base = ms[str(min(args.diffusion_steps))]
     return {"ms": ms, "ratio_to_fewest": {n: v / base for n, v in ms.items()}}
 
 
 def run_bench_update(args: BenchUpdate) -> dict:
     """Time ``args.algo`` (and SAC), and the reference matmul, side by side."""
+    for text in args.variants:
+        unknown = set(parse_variant(text)) - {f.name for f in dataclasses.fields(config_class(args.algo))}
+        require(not unknown, f"--variants {text!r}: {args.algo} has no field {', '.join(sorted(unknown))}")
     if args.diffusion_steps:
         require(
             hasattr(config_class(args.algo), "diffusion_steps"),
@@ -251,6 +304,8 @@ def run_bench_update(args: BenchUpdate) -> dict:
         result["step_rules"] = step_rule_costs(args)
     if args.diffusion_steps:
         result["diffusion_steps"] = diffusion_step_costs(args)
+    if args.variants:
+        result["variants"] = config_variant_costs(args)
     if args.side_by_side:
         result["side_by_side"] = algo_costs(args, (args.algo, *args.side_by_side))
     if args.compare_sac and args.algo != "sac":

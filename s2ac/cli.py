@@ -510,6 +510,31 @@ def _runtime(args: RuntimeCommand) -> None:
     print(json.dumps(results) if args.json else f"wrote {args.out / 'report.md'}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TemperatureCommand:
+    """S²AC with a fixed and with a tuned temperature (and SAC): returns and the entropy each reaches."""
+
+    out: Path = Path("results/temperature")
+    """Output folder: run folders, report.md and summary.json (a rerun continues cut-off runs)."""
+    envs: tuple[str, ...] = ("Pendulum-v1", "InvertedDoublePendulum-v5", "s2ac/MultiGoal3-v0")
+    """Tasks (multigoal runs at its harness's default budget)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds (one lockstep group per variant and task)."""
+    steps: Optional[int] = None
+    """Env steps of every Gymnasium task; default: 5k on Pendulum-v1, 10k on InvertedDoublePendulum-v5."""
+    preset: str = "quick"
+    """Preset of every variant."""
+    json: bool = False
+    """Print the summary as one JSON object."""
+
+
+def _temperature(args: TemperatureCommand) -> None:
+    from s2ac.experiments.temperature import run_temperature
+
+    summary = run_temperature(args.out, tuple(args.envs), tuple(args.seeds), args.preset, args.steps)
+    print(json.dumps(summary, default=str) if args.json else (args.out / "report.md").read_text())
+
+
 def _peers(args: PeersCommand) -> None:
     from s2ac.experiments.peers import CPU_SUBSET, gpu_plan, run_peers
 
@@ -567,6 +592,7 @@ EXPERIMENTS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "peers": (PeersCommand, _peers),
     "step-rules": (StepRulesCommand, _step_rules),
     "entropy-check": (EntropyCheckCommand, _entropy_check),
+    "temperature": (TemperatureCommand, _temperature),
     "diffusion-bound": (DiffusionBoundCommand, _diffusion_bound),
     "sbx-compare": (SBXCompareConfig, _sbx_compare),
 }

@@ -42,7 +42,9 @@ Array = jax.Array
 ScoreFn = Callable[[Array], Array]
 BandwidthRule = Literal["mean/2", "median"]
 Bandwidth = Union[float, BandwidthRule]
-LogDensityMode = Literal["mean_field", "mean_field_logdet", "per_particle", "per_particle_trace", "none"]
+LogDensityMode = Literal[
+    "mean_field", "mean_field_logdet", "per_particle", "per_particle_trace", "per_particle_trace_probe", "none"
+]
 Normalizer = Literal["m", "m-1"]
 StepControl = Literal["fixed", "adaptive"]
 
@@ -52,11 +54,13 @@ LOG_DENSITY_MODES: tuple[str, ...] = (
     "mean_field_logdet",
     "per_particle",
     "per_particle_trace",
+    "per_particle_trace_probe",
     "none",
 )
 """Density accounting modes (see :func:`svgd_step`): the mean-field map's Jacobian (``j != i`` terms;
-first order = the poster's closed form, the default; or its exact log-det) or one particle's own
-Jacobian block (self term included; its log-det, or first order)."""
+first order = the poster's closed form; or its exact log-det) or one particle's own Jacobian block
+(self term included; its log-det, its first order, or that first order with the self term's trace
+from one random probe)."""
 LOG_DENSITY_ALIASES: dict[str, str] = {
     "closed_form": "mean_field",
     "exact_noself": "mean_field_logdet",
@@ -65,6 +69,9 @@ LOG_DENSITY_ALIASES: dict[str, str] = {
 }
 """Earlier names of the modes, still accepted (configs and checkpoints written with them load)."""
 PER_PARTICLE_MODES: tuple[str, ...] = ("per_particle", "per_particle_trace")
+"""Modes that need the self-term Jacobians ``(1/m) grad^2 E(a_i)`` (``d`` JVPs of the score per step)."""
+PROBE_MODES: tuple[str, ...] = ("per_particle_trace_probe",)
+"""Modes that estimate the self term's trace from one Hutchinson probe (one JVP per step; need a key)."""
 NORMALIZERS: tuple[str, ...] = ("m", "m-1")
 STEP_CONTROLS: tuple[str, ...] = ("fixed", "adaptive")
 DEFAULT_TARGET_MARGIN = 0.5
@@ -243,6 +250,26 @@ def _batched_self_jacobians(score_fn: ScoreFn, particles: Array) -> Array:
     eye = jnp.eye(d, dtype=particles.dtype)
     columns = jax.vmap(lambda e: jax.jvp(score_fn, (particles,), (jnp.broadcast_to(e, particles.shape),))[1])(eye)
     return jnp.moveaxis(columns, 0, -1) / m  # (B, m, d_out, d_in)
+
+
+def self_trace_probe(score_fn: ScoreFn, particles: Array, key: Array, probed: int | None = None) -> Array:
+    """``(B,)``: Hutchinson's estimate of the set's mean self-term trace ``(1/m) mean_i tr grad^2 E(a_bi) / m``
+    from one Rademacher probe at each of the first ``probed`` particles of every set (all ``m`` when None),
+    for a score that maps ``(B, n, d)`` row-wise.
+
+    ``E_v[v^T H v] = tr H`` for any ``H`` (``E[v v^T] = I``), exact wherever ``H`` is diagonal
+    (``v_k^2 = 1``), variance ``2 sum_{k != l} H_kl^2``. The particles of a set are exchangeable (i.i.d.
+    draws from q0 moved by a permutation-symmetric map), so the mean over the first ``probed`` of them
+    is an unbiased estimate of the set's mean over random draws, and every use of the density (the
+    soft value, the actor's loss, the entropy) averages over the set. Cost: one JVP of the score on
+    ``B * probed`` rows, whatever ``d`` (the exact trace needs ``d`` JVPs on all ``B * m``).
+    Differentiable: the actor's gradient through it needs third derivatives of the energy.
+    """
+    m = particles.shape[-2]
+    sub = particles if probed is None else particles[..., :probed, :]
+    v = jax.random.rademacher(key, sub.shape, dtype=particles.dtype)
+    hv = jax.jvp(score_fn, (sub,), (v,))[1]
+    return jnp.mean(jnp.sum(v * hv, axis=-1), axis=-1) / m
 
 
 def mean_field_lipschitz_bound(scores: Array, sigma: Array, alpha: float) -> Array:
@@ -452,6 +479,8 @@ def svgd_step(
     diagnostics: bool = True,
     step_control: StepControl = "fixed",
     target_margin: float = DEFAULT_TARGET_MARGIN,
+    key: Array | None = None,
+    probed: int | None = None,
 ) -> tuple[Array, Array, StepInfo]:
     """One SVGD step on one particle set: returns ``(new_particles, delta_log_q, info)``.
 
@@ -466,6 +495,11 @@ def svgd_step(
       the score). Not the policy's density: it is the density of ``a_i`` given the other particles,
       whose entropy lies below the marginal's (docs/maths/entropy.md; measured far below k-NN).
     * ``"per_particle_trace"``: its first-order trace (mean field plus ``-(eps/m) tr grad^2 E(a_i)``).
+    * ``"per_particle_trace_probe"``: the mean field plus ``-(eps/m)`` times the set's mean self-term
+      trace, estimated from one Rademacher probe at each of ``probed`` particles
+      (:func:`self_trace_probe`: unbiased for the set's mean, one JVP on ``probed`` rows per step in any
+      ``d``; needs ``key``). Its mean over the set, which is what every use reads, estimates that of
+      ``"per_particle_trace"``.
     * ``"none"``: zeros (skip the accounting).
 
     Earlier names (:data:`LOG_DENSITY_ALIASES`) are accepted.
@@ -481,11 +515,13 @@ def svgd_step(
     single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
     j_self = _self_term(single, particles[None], log_density)
+    trace = _probe_trace(single, particles[None], log_density, key, probed)
     return svgd_update(
         particles,
         scores,
         sigma,
         None if j_self is None else j_self[0],
+        self_trace=None if trace is None else trace[0],
         step_size=step_size,
         alpha=alpha,
         log_density=log_density,
@@ -504,6 +540,17 @@ def _self_term(score_fn: ScoreFn, particles: Array, log_density: str) -> Array |
     return None
 
 
+def _probe_trace(
+    score_fn: ScoreFn, particles: Array, log_density: str, key: Array | None, probed: int | None
+) -> Array | None:
+    """:func:`self_trace_probe` ``(B,)`` when the mode estimates the self term's trace, else None."""
+    if log_density not in PROBE_MODES:
+        return None
+    if key is None:
+        raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
+    return self_trace_probe(score_fn, particles, key, probed)
+
+
 def svgd_update(
     particles: Array,
     scores: Array,
@@ -511,6 +558,7 @@ def svgd_update(
     j_self: Array | None,
     prev: tuple[Array, Array] | None = None,
     *,
+    self_trace: Array | None = None,
     step_size: float | Array,
     alpha: float,
     log_density: LogDensityMode,
@@ -522,6 +570,8 @@ def svgd_update(
     """The body of :func:`svgd_step` once the scores (and, in the per-particle modes, the self-term
     Jacobians ``(m, d, d)`` ``(1/m) grad s(a_i)``) are known; same outputs. ``prev``: the previous
     step's ``(particles, scores)`` for the self term's secant (:func:`secant_self_term`), or None.
+    ``self_trace``: a scalar, the probe estimate of the set's mean ``tr grad^2 E(a_i) / m`` (probe mode
+    only; :func:`self_trace_probe`), which every particle's ``Delta log q`` carries.
     ``log_density``: a canonical name."""
     m, d = particles.shape
     phi = svgd_direction(particles, scores, sigma, alpha)
@@ -544,6 +594,8 @@ def svgd_update(
     elif log_density == "per_particle_trace":
         delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm)
         delta = delta - step * jnp.trace(j_self, axis1=-2, axis2=-1)
+    elif log_density == "per_particle_trace_probe":
+        delta = closed_form_log_q_change(particles, scores, sigma, alpha, step, n_norm) - step * self_trace
     elif log_density in ("per_particle", "mean_field_logdet"):
         sign, log_abs = jnp.linalg.slogdet(eye + step * (j_int + j_self if log_density == "per_particle" else j_int))
         delta = -log_abs
@@ -575,6 +627,8 @@ def svgd_sample(
     unroll: bool = False,
     step_control: StepControl = "fixed",
     target_margin: float = DEFAULT_TARGET_MARGIN,
+    key: Array | None = None,
+    probed: int | None = None,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -600,6 +654,9 @@ def svgd_sample(
         unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
         step_control: ``"fixed"`` or ``"adaptive"`` (see :func:`controlled_step`).
         target_margin: the margin the adaptive rule keeps every step below (in ``(0, 1)``).
+        key: the probes' key (``log_density="per_particle_trace_probe"`` only; the particles'
+            path does not depend on it).
+        probed: particles per set whose self term is probed (the first ones; None: all ``m``).
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
@@ -608,7 +665,7 @@ def svgd_sample(
     )
     options = dict(steps=steps, step_size=step_size, bandwidth=bandwidth, alpha=alpha, log_density=log_density)
     options.update(normalizer=normalizer, diagnostics=diagnostics, trajectory=trajectory, unroll=unroll)
-    options.update(step_control=step_control, target_margin=target_margin)
+    options.update(step_control=step_control, target_margin=target_margin, key=key, probed=probed)
     # One set as a batch of one: the same code path as the agents' batched sampler.
     result = svgd_sample_batched(lambda x: score_fn(x[0])[None], particles[None], log_q0[None], **options)
     return SVGDResult(*(None if field is None else field[0] for field in result))
@@ -640,6 +697,8 @@ def svgd_sample_batched(
     unroll: bool = False,
     step_control: StepControl = "fixed",
     target_margin: float = DEFAULT_TARGET_MARGIN,
+    key: Array | None = None,
+    probed: int | None = None,
 ) -> SVGDResult:
     """:func:`svgd_sample` for ``B`` independent particle sets at once, with ONE score call per step.
 
@@ -661,15 +720,25 @@ def svgd_sample_batched(
     step = functools.partial(svgd_update, step_control=step_control, target_margin=target_margin, **options)
     # Every set has its own particles, scores and bandwidth; the step schedule entry is shared.
     update = jax.vmap(
-        lambda a, s, sigma, j, prev, eps: step(a, s, sigma, j, prev, step_size=eps), (0, 0, 0, 0, 0, None)
+        lambda a, s, sigma, j, prev, tr, eps: step(a, s, sigma, j, prev, self_trace=tr, step_size=eps),
+        (0, 0, 0, 0, 0, 0, None),
     )
+    if probed is not None and not (isinstance(probed, int) and 1 <= probed <= particles.shape[1]):
+        raise ValueError(f"probed must be an int in [1, m={particles.shape[1]}] or None; got {probed!r}")
+    probe_keys = None
+    if log_density in PROBE_MODES:
+        if key is None:
+            raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
+        probe_keys = jax.random.split(key, steps)
 
-    def body(carry, eps):
+    def body(carry, xs):
+        eps, step_key = xs
         a, log_q, prev = carry
         sigma = jax.vmap(lambda x: resolve_bandwidth(x, bandwidth))(a)
         scores = score_fn(a)
         j_self = _self_term(score_fn, a, log_density)
-        a_next, delta, info = update(a, scores, sigma, j_self, prev, eps)
+        trace = _probe_trace(score_fn, a, log_density, step_key, probed)
+        a_next, delta, info = update(a, scores, sigma, j_self, prev, trace, eps)
         log_q_next = log_q + delta
         out = (info, a_next, log_q_next) if trajectory else (info,)
         return (a_next, log_q_next, (a, scores)), out
@@ -677,7 +746,7 @@ def svgd_sample_batched(
     schedule = jnp.broadcast_to(jnp.asarray(step_size, particles.dtype), (steps,))
     first = (particles, jnp.zeros_like(particles))  # no previous step: the secant is 0 on step 0
     (a_final, log_q_final, _), outs = jax.lax.scan(
-        body, (particles, log_q0, first), schedule, length=steps, unroll=max(steps, 1) if unroll else 1
+        body, (particles, log_q0, first), (schedule, probe_keys), length=steps, unroll=max(steps, 1) if unroll else 1
     )
     per_set = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), outs)  # (L, B, ...) -> (B, L, ...)
     info = per_set[0]

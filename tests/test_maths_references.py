@@ -513,7 +513,7 @@ def test_adaptive_margin_guard_in_every_log_density_mode(mode, d):
     sigma, alpha, cap, target, m = 0.5, 1.0, 0.1, stein.DEFAULT_TARGET_MARGIN, 6
     a0 = 0.3 * jax.random.normal(jax.random.PRNGKey(8), (m, d))
     score = jax.vmap(jax.grad(energy))
-    kw = dict(steps=3, bandwidth=sigma, alpha=alpha, log_density=mode, trajectory=True)
+    kw = dict(steps=3, bandwidth=sigma, alpha=alpha, log_density=mode, trajectory=True, key=jax.random.PRNGKey(9))
     res = stein.svgd_sample(score, a0, jnp.zeros(m), step_size=cap, step_control="adaptive", **kw)
     step_parts = _own_drift(energy, alpha, sigma)
     prev = None

@@ -40,6 +40,7 @@ class S2ACConfig(AgentConfig):
         "init_density",
         "log_margin",
         "log_density",
+        "self_term_probes",
         "normalizer",
         "sampler_alpha",
         "score_space",
@@ -85,14 +86,24 @@ class S2ACConfig(AgentConfig):
         "mean_field_logdet",
         "per_particle",
         "per_particle_trace",
+        "per_particle_trace_probe",
         "closed_form",
         "closed_form_self",
         "exact",
         "exact_noself",
-    ] = "mean_field"
-    """Density accounting through the SVGD steps: ``mean_field`` (the poster's closed form, checked against
-    k-NN ground truth), its exact log-det, or one particle's own Jacobian block (``per_particle``; a
-    conditional density, below the truth). Earlier names (``closed_form``, ``exact``, ...) are accepted."""
+    ] = "per_particle_trace_probe"
+    """Density accounting through the SVGD steps (docs/maths/entropy.md): ``mean_field`` (the poster's
+    closed form), its exact log-det, one particle's own Jacobian block (``per_particle``, a conditional
+    density) or its first order (``per_particle_trace``: the mean field plus the self term's trace), or
+    that trace from one random probe (``per_particle_trace_probe``, default: one JVP per step in any d).
+    Chosen by measurement against k-NN ground truth (``s2ac reproduce entropy-check``): at L = 3, margin
+    0.5 the probe mode is within 0.07 nats in d = 1, 2, 3, 6 where the mean field is +0.41 and +1.00 off
+    in d = 3 and 6; the multigoal presets (L = 10, margin 0.1, d = 2) use the mean field (+0.08 there,
+    the trace -0.19). Earlier names (``closed_form``, ``exact``, ...) are accepted."""
+    self_term_probes: int = 1
+    """``per_particle_trace_probe``: particles per set whose self-term trace is probed (one Rademacher
+    probe each; their mean stands for the set's, the particles being exchangeable). 1 to
+    ``n_particles``; the probe's JVP costs ``self_term_probes / n_particles`` of one on every particle."""
     normalizer: Literal["m", "m-1"] = "m"
     """Closed-form normaliser: m as in the poster, m - 1 in the authors' code."""
     sampler_alpha: float | None = None
@@ -156,6 +167,10 @@ class S2ACConfig(AgentConfig):
         else:
             finite_positive("bandwidth", self.bandwidth)
         stein.canonical_log_density(self.log_density)  # ValueError with close matches; old names accepted
+        require(
+            isinstance(self.self_term_probes, int) and 1 <= self.self_term_probes <= self.n_particles,
+            f"self_term_probes must be an int in [1, n_particles={self.n_particles}]; got {self.self_term_probes!r}",
+        )
         require(self.normalizer in NORMALIZERS, f"unknown normalizer {self.normalizer!r}")
         require(
             self.svgd_step_control in STEP_CONTROLS,
@@ -180,21 +195,28 @@ PAPER_FIELDS = dict(
     normalizer="m-1",
     init_density="untruncated",
     svgd_step_control="fixed",
+    log_density="mean_field",
 )
 
 
 MULTIGOAL_TARGET_MARGIN = 0.1
-"""Target margin of the multigoal presets (L = 10): on the 3-mode 2-D check target the default
-density's entropy is +0.08 nats from k-NN at 0.1 and +0.55 at 0.5 (``s2ac reproduce entropy-check``;
-docs/maths/entropy.md). With L = 3 (MuJoCo) 0.5 is within 0.13."""
+"""Target margin of the multigoal presets (L = 10): on the 3-mode 2-D check target the mean field's
+entropy is +0.08 nats from k-NN at 0.1 and +0.55 at 0.5 (``s2ac reproduce entropy-check``;
+docs/maths/entropy.md)."""
+MULTIGOAL_LOG_DENSITY = "mean_field"
+"""Density of the multigoal presets (L = 10, margin 0.1, d = 2): the mean field is +0.08 nats from
+k-NN there, the self-term modes -0.19 to -0.21 (they over-count the self term's contraction once the
+particles interact over many steps). Elsewhere the config's default (the probe mode) applies."""
 
 
 def preset_fields(preset: str, env_id: str) -> dict:
     """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), the multigoal target margin
-    (:data:`MULTIGOAL_TARGET_MARGIN`), and the paper behaviour."""
+    and density (:data:`MULTIGOAL_TARGET_MARGIN`, :data:`MULTIGOAL_LOG_DENSITY`), and the paper
+    behaviour (the authors' closed form included)."""
     fields: dict = {"svgd_steps": 10 if is_multigoal(env_id) else 3}
     if is_multigoal(env_id):
         fields["svgd_target_margin"] = MULTIGOAL_TARGET_MARGIN
+        fields["log_density"] = MULTIGOAL_LOG_DENSITY
     if preset == "paper":
         fields.update(PAPER_FIELDS)
     return fields
@@ -228,7 +250,7 @@ class S2ACAgent(CriticAgent):
     act_modes = PARTICLE_ACT_MODES
     """No ``"mean"``: a particle policy has no mean pass (the mean of the particles need not be a good action)."""
     policy_density = "particles"
-    """``sample_particles(...).log_prob`` is the policy's log-density (per ``log_density``; mean field by default)."""
+    """``sample_particles(...).log_prob`` is the policy's log-density (per ``log_density``)."""
 
     def __init__(self, config: S2ACConfig, spec: EnvSpec):
         super().__init__(config, spec)

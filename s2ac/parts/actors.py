@@ -368,6 +368,8 @@ class SVGDActor:
             step_control=cfg.svgd_step_control,
             target_margin=cfg.svgd_target_margin,
             diagnostics=diagnostics,
+            key=jax.random.fold_in(key, 1),  # the self-term probes (probe mode only); u0 keeps ``key``
+            probed=cfg.self_term_probes,
         )
         log_prob = res.log_q - squash_log_det(res.particles, self.box)
         return Particles(

@@ -38,9 +38,11 @@ def report_markdown(summary: dict) -> str:
             f"  step cap {s['step_cap']}, bandwidth {s['bandwidth']}; {s['n_sets']} independent sets per cell.",
             f"- Truth: Kozachenko-Leonenko k-NN (k = {s['k']}) over particle 0 of every set (one particle per set).",
             "- Estimators: -mean log q^L of all particles, accounted along the same trajectory.",
-            "  `mean_field`: the poster's closed form (default); `mean_field_logdet`: its exact log-det;",
-            "  `per_particle`: one particle's own Jacobian block with the self term (log-det);",
-            "  `per_particle_trace`: its first order (mean field plus the self term's trace).",
+            "  `mean_field`: the poster's closed form (multigoal presets' default); `mean_field_logdet`: its",
+            "  exact log-det; `per_particle`: one particle's own Jacobian block with the self term (log-det);",
+            "  `per_particle_trace`: its first order (mean field plus the self term's trace);",
+            "  `per_particle_trace_probe`: the same trace from one Rademacher probe per particle and step, run by",
+            "  the library's sampler itself (the MuJoCo presets' default).",
             "- E(a^L): mean log-density of the target at the final particles (transport; higher is closer).",
             f"- Tolerance asked of the default estimator at the presets' settings: {TOLERANCE} nats.",
             "",
@@ -64,12 +66,12 @@ def write_figure(summary: dict, path: Path) -> None:
     dims = sorted({r["d"] for r in summary["rows"]})
     fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.2), squeeze=False)
     for ax, d in zip(axes[0], dims):
-        for name, style in zip(summary["estimators"], ("-", "--", ":", "-.")):
+        for name, style in zip(summary["estimators"], ("-", "--", ":", "-.", (0, (1, 3)))):
             for margin in sorted({r["margin"] for r in summary["rows"]}, key=lambda m: -1 if m is None else m):
                 rows = [r for r in summary["rows"] if r["d"] == d and r["margin"] == margin]
                 if name != "mean_field" and margin not in (None, 0.5):
                     continue
-                ax.plot([r["L"] for r in rows], [r[name] - r["knn"] for r in rows], style, marker="o", ms=3,
+                ax.plot([r["L"] for r in rows], [r[name] - r["knn"] for r in rows], linestyle=style, marker="o", ms=3,
                         label=f"{name}, margin {_margin(margin)}")  # fmt: skip
         ax.axhspan(-TOLERANCE, TOLERANCE, color="0.9")
         ax.set_title(f"d = {d}")

@@ -13,10 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2ac import stein
+from s2ac.agents.s2ac import S2ACConfig
 from s2ac.experiments.estimators import knn_entropy
 
 M, STEP_CAP, K_NN = 10, 0.1, 3
 """The presets' sampler settings (``n_particles``, ``svgd_step_size``) and the k of the k-NN estimate."""
+PROBED = S2ACConfig.self_term_probes
+"""Particles probed per set in the probe mode: the agents' default."""
 PRESET_STEPS = {"mujoco presets (L = 3)": 3, "multigoal presets (L = 10)": 10}
 
 
@@ -112,11 +115,29 @@ def per_particle_trace(traj: Trajectory) -> jax.Array:
     return _per_step(traj, delta)
 
 
+def per_particle_trace_probe(traj: Trajectory, seed: int = 7, probed: int = PROBED) -> jax.Array:
+    """The library's sampler in ``per_particle_trace_probe`` mode (one Rademacher probe at each of
+    ``probed`` particles per set and step, the agents' default), replayed from the same initial
+    particles with the same steps: the end-to-end estimate the agents compute, with its noise."""
+    n_sets, steps = traj.steps.shape
+
+    def one_set(a0, log_q0, eps, key):
+        res = stein.svgd_sample(
+            traj.score, a0, log_q0, steps=steps, step_size=eps, alpha=traj.alpha,
+            log_density="per_particle_trace_probe", key=key, probed=probed, trajectory=True, diagnostics=False,
+        )  # fmt: skip
+        return res.log_q_trajectory
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_sets)
+    return jax.jit(jax.vmap(one_set))(traj.particles[:, 0], traj.log_q0, traj.steps, keys)
+
+
 ESTIMATORS: dict[str, Callable[[Trajectory], jax.Array]] = {
     "mean_field": mean_field,
     "mean_field_logdet": mean_field_logdet,
     "per_particle": per_particle,
     "per_particle_trace": per_particle_trace,
+    "per_particle_trace_probe": per_particle_trace_probe,
 }
 """Density kinds under test: trajectory -> ``log q^l`` of every particle ``(N, L + 1, m)``. A new kind
 (a flow's log-det, a diffusion lower bound) is one more entry."""

@@ -1,0 +1,198 @@
+"""S²AC with a fixed and with a tuned temperature, side by side, with the entropy each one reaches.
+
+The tuned temperature (:class:`s2ac.parts.temperature.Temperature`, SAC v2's rule) moves ``log alpha``
+so that the policy's entropy estimate approaches ``target_entropy`` (default ``-|A|``). For S²AC that
+estimate is the sampler's log-density, which is checked against k-NN ground truth in
+``s2ac reproduce entropy-check`` (docs/maths/entropy.md).
+
+Gymnasium tasks run as lockstep groups (the seeds of one variant vmapped in one process, run folders
+under ``out/<variant>/<env>/seed<k>``, checkpoints kept, so that the same command continues a cut-off
+run); the multigoal task runs through the multigoal harness (:mod:`s2ac.experiments.multigoal`) at its
+default budget, evaluated on 50 stochastic episodes per seed. SAC runs beside them as the reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2ac.experiments.reporting import json_safe, markdown_table
+from s2ac.experiments.stats import fmt_ci
+
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "sac (tuned alpha)": ("sac", {"auto_alpha": True}),
+    "s2ac, fixed alpha": ("s2ac", {"auto_alpha": False}),
+    "s2ac, tuned alpha": ("s2ac", {"auto_alpha": True}),
+}
+"""Variant label -> (algorithm, agent config fields over the preset's)."""
+GYM_STEPS: dict[str, int] = {"Pendulum-v1": 5_000, "InvertedDoublePendulum-v5": 10_000}
+"""Env steps per Gymnasium task (sized for 2 CPU cores: S²AC runs ~20 lockstep steps/s there)."""
+MULTIGOAL_ENV = "s2ac/MultiGoal3-v0"
+EVAL_EPISODES = 10
+ENTROPY_WINDOW = 5
+"""Last logged rows averaged for the entropy and temperature reached."""
+
+
+def _slug(label: str) -> str:
+    return label.replace(" ", "").replace(",", "-").replace("(", "").replace(")", "")
+
+
+def _run_dir(out: Path, label: str, env_id: str, seed: int) -> Path:
+    return out / _slug(label) / env_id.replace("/", "_") / f"seed{seed}"
+
+
+def train_gym(out: Path, label: str, env_id: str, steps: int, seeds: tuple[int, ...], preset: str, progress: bool):
+    """One lockstep group: every seed of one variant on one task (continues from checkpoints)."""
+    from s2ac.agents import algo_train_fields, make_agent_config
+    from s2ac.config import make_train_config
+    from s2ac.loop import TrainingLoop
+    from s2ac.sweep import checkpoint_steps
+
+    algo, fields = VARIANTS[label]
+    config = dataclasses.replace(make_agent_config(algo, preset, env_id), **fields)
+    config.validate()
+    base = {**algo_train_fields(algo, preset, env_id), "total_steps": steps, "eval_episodes": EVAL_EPISODES}
+    base["eval_freq"] = max(steps // 5, 1)
+    trains = [make_train_config(preset, env_id, seed=seed, **base) for seed in seeds]
+    dirs = [_run_dir(out, label, env_id, seed) for seed in seeds]
+    done = [checkpoint_steps(d) for d in dirs]
+    if all(d is not None and d >= steps for d in done):
+        return
+    resume = all(d is not None for d in done)
+    TrainingLoop(algo, config, trains, dirs, resume=resume, progress=progress, tensorboard=False).run()
+
+
+def gym_row(out: Path, label: str, env_id: str, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """Final deterministic and stochastic returns, and the entropy / alpha of the last logged rows."""
+    from s2ac.logger import read_metrics
+
+    finals, stoch, entropy, alpha = [], [], [], []
+    for seed in seeds:
+        rows = list(read_metrics(_run_dir(out, label, env_id, seed)))
+        evals = [r for r in rows if "eval/mean_reward" in r]
+        trains = [r for r in rows if "train/entropy" in r][-ENTROPY_WINDOW:]
+        finals.append(evals[-1]["eval/mean_reward"])
+        stoch.append(evals[-1].get("eval/stochastic_mean_reward", np.nan))
+        entropy.append(np.mean([r["train/entropy"] for r in trains]))
+        alpha.append(np.mean([r["train/alpha"] for r in trains]))
+    return {
+        "env": env_id,
+        "variant": label,
+        "return": finals,
+        "stochastic_return": stoch,
+        "entropy": entropy,
+        "alpha": alpha,
+    }
+
+
+def multigoal_row(label: str, seeds: tuple[int, ...], progress: bool) -> dict[str, Any]:
+    """The multigoal harness's default budget; goal coverage of 50 stochastic episodes per seed."""
+    import jax
+
+    from s2ac.envs import jax_env_for
+    from s2ac.evaluate import COVERAGE_SHARE
+    from s2ac.experiments.multigoal import run as mg
+    from s2ac.experiments.multigoal.config import MultigoalBudget
+
+    algo, fields = VARIANTS[label]
+
+    @dataclasses.dataclass(frozen=True)
+    class Budget(MultigoalBudget):
+        def agent_config(self, a, e):
+            config = dataclasses.replace(super().agent_config(a, e), **fields)
+            config.validate()
+            return config
+
+    budget = Budget()
+    run = mg.train_algo(algo, MULTIGOAL_ENV, budget, list(seeds), progress=progress)
+    metrics, _ = mg.evaluate_run(run, budget, jax.random.PRNGKey(0))
+    stochastic = metrics["plain"]["random"]
+    shares = np.asarray(stochastic["goal_fractions"])
+    entropy, _ = mg.probe_entropies(run, jax_env_for(MULTIGOAL_ENV), jax.random.PRNGKey(1), budget.entropy_draws)
+    history = run.history
+    return {
+        "env": MULTIGOAL_ENV,
+        "variant": label,
+        "return": list(np.asarray(stochastic["mean_return"], float)),
+        "success": list(np.asarray(stochastic["success_rate"], float)),
+        "seeds_covering": int(np.sum(np.all(shares >= COVERAGE_SHARE, axis=1))),
+        "entropy": list(np.asarray(entropy["knn"]).mean(axis=1)),
+        "entropy_own": list(np.asarray(entropy.get("closed_form", entropy.get("log_prob"))).mean(axis=1)),
+        "alpha": list(np.asarray(history["alpha"])[-1]) if "alpha" in history else [],
+        "train_s": run.wall_s,
+    }
+
+
+def report_markdown(summary: dict) -> str:
+    rows = []
+    for r in summary["rows"]:
+        alpha = f"{np.mean(r['alpha']):.3g}" if r["alpha"] else "—"
+        extra = (
+            f"{r['seeds_covering']}/{len(r['return'])} cover, success {np.mean(r['success']):.2f}"
+            if "success" in r
+            else ""
+        )
+        rows.append([r["env"], r["variant"], fmt_ci(r["return"], 1), fmt_ci(r["entropy"]), alpha, extra])
+    table = markdown_table(["env", "variant", "return", "entropy reached", "alpha reached", "multigoal"], rows)
+    return "\n".join(
+        [
+            "# S²AC: fixed against tuned temperature",
+            "",
+            f"- Command: `{summary['command']}`",
+            f"- Seeds: {summary['seeds']}; preset `{summary['preset']}`; Gymnasium steps: {summary['gym_steps']};"
+            " multigoal: the harness's default budget (10k env steps).",
+            "- Return: the last deterministic evaluation (Gymnasium tasks, "
+            f"{EVAL_EPISODES} episodes) or the mean return of 50 stochastic episodes (multigoal);"
+            " mean ± 95% t-interval over seeds.",
+            f"- Entropy reached: Gymnasium tasks, the logged policy entropy (the sampler's own density for S²AC,"
+            f" the exact log-density for SAC), mean of the last {ENTROPY_WINDOW} logged rows; multigoal,"
+            " k-NN of 200 stochastic actions at each probe state. The tuned variants aim at -|A|.",
+            f"- Wall time: {summary['wall_s']:.0f} s.",
+            "",
+            table,
+            "",
+        ]
+    )
+
+
+def run_temperature(
+    out_dir: str | Path,
+    envs: tuple[str, ...] = (*GYM_STEPS, MULTIGOAL_ENV),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    preset: str = "quick",
+    steps: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train every variant on every env (continuing from checkpoints) and write the report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = []
+    for env_id in envs:
+        for label in VARIANTS:
+            if env_id == MULTIGOAL_ENV:
+                rows.append(multigoal_row(label, seeds, progress))
+                continue
+            n = steps or GYM_STEPS.get(env_id, 10_000)
+            train_gym(out, label, env_id, n, seeds, preset, progress)
+            rows.append(gym_row(out, label, env_id, seeds))
+    command = f"s2ac reproduce temperature --out {out} --envs {' '.join(envs)} --seeds {' '.join(map(str, seeds))}"
+    summary = {
+        "command": command + (f" --steps {steps}" if steps else ""),
+        "seeds": list(seeds),
+        "preset": preset,
+        "gym_steps": {e: steps or GYM_STEPS.get(e, 10_000) for e in envs if e != MULTIGOAL_ENV},
+        "rows": rows,
+        "wall_s": time.perf_counter() - start,
+    }
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=1))
+    (out / "report.md").write_text(report_markdown(summary))
+    return summary
+
+
+__all__ = ["VARIANTS", "run_temperature"]
