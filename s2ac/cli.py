@@ -524,6 +524,9 @@ class TemperatureCommand:
     """Env steps of every Gymnasium task; default: 5k on Pendulum-v1, 10k on InvertedDoublePendulum-v5."""
     preset: str = "quick"
     """Preset of every variant."""
+    variants: tuple[str, ...] = ("sac (tuned alpha)", "s2ac, fixed alpha", "s2ac, tuned alpha")
+    """Variants (``s2ac.experiments.temperature.VARIANTS``; also 's2ac, eps as a schedule', the
+    actor-gradient ablation)."""
     json: bool = False
     """Print the summary as one JSON object."""
 
@@ -531,7 +534,9 @@ class TemperatureCommand:
 def _temperature(args: TemperatureCommand) -> None:
     from s2ac.experiments.temperature import run_temperature
 
-    summary = run_temperature(args.out, tuple(args.envs), tuple(args.seeds), args.preset, args.steps)
+    summary = run_temperature(
+        args.out, tuple(args.envs), tuple(args.seeds), args.preset, args.steps, variants=tuple(args.variants)
+    )
     print(json.dumps(summary, default=str) if args.json else (args.out / "report.md").read_text())
 
 

@@ -559,6 +559,7 @@ def svgd_update(
     prev: tuple[Array, Array] | None = None,
     *,
     self_trace: Array | None = None,
+    step_gradient: bool = True,
     step_size: float | Array,
     alpha: float,
     log_density: LogDensityMode,
@@ -587,6 +588,8 @@ def svgd_update(
         if prev is not None:
             norm = norm + secant_self_term(particles, scores, *prev)
     step = controlled_step(norm, step_size, step_control, target_margin)
+    if not step_gradient:  # the ablation: the chosen eps as a schedule that ignores the parameters
+        step = jax.lax.stop_gradient(step)
 
     folded = nan
     if log_density == "mean_field":
@@ -629,6 +632,7 @@ def svgd_sample(
     target_margin: float = DEFAULT_TARGET_MARGIN,
     key: Array | None = None,
     probed: int | None = None,
+    step_gradient: bool = True,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -657,6 +661,9 @@ def svgd_sample(
         key: the probes' key (``log_density="per_particle_trace_probe"`` only; the particles'
             path does not depend on it).
         probed: particles per set whose self term is probed (the first ones; None: all ``m``).
+        step_gradient: differentiate through the adaptive rule's ``eps`` (default); False treats the
+            chosen steps as a schedule (``stop_gradient``), an ablation whose actor gradient is biased
+            wherever the rule binds (docs/maths/entropy.md §4).
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
@@ -666,6 +673,7 @@ def svgd_sample(
     options = dict(steps=steps, step_size=step_size, bandwidth=bandwidth, alpha=alpha, log_density=log_density)
     options.update(normalizer=normalizer, diagnostics=diagnostics, trajectory=trajectory, unroll=unroll)
     options.update(step_control=step_control, target_margin=target_margin, key=key, probed=probed)
+    options.update(step_gradient=step_gradient)
     # One set as a batch of one: the same code path as the agents' batched sampler.
     result = svgd_sample_batched(lambda x: score_fn(x[0])[None], particles[None], log_q0[None], **options)
     return SVGDResult(*(None if field is None else field[0] for field in result))
@@ -699,6 +707,7 @@ def svgd_sample_batched(
     target_margin: float = DEFAULT_TARGET_MARGIN,
     key: Array | None = None,
     probed: int | None = None,
+    step_gradient: bool = True,
 ) -> SVGDResult:
     """:func:`svgd_sample` for ``B`` independent particle sets at once, with ONE score call per step.
 
@@ -717,7 +726,9 @@ def svgd_sample_batched(
     validate_svgd_args(particles[0], log_q0[0], *args)
     log_density = canonical_log_density(log_density)
     options = dict(alpha=alpha, log_density=log_density, normalizer=normalizer, diagnostics=diagnostics)
-    step = functools.partial(svgd_update, step_control=step_control, target_margin=target_margin, **options)
+    step = functools.partial(
+        svgd_update, step_control=step_control, target_margin=target_margin, step_gradient=step_gradient, **options
+    )
     # Every set has its own particles, scores and bandwidth; the step schedule entry is shared.
     update = jax.vmap(
         lambda a, s, sigma, j, prev, tr, eps: step(a, s, sigma, j, prev, self_trace=tr, step_size=eps),

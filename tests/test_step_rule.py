@@ -91,7 +91,7 @@ def test_secant_self_term_matches_hand_numpy():
 M, STEPS = 5, 3
 
 
-def _objective(theta, log_density="mean_field", step_control="adaptive", step_size=1.0):
+def _objective(theta, log_density="mean_field", step_control="adaptive", step_size=1.0, step_gradient=True):
     """The actor's objective ``mean(alpha log q^L - E(a^L))`` of q0 = N(mu, s^2 I) through the sampler,
     the noise held fixed: theta = (mu_x, mu_y, log s). The TRUE objective: every step moves with theta."""
     alpha = 0.5
@@ -101,7 +101,7 @@ def _objective(theta, log_density="mean_field", step_control="adaptive", step_si
     log_q0 = -0.5 * jnp.sum(xi**2, -1) - 2 * log_s - math.log(2 * math.pi)
     res = stein.svgd_sample(
         _score, a0, log_q0, steps=STEPS, step_size=step_size, bandwidth=0.5, alpha=alpha,
-        log_density=log_density, step_control=step_control,
+        log_density=log_density, step_control=step_control, step_gradient=step_gradient,
     )  # fmt: skip
     return jnp.mean(alpha * res.log_q - jax.vmap(_energy)(res.particles)), res.step_size
 
@@ -129,6 +129,10 @@ def test_actor_gradient_through_the_adaptive_rule_matches_finite_differences(the
         rule = stein.controlled_step
         monkeypatch.setattr(stein, "controlled_step", lambda *a, **k: jax.lax.stop_gradient(rule(*a, **k)))
         frozen = jax.grad(lambda t: _objective(t)[0])(theta)
+        monkeypatch.undo()
+        # The ablation switch (svgd_step_gradient=False in the configs) is that same schedule.
+        switched = jax.grad(lambda t: _objective(t, step_gradient=False)[0])(theta)
+        np.testing.assert_allclose(switched, frozen, rtol=1e-12, atol=1e-12)
     assert _rel_err(frozen, fd) > 1e-2
 
 

@@ -41,6 +41,7 @@ class S2ACConfig(AgentConfig):
         "log_margin",
         "log_density",
         "self_term_probes",
+        "svgd_step_gradient",
         "normalizer",
         "sampler_alpha",
         "score_space",
@@ -74,6 +75,10 @@ class S2ACConfig(AgentConfig):
     ``min(svgd_step_size, svgd_target_margin / max_i ||J_i||_F)``, ``J_i`` the mean-field Jacobian block
     at particle i from kernel terms and scores (``s2ac.stein.controlled_step``; docs/maths/entropy.md).
     The actor differentiates through the rule."""
+    svgd_step_gradient: bool = True
+    """Differentiate the actor's loss through the adaptive rule's ``eps`` (right: the step moves with the
+    q0 network's parameters). False treats the chosen steps as a schedule (``stop_gradient``): an
+    ablation, biased wherever the rule binds (docs/maths/entropy.md §4)."""
     svgd_target_margin: float = 0.5
     """Margin ``eps max_i ||J_i||_F`` the adaptive rule keeps every step below (must be < 1)."""
     log_margin: bool = True
@@ -149,6 +154,10 @@ class S2ACConfig(AgentConfig):
             f"svgd_steps must be an int >= 0; got {self.svgd_steps!r}",
         )
         finite_positive("svgd_step_size", self.svgd_step_size)
+        require(
+            isinstance(self.svgd_step_gradient, bool),
+            f"svgd_step_gradient must be true or false; got {self.svgd_step_gradient!r}",
+        )
         require(
             self.remat_keep_matmuls is None or isinstance(self.remat_keep_matmuls, bool),
             f"remat_keep_matmuls must be true, false or None (automatic); got {self.remat_keep_matmuls!r}",

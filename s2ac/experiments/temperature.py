@@ -28,8 +28,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "sac (tuned alpha)": ("sac", {"auto_alpha": True}),
     "s2ac, fixed alpha": ("s2ac", {"auto_alpha": False}),
     "s2ac, tuned alpha": ("s2ac", {"auto_alpha": True}),
+    "s2ac, eps as a schedule": ("s2ac", {"auto_alpha": False, "svgd_step_gradient": False}),
+    "s2ac, policy delay 3": ("s2ac", {"auto_alpha": False, "policy_delay": 3}),
 }
-"""Variant label -> (algorithm, agent config fields over the preset's)."""
+"""Variant label -> (algorithm, agent config fields over the preset's). ``eps as a schedule`` is the
+actor-gradient ablation (the adaptive rule's steps stop-gradiented, docs/maths/entropy.md §4);
+``policy delay 3`` steps the q0 network on every third update only."""
+DEFAULT_VARIANTS: tuple[str, ...] = ("sac (tuned alpha)", "s2ac, fixed alpha", "s2ac, tuned alpha")
+"""The temperature comparison (the command's default)."""
 GYM_STEPS: dict[str, int] = {"Pendulum-v1": 5_000, "InvertedDoublePendulum-v5": 10_000}
 """Env steps per Gymnasium task (sized for 2 CPU cores: S²AC runs ~20 lockstep steps/s there)."""
 MULTIGOAL_ENV = "s2ac/MultiGoal3-v0"
@@ -123,7 +129,7 @@ def multigoal_row(label: str, seeds: tuple[int, ...], progress: bool) -> dict[st
         "seeds_covering": int(np.sum(np.all(shares >= COVERAGE_SHARE, axis=1))),
         "entropy": list(np.asarray(entropy["knn"]).mean(axis=1)),
         "entropy_own": list(np.asarray(entropy.get("closed_form", entropy.get("log_prob"))).mean(axis=1)),
-        "alpha": list(np.asarray(history["alpha"])[-1]) if "alpha" in history else [],
+        "alpha": list(np.asarray(history["train/alpha"], float)[-1]) if "train/alpha" in history else [],
         "train_s": run.wall_s,
     }
 
@@ -141,7 +147,7 @@ def report_markdown(summary: dict) -> str:
     table = markdown_table(["env", "variant", "return", "entropy reached", "alpha reached", "multigoal"], rows)
     return "\n".join(
         [
-            "# S²AC: fixed against tuned temperature",
+            "# S²AC variants side by side (default: fixed against tuned temperature)",
             "",
             f"- Command: `{summary['command']}`",
             f"- Seeds: {summary['seeds']}; preset `{summary['preset']}`; Gymnasium steps: {summary['gym_steps']};"
@@ -167,14 +173,18 @@ def run_temperature(
     preset: str = "quick",
     steps: int | None = None,
     progress: bool = True,
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
 ) -> dict:
     """Train every variant on every env (continuing from checkpoints) and write the report."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = []
     for env_id in envs:
-        for label in VARIANTS:
+        for label in variants:
             if env_id == MULTIGOAL_ENV:
                 rows.append(multigoal_row(label, seeds, progress))
                 continue
@@ -182,6 +192,8 @@ def run_temperature(
             train_gym(out, label, env_id, n, seeds, preset, progress)
             rows.append(gym_row(out, label, env_id, seeds))
     command = f"s2ac reproduce temperature --out {out} --envs {' '.join(envs)} --seeds {' '.join(map(str, seeds))}"
+    if tuple(variants) != DEFAULT_VARIANTS:
+        command += " --variants " + " ".join(f"'{v}'" for v in variants)
     summary = {
         "command": command + (f" --steps {steps}" if steps else ""),
         "seeds": list(seeds),
