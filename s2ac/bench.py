@@ -49,6 +49,9 @@ class BenchUpdate:
     """SVGD steps L."""
     hidden: int = 256
     """Width of every hidden layer."""
+    preset_env: str = "bench"
+    """Env id whose preset fields the configs take (``s2ac/MultiGoal3-v0``: the multigoal density mode and
+    target margin); the sizes come from the options above. ``bench``: the MuJoCo-style presets."""
     repeats: int = 30
     """Timed updates (median reported)."""
     compare_sac: bool = True
@@ -116,7 +119,7 @@ def variant_costs(args: BenchUpdate, variants: dict[str, dict], rounds: int = 5,
     updates = {}
     for name, fields in variants.items():
         update, state, batch, _ = compiled_update(args.algo, args.preset, args, overrides=fields, count_flops=False)
-        delay = dataclasses.replace(make_agent_config(args.algo, args.preset, "bench"), **fields).policy_delay
+        delay = dataclasses.replace(make_agent_config(args.algo, args.preset, args.preset_env), **fields).policy_delay
         updates[name] = (consecutive(update, delay), state, batch, delay)
     if with_sac:
         update, state, batch, _ = compiled_update("sac", "corrected", args, count_flops=False)
@@ -196,7 +199,7 @@ def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict |
     """``(update, state, batch, flops)``: the jitted update as training runs it, its inputs, and
     its useful FLOPs (see the module docstring; NaN unless ``count_flops``). ``overrides``: agent
     config fields to change (the step-rule comparison)."""
-    config = dataclasses.replace(make_agent_config(algo, preset, "bench"), **(overrides or {}))
+    config = dataclasses.replace(make_agent_config(algo, preset, args.preset_env), **(overrides or {}))
     fields = dict(
         batch_size=args.batch,
         critic_hidden=(args.hidden,) * len(config.critic_hidden),

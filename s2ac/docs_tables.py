@@ -196,10 +196,25 @@ def multigoal_headline(root: Path) -> str:
     note = (
         f"`{summary['command']}`: {len(summary['seeds'])} seeds, {summary['budget']['total_steps']:,} env steps, "
         f"{summary['budget']['eval_episodes']} stochastic test episodes per seed; mean ± 95% t half-width over seeds; "
-        "a goal is covered when it gets ≥ 5% of a seed's episodes. Produced under the earlier step rule "
-        "(target margin 0.5 on the full per-particle Jacobian), before the current adaptive rule."
+        f"a goal is covered when it gets ≥ 5% of a seed's episodes. {_multigoal_rule(env)}"
     )
     return "\n".join([note, "", _table(header, _multigoal_rows(env)), "", _source(MULTIGOAL)])
+
+
+def _multigoal_rule(env: dict, short: bool = False) -> str:
+    """Which S²AC step rule the stored runs used, read from their agent config: runs whose density mode
+    has an earlier name (``closed_form``) predate the current rule (margin from the full per-particle
+    Jacobian)."""
+    config = env.get("s2ac", {}).get("agent_config", {})
+    if config.get("log_density") == "closed_form":
+        if short:
+            return "S²AC under the earlier step rule"
+        return (
+            "Produced under the earlier step rule (target margin 0.5 on the full per-particle Jacobian), "
+            "before the current adaptive rule."
+        )
+    rule = f"S²AC: adaptive step, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
+    return rule if short else rule + "."
 
 
 def multigoal_compact(root: Path) -> str:
@@ -208,7 +223,7 @@ def multigoal_compact(root: Path) -> str:
     rows = [[r[0], r[2], r[3], r[4]] for r in _multigoal_rows(env)]
     note = (
         f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds "
-        "(S²AC under the earlier step rule):"
+        f"({_multigoal_rule(env, short=True)}):"
     )
     header = ["method", "seeds covering every goal", "goals covered", "success rate"]
     return "\n".join([note, "", _table(header, rows), "", _source(MULTIGOAL)])
