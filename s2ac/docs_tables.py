@@ -213,7 +213,9 @@ def _multigoal_rule(env: dict, short: bool = False) -> str:
             "Produced under the earlier step rule (target margin 0.5 on the full per-particle Jacobian), "
             "before the current adaptive rule."
         )
-    rule = f"S²AC: adaptive step, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
+    rule = (
+        f"S²AC: adaptive step, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
+    )
     return rule if short else rule + "."
 
 

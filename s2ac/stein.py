@@ -215,10 +215,10 @@ def interaction_jacobian(particles: Array, scores: Array, sigma: Array, alpha: f
     k = jnp.exp(-jnp.sum(diff * diff, axis=-1) / (2.0 * sigma**2))
     k = k * (1.0 - jnp.eye(m, dtype=k.dtype))
     w = k / sigma**2
-    drive = -jnp.einsum("ij,jp,ijq->ipq", w, scores, diff)
-    outer = jnp.einsum("ij,ijp,ijq->ipq", w, diff, diff) / sigma**2
+    # -s_j r^T - alpha r r^T / sigma^2 = u r^T with u = -(s_j + alpha r / sigma^2): one contraction
+    u = -(scores[None, :, :] + (alpha / sigma**2) * diff)
     iso = jnp.sum(w, axis=1)[:, None, None] * jnp.eye(d, dtype=particles.dtype)
-    return (drive + alpha * (iso - outer)) / m
+    return (jnp.einsum("ij,ijp,ijq->ipq", w, u, diff) + alpha * iso) / m
 
 
 def closed_form_log_q_change(

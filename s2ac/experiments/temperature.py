@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,17 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "s2ac, tuned alpha": ("s2ac", {"auto_alpha": True}),
     "s2ac, eps as a schedule": ("s2ac", {"auto_alpha": False, "svgd_step_gradient": False}),
     "s2ac, policy delay 3": ("s2ac", {"auto_alpha": False, "policy_delay": 3}),
+    "s2ac-crossq": ("s2ac-crossq", {}),
+    "s2ac-crossq, CrossQ's settings": (
+        "s2ac-crossq",
+        {"critic_hidden": (256, 256), "adam_beta1": 0.5, "policy_delay": 3, "renorm_warmup_steps": 5000},
+    ),
 }
 """Variant label -> (algorithm, agent config fields over the preset's). ``eps as a schedule`` is the
 actor-gradient ablation (the adaptive rule's steps stop-gradiented, docs/maths/entropy.md §4);
-``policy delay 3`` steps the q0 network on every third update only."""
+``policy delay 3`` steps the q0 network on every third update only; the ``s2ac-crossq`` rows put S²AC on
+CrossQ's critic, as registered and with CrossQ's own critic width, Adam beta1, policy delay and a batch
+renorm warm-up that ends within the run (the CrossQ rows of results/crossq used 5k)."""
 DEFAULT_VARIANTS: tuple[str, ...] = ("sac (tuned alpha)", "s2ac, fixed alpha", "s2ac, tuned alpha")
 """The temperature comparison (the command's default)."""
 GYM_STEPS: dict[str, int] = {"Pendulum-v1": 5_000, "InvertedDoublePendulum-v5": 10_000}
@@ -45,7 +53,8 @@ ENTROPY_WINDOW = 5
 
 
 def _slug(label: str) -> str:
-    return label.replace(" ", "").replace(",", "-").replace("(", "").replace(")", "")
+    """The variant's folder name: letters, digits and dashes (``s2ac, fixed alpha`` -> ``s2ac-fixedalpha``)."""
+    return re.sub(r"[^A-Za-z0-9-]", "", label.replace(",", "-"))
 
 
 def _run_dir(out: Path, label: str, env_id: str, seed: int) -> Path:

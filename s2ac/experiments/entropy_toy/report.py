@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from s2ac.experiments.entropy_toy.config import EntropyToyConfig, bandwidth_label
 from s2ac.experiments.reporting import markdown_table
 
@@ -59,10 +61,22 @@ def _acceptance(summary: dict[str, Any]) -> list[str]:
         f"{'PASS' if acc['passed'] else 'FAIL'}, tolerance 0.1). Seeds {head['seeds']}.",
         "",
         markdown_table(
-            ["setting (init N(0,6I), eps=0.5, 3 seeds)", "estimate", "per seed"],
-            [[k, _fmt(v["mean"]), ", ".join(_fmt(x) for x in v["per_seed"])] for k, v in head["estimates"].items()],
+            ["setting (init N(0,6I), eps=0.5, 3 seeds)", "estimate", "per seed", "margin (max over steps and seeds)"],
+            [
+                [k, _fmt(v["mean"]), ", ".join(_fmt(x) for x in v["per_seed"]), _margin(v.get("max_margin"))]
+                for k, v in head["estimates"].items()
+            ],
         ),
+        "",
+        "Margin: eps max_i ||J_i||_F of the mean-field blocks at the particles (a local diagnostic; at 1 or",
+        "above a step is not known to be invertible and the density it implies is not trustworthy).",
     ]
+
+
+def _margin(value) -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{value:.2f}" + (" (>= 1)" if value >= 1 else "")
 
 
 def _comparison_table(comparison: dict[str, Any]) -> str:

@@ -297,8 +297,12 @@ def run_headline(cfg: EntropyToyConfig, seed: int, truth: float) -> dict[str, An
     estimates = {}
     for m, mode, bws in cfg.headline_runs:
         res = svgd_toy_entropies(cfg, n_particles=m, steps=m, bandwidths=bws, mode=mode, init_indices=[0], seeds=seeds)
-        for label, (h, _) in res.items():
-            estimates[f"{m}x{m} {label} {mode}"] = {"mean": float(np.mean(h)), "per_seed": [float(v) for v in h[0]]}
+        for label, (h, margin) in res.items():
+            estimates[f"{m}x{m} {label} {mode}"] = {
+                "mean": float(np.mean(h)),
+                "per_seed": [float(v) for v in h[0]],
+                "max_margin": float(np.max(margin)),  # eps * max_i ||J_i||_F over steps and seeds
+            }
     acc = estimates["200x200 sigma=5 closed_form"]["mean"]
     out["acceptance"] = {
         "setting": "200 particles x 200 steps, eps=0.5, sigma=5, init N(0,6I), closed form, mean of 3 seeds",
