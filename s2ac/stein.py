@@ -540,6 +540,18 @@ def _self_term(score_fn: ScoreFn, particles: Array, log_density: str) -> Array |
     return None
 
 
+def _probe_keys(log_density: str, key: Array | None, probed: int | None, m: int, steps: int) -> Array | None:
+    """One probe key per step ``(steps, ...)`` in the probe mode (None otherwise); ``ValueError`` for a
+    missing key or a ``probed`` outside ``[1, m]``."""
+    if probed is not None and not (isinstance(probed, int) and 1 <= probed <= m):
+        raise ValueError(f"probed must be an int in [1, m={m}] or None; got {probed!r}")
+    if log_density not in PROBE_MODES:
+        return None
+    if key is None:
+        raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
+    return jax.random.split(key, steps)
+
+
 def _probe_trace(
     score_fn: ScoreFn, particles: Array, log_density: str, key: Array | None, probed: int | None
 ) -> Array | None:
@@ -734,13 +746,7 @@ def svgd_sample_batched(
         lambda a, s, sigma, j, prev, tr, eps: step(a, s, sigma, j, prev, self_trace=tr, step_size=eps),
         (0, 0, 0, 0, 0, 0, None),
     )
-    if probed is not None and not (isinstance(probed, int) and 1 <= probed <= particles.shape[1]):
-        raise ValueError(f"probed must be an int in [1, m={particles.shape[1]}] or None; got {probed!r}")
-    probe_keys = None
-    if log_density in PROBE_MODES:
-        if key is None:
-            raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
-        probe_keys = jax.random.split(key, steps)
+    probe_keys = _probe_keys(log_density, key, probed, particles.shape[1], steps)
 
     def body(carry, xs):
         eps, step_key = xs

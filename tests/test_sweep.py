@@ -24,7 +24,7 @@ def fresh_ray():
     ray.shutdown()
 
 
-def tiny_sweep(out, seeds=(0, 1)) -> SweepConfig:
+def tiny_sweep(out, seeds=(0, 1), lockstep=False) -> SweepConfig:
     return SweepConfig(
         algos=("sac",),
         envs=("s2ac/MultiGoal3-v0",),
@@ -33,6 +33,7 @@ def tiny_sweep(out, seeds=(0, 1)) -> SweepConfig:
         total_steps=200,
         out=out,
         train_overrides=TINY,
+        lockstep=lockstep,
     )
 
 
@@ -40,9 +41,17 @@ def statuses(out) -> list[tuple[str, str]]:
     return [(row["trial"], row["status"]) for row in read_ledger(out)]
 
 
-def test_sweep_resumes_a_partly_finished_trial_runs_the_rest_then_skips_them_all(tmp_path):
-    # One Ray start for the three behaviours (each start costs seconds of Ray and JAX imports).
-    cfg = tiny_sweep(tmp_path)
+@pytest.mark.parametrize(
+    "lockstep",
+    [
+        # On Ray Tune (one Ray start for the three behaviours, ~50 s on 2 cores): make test-slow.
+        pytest.param(False, marks=pytest.mark.slow, id="ray"),
+        # In this process: the same ledger, resume and skip logic without Ray.
+        pytest.param(True, id="lockstep"),
+    ],
+)
+def test_sweep_resumes_a_partly_finished_trial_runs_the_rest_then_skips_them_all(tmp_path, lockstep):
+    cfg = tiny_sweep(tmp_path, lockstep=lockstep)
     partial = trial_specs(cfg)[0]
     agent_config, train_config = trial_configs(partial)
     train_config = dataclasses.replace(train_config, total_steps=100)
@@ -62,7 +71,7 @@ def test_sweep_resumes_a_partly_finished_trial_runs_the_rest_then_skips_them_all
     started = {r["trial"]: r for r in read_ledger(tmp_path) if r["status"] == "started"}
     assert started[partial.trial_id]["resumed"] is True and started[partial.trial_id]["env_steps"] == 100
     assert all(t["final"]["step"] == 200 and "eval/mean_reward" in t["final"] for t in summary["trials"])
-    assert (tmp_path / "ray").is_dir()
+    assert (tmp_path / "ray").is_dir() != lockstep
 
     metrics_before = {s.trial_id: (tmp_path / s.trial_id / "metrics.jsonl").read_bytes() for s in trial_specs(cfg)}
     again = run_sweep(cfg)
