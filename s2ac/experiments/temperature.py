@@ -167,7 +167,8 @@ def report_markdown(summary: dict) -> str:
             f"- Entropy reached: Gymnasium tasks, the logged policy entropy (the sampler's own density for S²AC,"
             f" the exact log-density for SAC), mean of the last {ENTROPY_WINDOW} logged rows; multigoal,"
             " k-NN of 200 stochastic actions at each probe state. The tuned variants aim at -|A|.",
-            f"- Wall time: {summary['wall_s']:.0f} s.",
+            f"- Wall time of the invocation that wrote this report: {summary['wall_s']:.0f} s (runs it continued from"
+            " their checkpoints were trained, and timed, before).",
             "",
             table,
             "",
