@@ -738,9 +738,8 @@ def svgd_sample_batched(
     validate_svgd_args(particles[0], log_q0[0], *args)
     log_density = canonical_log_density(log_density)
     options = dict(alpha=alpha, log_density=log_density, normalizer=normalizer, diagnostics=diagnostics)
-    step = functools.partial(
-        svgd_update, step_control=step_control, target_margin=target_margin, step_gradient=step_gradient, **options
-    )
+    options.update(step_control=step_control, target_margin=target_margin, step_gradient=step_gradient)
+    step = functools.partial(svgd_update, **options)
     # Every set has its own particles, scores and bandwidth; the step schedule entry is shared.
     update = jax.vmap(
         lambda a, s, sigma, j, prev, tr, eps: step(a, s, sigma, j, prev, self_trace=tr, step_size=eps),
@@ -756,9 +755,8 @@ def svgd_sample_batched(
         j_self = _self_term(score_fn, a, log_density)
         trace = _probe_trace(score_fn, a, log_density, step_key, probed)
         a_next, delta, info = update(a, scores, sigma, j_self, prev, trace, eps)
-        log_q_next = log_q + delta
-        out = (info, a_next, log_q_next) if trajectory else (info,)
-        return (a_next, log_q_next, (a, scores)), out
+        out = (info, a_next, log_q + delta) if trajectory else (info,)
+        return (a_next, log_q + delta, (a, scores)), out
 
     schedule = jnp.broadcast_to(jnp.asarray(step_size, particles.dtype), (steps,))
     first = (particles, jnp.zeros_like(particles))  # no previous step: the secant is 0 on step 0
