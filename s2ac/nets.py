@@ -220,6 +220,14 @@ class RenormMLP(nn.Module):
         return nn.Dense(self.out_dim)(x)
 
 
+def _renorm_mlp_on_pair(
+    obs: jax.Array, action: jax.Array, hidden_sizes: Sequence[int], out_dim: int, activation, renorm, train: bool
+) -> jax.Array:
+    """A :class:`RenormMLP` on ``[s, a]``, created in the calling module's scope (its parameters and
+    statistics keep the name ``RenormMLP_0`` there): the body of both batch-renormalised critics."""
+    return RenormMLP(hidden_sizes, out_dim, activation, renorm)(jnp.concatenate([obs, action], axis=-1), train)
+
+
 class RenormCritic(nn.Module):
     """``Q(s, a)`` of a :class:`RenormMLP` on ``[s, a]``; ``train`` selects batch or running statistics."""
 
@@ -230,8 +238,7 @@ class RenormCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
-        return RenormMLP(self.hidden_sizes, 1, self.activation, self.renorm)(x, self.train)[..., 0]
+        return _renorm_mlp_on_pair(obs, action, self.hidden_sizes, 1, self.activation, self.renorm, self.train)[..., 0]
 
 
 class RenormCriticEnsemble(nn.Module):
@@ -263,8 +270,9 @@ class RenormCategoricalCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
-        return RenormMLP(self.hidden_sizes, self.n_atoms, self.activation, self.renorm)(x, self.train)
+        return _renorm_mlp_on_pair(
+            obs, action, self.hidden_sizes, self.n_atoms, self.activation, self.renorm, self.train
+        )
 
 
 class RenormCategoricalCriticEnsemble(nn.Module):
