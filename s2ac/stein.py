@@ -515,6 +515,7 @@ def svgd_step(
     single = lambda x: score_fn(x[0])[None]  # noqa: E731 - one set as a batch of one
     scores = score_fn(particles)
     j_self = _self_term(single, particles[None], log_density)
+    _check_probe_args(log_density, key, probed, particles.shape[0])
     trace = _probe_trace(single, particles[None], log_density, key, probed)
     return svgd_update(
         particles,
@@ -540,27 +541,27 @@ def _self_term(score_fn: ScoreFn, particles: Array, log_density: str) -> Array |
     return None
 
 
-def _probe_keys(log_density: str, key: Array | None, probed: int | None, m: int, steps: int) -> Array | None:
-    """One probe key per step ``(steps, ...)`` in the probe mode (None otherwise); ``ValueError`` for a
-    missing key or a ``probed`` outside ``[1, m]``."""
+def _check_probe_args(log_density: str, key: Array | None, probed: int | None, m: int) -> bool:
+    """Whether the mode probes the self term; ``ValueError`` for a ``probed`` outside ``[1, m]``, or for a
+    missing key in the probe mode."""
     if probed is not None and not (isinstance(probed, int) and 1 <= probed <= m):
         raise ValueError(f"probed must be an int in [1, m={m}] or None; got {probed!r}")
     if log_density not in PROBE_MODES:
-        return None
+        return False
     if key is None:
         raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
-    return jax.random.split(key, steps)
+    return True
 
 
-def _probe_trace(
-    score_fn: ScoreFn, particles: Array, log_density: str, key: Array | None, probed: int | None
-) -> Array | None:
-    """:func:`self_trace_probe` ``(B,)`` when the mode estimates the self term's trace, else None."""
-    if log_density not in PROBE_MODES:
-        return None
-    if key is None:
-        raise ValueError(f"log_density={log_density!r} draws a random probe per step: pass key=")
-    return self_trace_probe(score_fn, particles, key, probed)
+def _probe_keys(log_density: str, key: Array | None, probed: int | None, m: int, steps: int) -> Array | None:
+    """One probe key per step ``(steps, ...)`` in the probe mode (None otherwise); see :func:`_check_probe_args`."""
+    return jax.random.split(key, steps) if _check_probe_args(log_density, key, probed, m) else None
+
+
+def _probe_trace(score_fn: ScoreFn, particles: Array, log_density: str, key: Array, probed: int | None) -> Array | None:
+    """:func:`self_trace_probe` ``(B,)`` when the mode estimates the self term's trace, else None (the
+    arguments checked by :func:`_check_probe_args`)."""
+    return self_trace_probe(score_fn, particles, key, probed) if log_density in PROBE_MODES else None
 
 
 def svgd_update(
