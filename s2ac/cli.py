@@ -516,17 +516,18 @@ class TemperatureCommand:
 
     out: Path = Path("results/temperature")
     """Output folder: run folders, report.md and summary.json (a rerun continues cut-off runs)."""
-    envs: tuple[str, ...] = ("Pendulum-v1", "InvertedDoublePendulum-v5", "s2ac/MultiGoal3-v0")
-    """Tasks (multigoal runs at its harness's default budget)."""
+    envs: tuple[str, ...] = ()
+    """Tasks (multigoal runs at its harness's default budget); empty: Pendulum-v1,
+    InvertedDoublePendulum-v5 and s2ac/MultiGoal3-v0 (``s2ac.experiments.temperature.DEFAULT_ENVS``)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds (one lockstep group per variant and task)."""
     steps: Optional[int] = None
     """Env steps of every Gymnasium task; default: 5k on Pendulum-v1, 10k on InvertedDoublePendulum-v5."""
     preset: str = "quick"
     """Preset of every variant."""
-    variants: tuple[str, ...] = ("sac (tuned alpha)", "s2ac, fixed alpha", "s2ac, tuned alpha")
-    """Variants (``s2ac.experiments.temperature.VARIANTS``; also 's2ac, eps as a schedule', the
-    actor-gradient ablation)."""
+    variants: tuple[str, ...] = ()
+    """Variants (``s2ac.experiments.temperature.VARIANTS``, e.g. 's2ac, eps as a schedule', the
+    actor-gradient ablation); empty: SAC and S²AC with fixed and with tuned alpha (``DEFAULT_VARIANTS``)."""
     json: bool = False
     """Print the summary as one JSON object."""
 

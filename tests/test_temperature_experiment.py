@@ -3,6 +3,7 @@ tested elsewhere), the report, and the command's registration."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -45,6 +46,15 @@ def test_variants_compare_one_algorithm_with_its_temperature_fixed_and_tuned():
     )
     assert fixed_algo == tuned_algo == "s2ac"
     assert fixed == {"auto_alpha": False} and tuned == {"auto_alpha": True}
+
+
+def test_multigoal_variants_change_only_their_fields():
+    from s2ac.experiments.multigoal.config import MultigoalBudget
+
+    base = MultigoalBudget().agent_config("s2ac", temperature.MULTIGOAL_ENV)
+    tuned = MultigoalBudget(agent_fields=(("auto_alpha", True),)).agent_config("s2ac", temperature.MULTIGOAL_ENV)
+    assert tuned.auto_alpha and not base.auto_alpha
+    assert tuned == dataclasses.replace(base, auto_alpha=True)
 
 
 def test_temperature_is_a_reproduce_experiment():

@@ -47,6 +47,7 @@ DEFAULT_VARIANTS: tuple[str, ...] = ("sac (tuned alpha)", "s2ac, fixed alpha", "
 GYM_STEPS: dict[str, int] = {"Pendulum-v1": 5_000, "InvertedDoublePendulum-v5": 10_000}
 """Env steps per Gymnasium task (sized for 2 CPU cores: S²AC runs ~20 lockstep steps/s there)."""
 MULTIGOAL_ENV = "s2ac/MultiGoal3-v0"
+DEFAULT_ENVS: tuple[str, ...] = (*GYM_STEPS, MULTIGOAL_ENV)
 EVAL_EPISODES = 10
 ENTROPY_WINDOW = 5
 """Last logged rows averaged for the entropy and temperature reached."""
@@ -115,15 +116,7 @@ def multigoal_row(label: str, seeds: tuple[int, ...], progress: bool) -> dict[st
     from s2ac.experiments.multigoal.config import MultigoalBudget
 
     algo, fields = VARIANTS[label]
-
-    @dataclasses.dataclass(frozen=True)
-    class Budget(MultigoalBudget):
-        def agent_config(self, a, e):
-            config = dataclasses.replace(super().agent_config(a, e), **fields)
-            config.validate()
-            return config
-
-    budget = Budget()
+    budget = MultigoalBudget(agent_fields=tuple(fields.items()))
     run = mg.train_algo(algo, MULTIGOAL_ENV, budget, list(seeds), progress=progress)
     metrics, _ = mg.evaluate_run(run, budget, jax.random.PRNGKey(0))
     stochastic = metrics["plain"]["random"]
@@ -178,14 +171,16 @@ def report_markdown(summary: dict) -> str:
 
 def run_temperature(
     out_dir: str | Path,
-    envs: tuple[str, ...] = (*GYM_STEPS, MULTIGOAL_ENV),
+    envs: tuple[str, ...] = (),
     seeds: tuple[int, ...] = (0, 1, 2),
     preset: str = "quick",
     steps: int | None = None,
     progress: bool = True,
-    variants: tuple[str, ...] = DEFAULT_VARIANTS,
+    variants: tuple[str, ...] = (),
 ) -> dict:
-    """Train every variant on every env (continuing from checkpoints) and write the report."""
+    """Train every variant on every env (continuing from checkpoints) and write the report. Empty
+    ``envs``: :data:`GYM_STEPS`' tasks and multigoal; empty ``variants``: :data:`DEFAULT_VARIANTS`."""
+    envs, variants = tuple(envs) or DEFAULT_ENVS, tuple(variants) or DEFAULT_VARIANTS
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
@@ -202,7 +197,7 @@ def run_temperature(
             train_gym(out, label, env_id, n, seeds, preset, progress)
             rows.append(gym_row(out, label, env_id, seeds))
     command = f"s2ac reproduce temperature --out {out} --envs {' '.join(envs)} --seeds {' '.join(map(str, seeds))}"
-    if tuple(variants) != DEFAULT_VARIANTS:
+    if variants != DEFAULT_VARIANTS:
         command += " --variants " + " ".join(f"'{v}'" for v in variants)
     summary = {
         "command": command + (f" --steps {steps}" if steps else ""),

@@ -67,6 +67,9 @@ class MultigoalBudget:
     """Override of every network's hidden widths (tests); None keeps the preset's."""
     batch_size: int | None = None
     """Override of the minibatch size (tests); None keeps the preset's (authors: 100)."""
+    agent_fields: tuple[tuple[str, Any], ...] = ()
+    """``(field, value)`` pairs replacing agent config fields of every run, after the overrides above
+    (e.g. ``(("auto_alpha", True),)``: the variants of ``s2ac reproduce temperature``)."""
 
     @classmethod
     def full(cls) -> MultigoalBudget:
@@ -101,7 +104,7 @@ class MultigoalBudget:
                 fields["flow_hidden"] = self.hidden
         if self.batch_size is not None:
             fields["batch_size"] = self.batch_size
-        config = dataclasses.replace(config, **fields)
+        config = dataclasses.replace(config, **fields, **dict(self.agent_fields))
         config.validate()
         return config
 
