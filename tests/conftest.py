@@ -15,15 +15,26 @@ update and act then compile once per process.
 import os
 from pathlib import Path
 
-# LLVM's optimisation passes are most of an XLA compile on the CPU, and the suite's tiny programs
-# compile far more often than they run: at optimisation level 0, tests/test_agents.py took 45 s of
-# CPU time instead of 76 s with no cache (one session, same machine). Numbers change within rounding
-# only, and every comparison in the suite is between programs compiled with the same flags (CLI
-# subprocesses and Ray workers inherit XLA_FLAGS). S2AC_TEST_XLA_OPT=default keeps XLA's own level.
+# The suite's tiny programs compile far more often than they run, so two XLA CPU settings trade run
+# speed for compile speed:
+# - LLVM's optimisation passes are most of a compile: at optimisation level 0, tests/test_agents.py
+#   took 45 s of CPU time instead of 76 s with no cache;
+# - XLA's fusion emitters (the MLIR code generator) cost about 20 ms even for one multiply; with the
+#   older emitters, tests/test_maths_references.py and tests/test_agents.py took 54 s of CPU time
+#   instead of 105 s with no cache.
+# Numbers change within rounding only, and every comparison in the suite is between programs compiled
+# with the same flags (CLI subprocesses and Ray workers inherit XLA_FLAGS). S2AC_TEST_XLA_OPT=default
+# keeps XLA's own settings.
+_FAST_COMPILE_FLAGS = {
+    "xla_backend_optimization_level": "0",
+    "xla_cpu_use_fusion_emitters": "false",
+}
 if os.environ.get("S2AC_TEST_XLA_OPT", "0") != "default":
     _flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in _flags:
-        os.environ["XLA_FLAGS"] = f"{_flags} --xla_backend_optimization_level=0".strip()
+    for _name, _value in _FAST_COMPILE_FLAGS.items():
+        if _name not in _flags:
+            _flags = f"{_flags} --{_name}={_value}".strip()
+    os.environ["XLA_FLAGS"] = _flags
 
 _cache = os.environ.get("S2AC_TEST_JAX_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "jax-tests"))
 if _cache != "off":
