@@ -91,10 +91,13 @@ def _random_batch(spec: EnvSpec, batch: int, seed: int = 0) -> Batch:
 
 STEP_RULE_VARIANTS = {
     "adaptive": dict(svgd_step_control="adaptive"),
+    "adaptive_bound": dict(svgd_step_control="adaptive_bound"),
     "fixed (margin logged)": dict(svgd_step_control="fixed", log_margin=True),
     "fixed (no margin)": dict(svgd_step_control="fixed", log_margin=False),
 }
-"""Step rules compared by :func:`step_rule_costs` (the last is the update's cost floor: no Jacobian at all)."""
+"""Step rules compared by :func:`step_rule_costs`: the blocks' rule, the global bound's rule (each at the
+preset's target margin), and the fixed step with and without its logged margin (the last is the
+update's cost floor: no Jacobian at all)."""
 
 
 def consecutive(update, n: int):

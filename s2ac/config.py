@@ -237,6 +237,22 @@ def distributional_support(preset: str, env_id: str) -> dict:
     return {} if preset == "paper" or is_multigoal(env_id) else dict(WIDE_SUPPORT)
 
 
+QUICK_RENORM_WARMUP_STEPS = 5_000
+"""Batch-renorm warm-up of the ``crossq`` critic under ``quick`` (CrossQ: 100k), for every actor on
+it: renormalisation starts inside a quick run's budget instead of never."""
+
+
+def critic_preset_fields(critic: str, preset: str, env_id: str) -> dict:
+    """Fields a critic part brings under ``preset`` for any actor on it (the algorithm's own fields win):
+    a distributional critic's support (:func:`distributional_support`), the ``crossq`` critic's
+    :data:`QUICK_RENORM_WARMUP_STEPS` under ``quick``."""
+    if critic == "distributional":
+        return distributional_support(preset, env_id)
+    if critic == "crossq" and preset == "quick":
+        return dict(renorm_warmup_steps=QUICK_RENORM_WARMUP_STEPS)
+    return {}
+
+
 def check_preset(preset: str) -> None:
     """Raise ``ValueError`` for a preset name that does not exist."""
     require(preset in PRESETS, f"unknown preset {preset!r}; expected one of {PRESETS}")
@@ -307,6 +323,8 @@ __all__ = [
     "PRESETS",
     "WIDE_SUPPORT",
     "distributional_support",
+    "critic_preset_fields",
+    "QUICK_RENORM_WARMUP_STEPS",
     "AgentConfig",
     "TrainConfig",
     "MULTIGOAL_TEMPERATURE",

@@ -213,9 +213,10 @@ def _multigoal_rule(env: dict, short: bool = False) -> str:
             "Produced under the earlier step rule (target margin 0.5 on the full per-particle Jacobian), "
             "before the current adaptive rule."
         )
-    rule = (
-        f"S²AC: adaptive step, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
-    )
+    control = config.get("svgd_step_control", "adaptive")
+    kinds = {"adaptive_bound": "adaptive step from the global bound", "fixed": "fixed step"}
+    kind = kinds.get(control, "adaptive step")
+    rule = f"S²AC: {kind}, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
     return rule if short else rule + "."
 
 

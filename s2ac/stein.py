@@ -46,7 +46,7 @@ LogDensityMode = Literal[
     "mean_field", "mean_field_logdet", "per_particle", "per_particle_trace", "per_particle_trace_probe", "none"
 ]
 Normalizer = Literal["m", "m-1"]
-StepControl = Literal["fixed", "adaptive"]
+StepControl = Literal["fixed", "adaptive", "adaptive_bound"]
 
 BANDWIDTH_RULES: tuple[str, ...] = ("mean/2", "median")
 LOG_DENSITY_MODES: tuple[str, ...] = (
@@ -73,7 +73,10 @@ PER_PARTICLE_MODES: tuple[str, ...] = ("per_particle", "per_particle_trace")
 PROBE_MODES: tuple[str, ...] = ("per_particle_trace_probe",)
 """Modes that estimate the self term's trace from one Hutchinson probe (one JVP per step; need a key)."""
 NORMALIZERS: tuple[str, ...] = ("m", "m-1")
-STEP_CONTROLS: tuple[str, ...] = ("fixed", "adaptive")
+STEP_CONTROLS: tuple[str, ...] = ("fixed", "adaptive", "adaptive_bound")
+"""Step rules (:func:`controlled_step`): the authors' fixed step; the adaptive step from the mean-field
+blocks at the particles (a local margin, plus the self term's secant); the adaptive step from the
+proven global bound :func:`mean_field_lipschitz_bound` (score norms only)."""
 DEFAULT_TARGET_MARGIN = 0.5
 """Margin ``eps * max_i ||J_i||_F`` (mean-field blocks at the particles, :func:`mean_field_norm`) the
 adaptive rule keeps every step below."""
@@ -375,11 +378,17 @@ def small_det(mats: Array) -> Array:
 
 
 def controlled_step(norm: Array, step_size: float | Array, step_control: StepControl, target_margin: float) -> Array:
-    """The step ``eps`` of one particle set given ``norm = max_i ||J_i||_F + c`` (:func:`mean_field_norm`,
-    ``c`` from :func:`secant_self_term`).
+    """The step ``eps`` of one particle set given ``norm`` (:func:`rule_norm`).
 
     * ``"fixed"``: ``eps = step_size`` (the authors' rule).
-    * ``"adaptive"``: ``eps = min(step_size, target_margin / norm)``, so every particle's mean-field
+    * ``"adaptive_bound"``: ``eps = min(step_size, target_margin / B)`` with ``B`` the global bound
+      :func:`mean_field_lipschitz_bound`: ``eps sup_a ||d phi_q / d a||_2 <= target_margin < 1``, so the
+      mean-field step map is invertible on the whole space (proven, not measured), and every
+      particle's mean-field block obeys the same margin. ``B`` costs the scores' norms only, so the
+      rule and the actor's gradient through it are almost free; it is more cautious than the
+      particles' blocks where the scores are large.
+    * ``"adaptive"``: ``eps = min(step_size, target_margin / norm)`` with ``norm = max_i ||J_i||_F + c``
+      (:func:`mean_field_norm`, ``c`` from :func:`secant_self_term`), so every particle's mean-field
       block has ``||eps J_i||_2 <= ||eps J_i||_F <= target_margin`` (``norm`` also holds the self
       term's secant estimate, :func:`secant_self_term`, for the finite set's stability): the closed form's first-order
       error per step is then ``O(target_margin^2)`` (docs/maths/entropy.md). This margin is a local
@@ -446,9 +455,25 @@ def validate_svgd_args(
 
 
 def margin_computed(diagnostics: bool, step_control: str) -> bool:
-    """Whether the sampler computes the margin of its steps (for diagnostics, or because the adaptive
+    """Whether the sampler computes the margin of its steps (for diagnostics, or because an adaptive
     rule needs it; either way from the kernel terms and the scores, no second derivative)."""
-    return diagnostics or step_control == "adaptive"
+    return diagnostics or step_control != "fixed"
+
+
+def rule_norm(
+    particles: Array, scores: Array, sigma: Array, alpha: float, step_control: str, prev: tuple[Array, Array] | None
+) -> tuple[Array, Array | None]:
+    """``(norm, j_int)``: what :func:`controlled_step` divides the target margin by, and the mean-field
+    blocks if they were built. ``"adaptive_bound"``: the global bound :func:`mean_field_lipschitz_bound`
+    (no blocks); otherwise ``max_i ||J_i||_F`` (:func:`mean_field_norm`) plus the self term's secant
+    (:func:`secant_self_term`) when ``prev`` is given."""
+    if step_control == "adaptive_bound":
+        return mean_field_lipschitz_bound(scores, sigma, alpha), None
+    j_int = interaction_jacobian(particles, scores, sigma, alpha)  # kernel terms and scores only
+    norm = mean_field_norm(j_int)
+    if prev is not None:
+        norm = norm + secant_self_term(particles, scores, *prev)
+    return norm, j_int
 
 
 def folding_computed(d: int, log_density: str, diagnostics: bool = True, step_control: str = "fixed") -> bool:
@@ -505,8 +530,9 @@ def svgd_step(
     Earlier names (:data:`LOG_DENSITY_ALIASES`) are accepted.
 
     ``info.margin = eps * max_i ||J_i||_F`` over the mean-field blocks at the particles (a local
-    diagnostic from first derivatives; :func:`mean_field_lipschitz_bound` is the global bound), NaN
-    when ``diagnostics=False`` under the fixed rule. ``info.folded``: fraction of particles whose
+    diagnostic from first derivatives; :func:`mean_field_lipschitz_bound` is the global bound), or
+    ``eps * B`` of that bound under ``step_control="adaptive_bound"``; NaN when ``diagnostics=False``
+    under the fixed rule. ``info.folded``: fraction of particles whose
     Jacobian block has ``det(I + eps J_i) <= 0`` (log-det and per-particle modes; NaN otherwise).
     ``info.step``: the ``eps`` used (see :func:`controlled_step`).
     """
@@ -594,12 +620,10 @@ def svgd_update(
     nan = jnp.asarray(jnp.nan, particles.dtype)
 
     norm, j_int = nan, None
-    if margin_computed(diagnostics, step_control) or log_density in ("per_particle", "mean_field_logdet"):
-        j_int = interaction_jacobian(particles, scores, sigma, alpha)  # kernel terms and scores only
     if margin_computed(diagnostics, step_control):
-        norm = mean_field_norm(j_int)
-        if prev is not None:
-            norm = norm + secant_self_term(particles, scores, *prev)
+        norm, j_int = rule_norm(particles, scores, sigma, alpha, step_control, prev)
+    if j_int is None and log_density in ("per_particle", "mean_field_logdet"):
+        j_int = interaction_jacobian(particles, scores, sigma, alpha)  # kernel terms and scores only
     step = controlled_step(norm, step_size, step_control, target_margin)
     if not step_gradient:  # the ablation: the chosen eps as a schedule that ignores the parameters
         step = jax.lax.stop_gradient(step)
@@ -669,7 +693,7 @@ def svgd_sample(
         diagnostics: compute the per-step invertibility margin under the fixed rule (cheap).
         trajectory: also return particles and log-densities after every step.
         unroll: fully unroll the scan in the compiled graph (small ``L``; exact FLOP counts).
-        step_control: ``"fixed"`` or ``"adaptive"`` (see :func:`controlled_step`).
+        step_control: ``"fixed"``, ``"adaptive"`` or ``"adaptive_bound"`` (see :func:`controlled_step`).
         target_margin: the margin the adaptive rule keeps every step below (in ``(0, 1)``).
         key: the probes' key (``log_density="per_particle_trace_probe"`` only; the particles'
             path does not depend on it).

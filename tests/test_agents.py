@@ -277,20 +277,20 @@ def _steep_critic(state, factor):
 def test_adaptive_preset_keeps_every_training_step_invertible_where_the_fixed_step_folds():
     obs = jax.random.normal(jax.random.PRNGKey(3), (32, MULTIGOAL.obs_dim))
     margins = {}
-    for control in ("fixed", "adaptive"):
+    for control in ("fixed", "adaptive", "adaptive_bound"):
         agent = make_agent(tiny_config("s2ac", svgd_step_control=control), MULTIGOAL)
         state = _steep_critic(agent.init(jax.random.PRNGKey(0)), 300.0)
         p = agent.sample_particles(state.init_params, state.critic_params, obs, jax.random.PRNGKey(4))
         margins[control] = float(jnp.max(p.invertibility_margin))
-        if control == "adaptive":
+        if control != "fixed":
             assert float(jnp.max(p.step_size)) <= agent.config.svgd_step_size + 1e-7
         _, metrics = agent.update(state, random_batch(MULTIGOAL, n=16))
         assert set(metrics) >= {"invertibility_margin", "invertibility_margin_median", "invalid_state_fraction"}
-        if control == "adaptive":
+        if control != "fixed":  # the bound's margin is global, so it also bounds the blocks' local one
             assert float(metrics["invertibility_margin"]) <= 0.5 + 1e-5
             assert float(metrics["actor_invertibility_margin"]) <= 0.5 + 1e-5
             assert float(metrics["invalid_state_fraction"]) == 0.0
-    assert margins["fixed"] > 1.0 and margins["adaptive"] <= 0.5 + 1e-5
+    assert margins["fixed"] > 1.0 and margins["adaptive"] <= 0.5 + 1e-5 and margins["adaptive_bound"] <= 0.5 + 1e-5
 
 
 @pytest.mark.parametrize(

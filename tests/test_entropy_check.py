@@ -31,17 +31,18 @@ def test_three_mode_energy_is_a_normalised_density():
     np.testing.assert_allclose(mass, 1.0, rtol=1e-3)
 
 
-def test_estimators_reproduce_the_samplers_own_accounting():
+@pytest.mark.parametrize("rule", ["adaptive", "adaptive_bound"])
+def test_estimators_reproduce_the_samplers_own_accounting(rule):
     """Each registered estimator, accounted after the fact along a trajectory, equals the sampler run
     in that density mode (same particles, same steps): the harness measures the package's densities."""
     with jax.enable_x64(True):
-        traj = run_sampler(2, 4, 3, 0.5, seed=1)
+        traj = run_sampler(2, 4, 3, 0.5, seed=1, step_control=rule)
         for name, fn in ESTIMATORS.items():
             if name in stein.PROBE_MODES:  # it runs the sampler itself (per-set probes); tests/test_probe_density.py
                 continue
             res = stein.svgd_sample_batched(
                 jax.vmap(jax.vmap(jax.grad(three_mode_energy(2)))), traj.particles[:, 0], traj.log_q0,
-                steps=3, step_size=0.1, alpha=1.0, log_density=name, step_control="adaptive", target_margin=0.5,
+                steps=3, step_size=0.1, alpha=1.0, log_density=name, step_control=rule, target_margin=0.5,
             )  # fmt: skip
             np.testing.assert_allclose(np.asarray(fn(traj))[:, -1], res.log_q, rtol=1e-9, atol=1e-9, err_msg=name)
 

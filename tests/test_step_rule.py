@@ -1,6 +1,7 @@
 """The adaptive step rule: the proven mean-field bound, the rule's inputs, and the actor's gradient
 through the rule against finite differences of the true objective (float64, small problems)."""
 
+import functools
 import math
 
 import jax
@@ -117,23 +118,48 @@ def _rel_err(grad, fd):
     return float(np.linalg.norm(np.asarray(grad) - fd) / np.linalg.norm(fd))
 
 
-@pytest.mark.parametrize("theta", THETAS)
-def test_actor_gradient_through_the_adaptive_rule_matches_finite_differences(theta, monkeypatch):
+@pytest.mark.parametrize(
+    "theta, control", [(t, "adaptive") for t in THETAS] + [(t, "adaptive_bound") for t in THETAS[:2]]
+)
+def test_actor_gradient_through_the_adaptive_rule_matches_finite_differences(theta, control, monkeypatch):
+    objective = functools.partial(_objective, step_control=control)
     with jax.enable_x64(True):
         theta = jnp.asarray(theta, jnp.float64)
-        (_, steps), grad = jax.value_and_grad(_objective, has_aux=True)(theta)
-        fd = _fd(_objective, theta)
+        (_, steps), grad = jax.value_and_grad(objective, has_aux=True)(theta)
+        fd = _fd(objective, theta)
         assert np.all(np.asarray(steps) < 1.0)  # the rule binds at every step: eps moves with theta
         assert _rel_err(grad, fd) < 1e-5
         # Power: with eps stop-gradiented (a schedule that ignores theta) the same test fails.
         rule = stein.controlled_step
         monkeypatch.setattr(stein, "controlled_step", lambda *a, **k: jax.lax.stop_gradient(rule(*a, **k)))
-        frozen = jax.grad(lambda t: _objective(t)[0])(theta)
+        frozen = jax.grad(lambda t: objective(t)[0])(theta)
         monkeypatch.undo()
         # The ablation switch (svgd_step_gradient=False in the configs) is that same schedule.
-        switched = jax.grad(lambda t: _objective(t, step_gradient=False)[0])(theta)
+        switched = jax.grad(lambda t: objective(t, step_gradient=False)[0])(theta)
         np.testing.assert_allclose(switched, frozen, rtol=1e-12, atol=1e-12)
     assert _rel_err(frozen, fd) > 1e-2
+
+
+def test_bound_rule_keeps_every_step_under_its_margin_over_the_whole_grid():
+    """``adaptive_bound``: at every step, eps times the sup over a grid of ||d phi_q / d a||_2 (jacfwd of
+    the drift written out here) stays below the target margin, as the proof says; and the logged
+    margin is eps times the bound, at the target wherever the rule binds."""
+    target = 0.3
+    with jax.enable_x64(True):
+        a0 = 0.6 * jax.random.normal(jax.random.PRNGKey(7), (7, 2), jnp.float64)
+        kw = dict(steps=3, step_size=1.0, alpha=0.7, step_control="adaptive_bound", target_margin=target)
+        res = stein.svgd_sample(_score, a0, jnp.zeros(7), trajectory=True, **kw)
+        g = jnp.linspace(-3.0, 3.0, 81)
+        grid = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
+        for step in range(3):
+            a, eps = res.trajectory[step], float(res.step_size[step])
+            scores, sigma = _score(a), stein.bandwidth_from_rule(a, "mean/2")
+            drift = functools.partial(_phi_mean_field, anchors=a, scores=scores, sigma=sigma, alpha=0.7)
+            jac = jax.vmap(jax.jacfwd(lambda x, drift=drift: drift(x[None])[0]))(grid)
+            grid_sup = float(np.max(np.linalg.norm(np.asarray(jac), 2, axis=(-2, -1))))
+            assert eps < 1.0  # the rule binds
+            assert eps * grid_sup <= target
+            np.testing.assert_allclose(float(res.invertibility_margin[step]), target, rtol=1e-9)
 
 
 @pytest.mark.parametrize("theta", THETAS[:2])

@@ -28,7 +28,7 @@ import numpy as np
 
 from s2ac import schedules
 from s2ac.agents.common import Agent
-from s2ac.config import AgentConfig, check_preset, distributional_support, shared_preset_fields
+from s2ac.config import AgentConfig, check_preset, critic_preset_fields, shared_preset_fields
 from s2ac.extras import MissingExtraError, require_extra
 from s2ac.parts.actors import ACTORS
 from s2ac.parts.critics import check_critic
@@ -211,6 +211,8 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 actor="svgd",
                 init="learned",
                 critic="crossq",
+                adam_beta1=0.5,
+                policy_delay=3,
             ),
             _spec(
                 "s2ac-dist",
@@ -269,16 +271,16 @@ def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
     """The agent config of ``algo`` under ``preset`` for ``env_id`` (pure; nothing is mutated).
 
     Fields are layered: the presets' shared part (:func:`s2ac.config.shared_preset_fields`), the
-    fields the name pins, then the algorithm module's ``preset_fields`` hook; a distributional critic
-    gets :func:`s2ac.config.distributional_support` where the hook sets no support.
+    fields the name pins, then the algorithm module's ``preset_fields`` hook; under all of them, the
+    fields the critic part brings (:func:`s2ac.config.critic_preset_fields`: a distributional critic's
+    support, the ``crossq`` critic's quick renorm warm-up) where none of those sets them.
     """
     spec = algo_spec(algo)
     check_preset(preset)
     fields = shared_preset_fields(preset, env_id)
     fields.update(spec.fixed_fields)
     fields.update(spec.load().preset_fields(preset, env_id))
-    if fields.get("critic") == "distributional":  # any actor on it: a support its returns fit
-        fields = {**distributional_support(preset, env_id), **fields}
+    fields = {**critic_preset_fields(fields.get("critic", "twin"), preset, env_id), **fields}
     config = spec.config_class(**fields)
     config.validate()
     return config

@@ -32,9 +32,10 @@ d_max 5, epsilon 1e-3) are the config's own."""
 PAPER_WIDTHS = dict(critic_hidden=(2048, 2048), actor_hidden=(256, 256))
 """The paper's networks: critic 2 x 2048, actor 2 x 256."""
 
-QUICK_FIELDS = dict(critic_hidden=(256, 256), actor_hidden=(64, 64), batch_size=128, renorm_warmup_steps=5_000)
-"""Sized for 2 CPU cores: critic 2 x 256 (paper 2048), actor 2 x 64 (paper 256), batch 128 (256), and
-a 5k-update renorm warm-up (100k) so that renormalisation starts inside a quick run's budget."""
+QUICK_FIELDS = dict(critic_hidden=(256, 256), actor_hidden=(64, 64), batch_size=128)
+"""Sized for 2 CPU cores: critic 2 x 256 (paper 2048), actor 2 x 64 (paper 256), batch 128 (256). The
+critic part brings a 5k-update renorm warm-up (100k) under ``quick`` for every actor on it
+(:data:`s2ac.config.QUICK_RENORM_WARMUP_STEPS`), so that renormalisation starts inside a quick run."""
 
 
 def preset_fields(preset: str, env_id: str) -> dict:

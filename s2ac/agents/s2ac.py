@@ -70,11 +70,13 @@ class S2ACConfig(AgentConfig):
     """SVGD steps L (authors: 3 for MuJoCo, 10 for multigoal)."""
     svgd_step_size: float = 0.1
     """SVGD step size epsilon (authors: 0.1); under the adaptive rule, the largest step allowed."""
-    svgd_step_control: Literal["fixed", "adaptive"] = "adaptive"
+    svgd_step_control: Literal["fixed", "adaptive", "adaptive_bound"] = "adaptive"
     """``fixed``: every step is ``svgd_step_size`` (authors). ``adaptive``: each state's step is
     ``min(svgd_step_size, svgd_target_margin / max_i ||J_i||_F)``, ``J_i`` the mean-field Jacobian block
-    at particle i from kernel terms and scores (``s2ac.stein.controlled_step``; docs/maths/entropy.md).
-    The actor differentiates through the rule."""
+    at particle i from kernel terms and scores (plus the self term's secant). ``adaptive_bound``: the
+    same with the proven global bound ``B = e^{-1/2} mean_j ||s_j|| / sigma + alpha / sigma^2`` in
+    place of the blocks: invertible on the whole space, from the scores' norms only, so almost free
+    (``s2ac.stein.controlled_step``; docs/maths/entropy.md §3). The actor differentiates through the rule."""
     svgd_step_gradient: bool = True
     """Differentiate the actor's loss through the adaptive rule's ``eps`` (right: the step moves with the
     q0 network's parameters). False treats the chosen steps as a schedule (``stop_gradient``): an
@@ -208,22 +210,28 @@ PAPER_FIELDS = dict(
 )
 
 
-MULTIGOAL_TARGET_MARGIN = 0.1
-"""Target margin of the multigoal presets (L = 10): on the 3-mode 2-D check target the mean field's
-entropy is +0.08 nats from k-NN at 0.1 and +0.55 at 0.5 (``s2ac reproduce entropy-check``;
+MULTIGOAL_STEP_CONTROL = "adaptive_bound"
+"""Step rule of the multigoal presets: the proven global bound (score norms only). At these sizes the
+blocks' rule cost 1.4-1.7x the fixed step's update, most of it the actor's gradient through the
+blocks; the bound's rule costs almost nothing (docs/maths/entropy.md §6)."""
+MULTIGOAL_TARGET_MARGIN = 0.3
+"""Target margin of the multigoal presets (L = 10, under :data:`MULTIGOAL_STEP_CONTROL`): on the 3-mode
+2-D check target it moves the particles as far as the blocks' rule at 0.1 (mean eps 0.034, against
+0.033), with the mean field +0.17 nats from k-NN (``s2ac reproduce entropy-check``;
 docs/maths/entropy.md)."""
 MULTIGOAL_LOG_DENSITY = "mean_field"
-"""Density of the multigoal presets (L = 10, margin 0.1, d = 2): the mean field is +0.08 nats from
-k-NN there, the self-term modes -0.19 to -0.21 (they over-count the self term's contraction once the
-particles interact over many steps). Elsewhere the config's default (the probe mode) applies."""
+"""Density of the multigoal presets (L = 10, d = 2): the mean field (+0.17 nats from k-NN on the check
+target under the presets' rule; the probe mode -0.09 there, at one more JVP per step). Elsewhere the
+config's default (the probe mode) applies."""
 
 
 def preset_fields(preset: str, env_id: str) -> dict:
-    """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), the multigoal target margin
-    and density (:data:`MULTIGOAL_TARGET_MARGIN`, :data:`MULTIGOAL_LOG_DENSITY`), and the paper
-    behaviour (the authors' closed form included)."""
+    """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), the multigoal step rule,
+    target margin and density (:data:`MULTIGOAL_STEP_CONTROL`, :data:`MULTIGOAL_TARGET_MARGIN`,
+    :data:`MULTIGOAL_LOG_DENSITY`), and the paper behaviour (the authors' closed form and fixed step)."""
     fields: dict = {"svgd_steps": 10 if is_multigoal(env_id) else 3}
     if is_multigoal(env_id):
+        fields["svgd_step_control"] = MULTIGOAL_STEP_CONTROL
         fields["svgd_target_margin"] = MULTIGOAL_TARGET_MARGIN
         fields["log_density"] = MULTIGOAL_LOG_DENSITY
     if preset == "paper":

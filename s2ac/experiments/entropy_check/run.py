@@ -51,16 +51,19 @@ def three_mode_energy(d: int, radius: float = 2.0, std: float = 0.4) -> Callable
     return energy
 
 
-def run_sampler(d: int, n_sets: int, steps: int, target_margin: float | None, seed: int = 0) -> Trajectory:
+def run_sampler(
+    d: int, n_sets: int, steps: int, target_margin: float | None, seed: int = 0, step_control: str = "adaptive"
+) -> Trajectory:
     """``n_sets`` independent SVGD runs from ``q0 = N(0, I)`` on :func:`three_mode_energy` (alpha = 1,
-    'mean/2' bandwidth, m = :data:`M`, cap :data:`STEP_CAP`; ``target_margin=None``: the fixed step)."""
+    'mean/2' bandwidth, m = :data:`M`, cap :data:`STEP_CAP`; ``target_margin=None``: the fixed step,
+    else the adaptive rule ``step_control``)."""
     energy = three_mode_energy(d)
     score = jax.vmap(jax.vmap(jax.grad(energy)))
     a0 = jax.random.normal(jax.random.PRNGKey(seed), (n_sets, M, d))
     log_q0 = -0.5 * jnp.sum(a0**2, -1) - 0.5 * d * math.log(2 * math.pi)
     kw = dict(steps=steps, step_size=STEP_CAP, alpha=1.0, log_density="none", trajectory=True)
     if target_margin is not None:
-        kw.update(step_control="adaptive", target_margin=target_margin)
+        kw.update(step_control=step_control, target_margin=target_margin)
     res = jax.jit(lambda a, lq: stein.svgd_sample_batched(score, a, lq, **kw))(a0, log_q0)
     return Trajectory(res.trajectory, log_q0, res.step_size, lambda x: jax.vmap(jax.grad(energy))(x), 1.0)
 
@@ -148,16 +151,24 @@ def knn_truth(particles: jax.Array) -> float:
     return float(knn_entropy(particles[:, 0], K_NN))
 
 
-def check_cell(d: int, n_sets: int, steps: tuple[int, ...], target_margin: float | None, seed: int = 0) -> list[dict]:
-    """Rows ``{d, margin, L, knn, <estimator>...}`` for every ``L`` in ``steps`` (prefixes of one run:
-    the adaptive step depends only on the current particles, not on the budget)."""
-    traj = run_sampler(d, n_sets, max(steps), target_margin, seed)
+def check_cell(
+    d: int,
+    n_sets: int,
+    steps: tuple[int, ...],
+    target_margin: float | None,
+    seed: int = 0,
+    step_control: str = "adaptive",
+) -> list[dict]:
+    """Rows ``{d, rule, margin, L, knn, <estimator>...}`` for every ``L`` in ``steps`` (prefixes of one
+    run: the adaptive step depends only on the current particles, not on the budget)."""
+    traj = run_sampler(d, n_sets, max(steps), target_margin, seed, step_control)
+    rule = "fixed" if target_margin is None else step_control
     log_q = {name: np.asarray(fn(traj)) for name, fn in ESTIMATORS.items()}
     energy = jax.vmap(three_mode_energy(d))
     rows = []
     for L in steps:
         a = traj.particles[:, L]
-        row = {"d": d, "margin": target_margin, "L": L, "knn": knn_truth(a)}
+        row = {"d": d, "rule": rule, "margin": target_margin, "L": L, "knn": knn_truth(a)}
         row.update({name: float(-np.mean(lq[:, L])) for name, lq in log_q.items()})
         row["mean_step"] = float(jnp.mean(traj.steps[:, :L])) if L else 0.0
         row["mean_energy"] = float(jnp.mean(energy(a.reshape(-1, d))))
@@ -180,17 +191,21 @@ def run_entropy_check(
     dims: tuple[int, ...] = (1, 2, 3, 6),
     margins: tuple[float | None, ...] = (0.5, 0.25, 0.15, 0.1, None),
     steps: tuple[int, ...] = (3, 10, 20),
+    bound_margins: tuple[float, ...] = (0.5, 0.3, 0.2, 0.1),
 ) -> dict:
-    """Run the grid in float64; write ``summary.json``, ``report.md`` and ``entropy_check.png``."""
+    """Run the grid in float64; write ``summary.json``, ``report.md`` and ``entropy_check.png``.
+    ``margins``: the ``adaptive`` rule's (None: the fixed step); ``bound_margins``: the
+    ``adaptive_bound`` rule's (:func:`s2ac.stein.controlled_step`)."""
     from s2ac.experiments.entropy_check.report import report_markdown, write_figure
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_sets = 500 if quick else 2000
     if quick:
-        dims, margins, steps = (2,), (0.5, 0.1), (3, 10)
+        dims, margins, steps, bound_margins = (2,), (0.5, 0.1), (3, 10), (0.3,)
+    cells = [(margin, "adaptive") for margin in margins] + [(margin, "adaptive_bound") for margin in bound_margins]
     with jax.enable_x64(True):
-        rows = [row for d in dims for margin in margins for row in check_cell(d, n_sets, steps, margin)]
+        rows = [row for d in dims for margin, rule in cells for row in check_cell(d, n_sets, steps, margin, 0, rule)]
         calibration = analytic_rows(dims, n_sets)
     summary = {
         "settings": {"m": M, "step_cap": STEP_CAP, "k": K_NN, "n_sets": n_sets, "alpha": 1.0, "bandwidth": "mean/2"},
