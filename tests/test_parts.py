@@ -208,6 +208,14 @@ def test_crossq_and_s2ac_crossq_are_registry_entries():
     assert algo_of_config(paper) == "crossq" and algo_of_config(make_agent_config("sac", "paper", "Hopper-v5")) == "sac"
     s2c = make_agent_config("s2ac-crossq", "quick", "Hopper-v5")
     assert s2c.critic == "crossq" and algo_of_config(s2c) == "s2ac-crossq"
+    # CrossQ's update habits are the entry's defaults, not part of its name: a user may change them
+    # (here through the CLI) and the config still runs as s2ac-crossq.
+    assert (s2c.adam_beta1, s2c.policy_delay, s2c.renorm_warmup_steps) == (0.5, 3, 5000)
+    assert make_agent_config("s2ac-crossq", "corrected", "Hopper-v5").renorm_warmup_steps == 100_000
+    default = train_command("s2ac-crossq", "quick", "Hopper-v5", s2c, make_train_config("quick", "Hopper-v5"))
+    args = tyro.cli(type(default), default=default, args=["--agent.policy-delay", "1", "--agent.adam-beta1", "0.9"])
+    changed = train_configs(args, s2c, make_train_config("quick", "Hopper-v5"))[0]
+    assert (changed.policy_delay, changed.adam_beta1) == (1, 0.9) and algo_of_config(changed) == "s2ac-crossq"
     assert algo_of_config(make_agent_config("s2ac", "quick", "Hopper-v5")) == "s2ac"
     from s2ac.agents import algo_train_fields
 

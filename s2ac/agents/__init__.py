@@ -64,6 +64,10 @@ class AlgoSpec:
     """Top-level modules of that extra which ``module`` imports (checked before importing it)."""
     follower: str | None = None
     """A second actor part trained after the update on the actor's draws (``amortizer``), or None."""
+    defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    """Config fields the entry sets under every preset over its module's ``preset_fields``, which a
+    user may still change (``s2ac-crossq``: CrossQ's Adam beta1 and policy delay). Unlike
+    :attr:`fixed_fields` they do not identify the entry."""
 
     def __post_init__(self) -> None:
         if self.actor not in ACTORS:
@@ -118,6 +122,7 @@ def _spec(
     follower=None,
     extra=None,
     extra_modules=(),
+    defaults=None,
     **fixed,
 ) -> AlgoSpec:
     return AlgoSpec(
@@ -133,6 +138,7 @@ def _spec(
         extra,
         extra_modules,
         follower,
+        MappingProxyType(dict(defaults or {})),
     )
 
 
@@ -211,8 +217,7 @@ REGISTRY: Mapping[str, AlgoSpec] = MappingProxyType(
                 actor="svgd",
                 init="learned",
                 critic="crossq",
-                adam_beta1=0.5,
-                policy_delay=3,
+                defaults=dict(adam_beta1=0.5, policy_delay=3),
             ),
             _spec(
                 "s2ac-dist",
@@ -271,7 +276,8 @@ def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
     """The agent config of ``algo`` under ``preset`` for ``env_id`` (pure; nothing is mutated).
 
     Fields are layered: the presets' shared part (:func:`s2ac.config.shared_preset_fields`), the
-    fields the name pins, then the algorithm module's ``preset_fields`` hook; under all of them, the
+    fields the name pins, the algorithm module's ``preset_fields`` hook, then the entry's
+    :attr:`AlgoSpec.defaults`; under all of them, the
     fields the critic part brings (:func:`s2ac.config.critic_preset_fields`: a distributional critic's
     support, the ``crossq`` critic's quick renorm warm-up) where none of those sets them.
     """
@@ -280,6 +286,7 @@ def make_agent_config(algo: str, preset: str, env_id: str) -> AgentConfig:
     fields = shared_preset_fields(preset, env_id)
     fields.update(spec.fixed_fields)
     fields.update(spec.load().preset_fields(preset, env_id))
+    fields.update(spec.defaults)
     fields = {**critic_preset_fields(fields.get("critic", "twin"), preset, env_id), **fields}
     config = spec.config_class(**fields)
     config.validate()
