@@ -144,15 +144,16 @@ def rbf_kernel_grad_first(x: Array, y: Array, sigma: Array | float) -> Array:
     return -(x - y) / sigma**2 * rbf_kernel(x, y, sigma)
 
 
-def bandwidth_from_rule(particles: Array, rule: BandwidthRule) -> Array:
-    """Kernel bandwidth sigma from the current particles (no gradient flows through it).
+def bandwidth_from_rule(particles: Array, rule: BandwidthRule, gradient: bool = False) -> Array:
+    """Kernel bandwidth sigma from the current particles; no gradient flows through it unless
+    ``gradient`` (then sigma moves with the particles, and so with the q0 network's parameters).
 
     * ``"mean/2"`` (authors' default): ``sigma^2 = mean(D) / (4 ln(m + 1))`` over all
       ``m^2`` pairs, zero diagonal included.
     * ``"median"``: ``sigma^2 = median(D) / (2 ln(m + 1))`` over the same ``m^2`` entries.
     """
     m = particles.shape[0]
-    sq = pairwise_sq_dists(jax.lax.stop_gradient(particles))
+    sq = pairwise_sq_dists(particles if gradient else jax.lax.stop_gradient(particles))
     if rule == "mean/2":
         sigma2 = jnp.mean(sq) / (4.0 * math.log(m + 1))
     elif rule == "median":
@@ -163,11 +164,12 @@ def bandwidth_from_rule(particles: Array, rule: BandwidthRule) -> Array:
     return jnp.sqrt(jnp.maximum(sigma2, 1e-12))
 
 
-def resolve_bandwidth(particles: Array, bandwidth: Bandwidth) -> Array:
+def resolve_bandwidth(particles: Array, bandwidth: Bandwidth, gradient: bool = False) -> Array:
     """Sigma for one particle set ``(m, d)``: a rule of :func:`bandwidth_from_rule` evaluated on the
-    particles, or the fixed value ``bandwidth`` (in the particles' dtype)."""
+    particles (differentiable in them if ``gradient``), or the fixed value ``bandwidth`` (in the
+    particles' dtype)."""
     if isinstance(bandwidth, str):
-        return bandwidth_from_rule(particles, bandwidth)  # type: ignore[arg-type]
+        return bandwidth_from_rule(particles, bandwidth, gradient)  # type: ignore[arg-type]
     return jnp.asarray(bandwidth, dtype=particles.dtype)
 
 
@@ -670,6 +672,7 @@ def svgd_sample(
     key: Array | None = None,
     probed: int | None = None,
     step_gradient: bool = True,
+    bandwidth_gradient: bool = False,
 ) -> SVGDResult:
     """Run ``steps`` SVGD steps from ``particles`` and track ``log q`` of every particle.
 
@@ -701,6 +704,9 @@ def svgd_sample(
         step_gradient: differentiate through the adaptive rule's ``eps`` (default); False treats the
             chosen steps as a schedule (``stop_gradient``), an ablation whose actor gradient is biased
             wherever the rule binds (docs/maths/entropy.md §4).
+        bandwidth_gradient: differentiate through a rule bandwidth (sigma moves with the particles);
+            False (default) treats it as a schedule. The density accounting never differentiates
+            sigma: in the mean-field limit it is a functional of q, not of one particle.
     """
     particles = jnp.asarray(particles)
     log_q0 = jnp.asarray(log_q0, dtype=particles.dtype)
@@ -710,7 +716,7 @@ def svgd_sample(
     options = dict(steps=steps, step_size=step_size, bandwidth=bandwidth, alpha=alpha, log_density=log_density)
     options.update(normalizer=normalizer, diagnostics=diagnostics, trajectory=trajectory, unroll=unroll)
     options.update(step_control=step_control, target_margin=target_margin, key=key, probed=probed)
-    options.update(step_gradient=step_gradient)
+    options.update(step_gradient=step_gradient, bandwidth_gradient=bandwidth_gradient)
     # One set as a batch of one: the same code path as the agents' batched sampler.
     result = svgd_sample_batched(lambda x: score_fn(x[0])[None], particles[None], log_q0[None], **options)
     return SVGDResult(*(None if field is None else field[0] for field in result))
@@ -745,6 +751,7 @@ def svgd_sample_batched(
     key: Array | None = None,
     probed: int | None = None,
     step_gradient: bool = True,
+    bandwidth_gradient: bool = False,
 ) -> SVGDResult:
     """:func:`svgd_sample` for ``B`` independent particle sets at once, with ONE score call per step.
 
@@ -775,7 +782,7 @@ def svgd_sample_batched(
     def body(carry, xs):
         eps, step_key = xs
         a, log_q, prev = carry
-        sigma = jax.vmap(lambda x: resolve_bandwidth(x, bandwidth))(a)
+        sigma = jax.vmap(lambda x: resolve_bandwidth(x, bandwidth, bandwidth_gradient))(a)
         scores = score_fn(a)
         j_self = _self_term(score_fn, a, log_density)
         trace = _probe_trace(score_fn, a, log_density, step_key, probed)

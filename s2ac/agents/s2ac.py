@@ -42,6 +42,7 @@ class S2ACConfig(AgentConfig):
         "log_density",
         "self_term_probes",
         "svgd_step_gradient",
+        "bandwidth_gradient",
         "normalizer",
         "sampler_alpha",
         "score_space",
@@ -88,6 +89,10 @@ class S2ACConfig(AgentConfig):
     (cheap: kernel terms and scores; the adaptive rule always has it)."""
     bandwidth: float | Literal["mean/2", "median"] = "mean/2"
     """Kernel bandwidth: a fixed sigma or a per-state, per-step rule (authors: "mean/2")."""
+    bandwidth_gradient: bool = False
+    """Differentiate the actor's loss through a rule bandwidth (sigma moves with the particles, so with
+    the q0 network). False (default, the authors' and every published result here): sigma is a
+    schedule, and the actor's gradient ignores its dependence on the parameters (docs/maths/entropy.md §4)."""
     log_density: Literal[
         "mean_field",
         "mean_field_logdet",

@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "s2ac, tuned alpha": ("s2ac", {"auto_alpha": True}),
     "s2ac, eps as a schedule": ("s2ac", {"auto_alpha": False, "svgd_step_gradient": False}),
     "s2ac, policy delay 3": ("s2ac", {"auto_alpha": False, "policy_delay": 3}),
+    "s2ac, sigma differentiated": ("s2ac", {"auto_alpha": False, "bandwidth_gradient": True}),
     "s2ac-crossq": ("s2ac-crossq", {}),
     "s2ac-crossq, CrossQ's critic width": ("s2ac-crossq", {"critic_hidden": (256, 256)}),
     "s2ac-crossq, beta1 0.9, no delay, warm-up 100k": (
@@ -40,7 +41,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 """Variant label -> (algorithm, agent config fields over the preset's). ``eps as a schedule`` is the
 actor-gradient ablation (the adaptive rule's steps stop-gradiented, docs/maths/entropy.md §4);
-``policy delay 3`` steps the q0 network on every third update only; the ``s2ac-crossq`` rows put S²AC on
+``policy delay 3`` steps the q0 network on every third update only; ``sigma differentiated`` takes the
+actor's gradient through the bandwidth rule too (``bandwidth_gradient``); the ``s2ac-crossq`` rows put S²AC on
 CrossQ's critic: as registered (CrossQ's Adam beta1 0.5 and policy delay 3, the preset's width), with
 CrossQ's own critic width (2 x 256 under quick), and with the entry's earlier settings (Adam's default
 beta1, no delay, CrossQ's paper warm-up of 100k, so no renormalisation within a quick run)."""

@@ -371,6 +371,7 @@ class SVGDActor:
             key=jax.random.fold_in(key, 1),  # the self-term probes (probe mode only); u0 keeps ``key``
             probed=cfg.self_term_probes,
             step_gradient=cfg.svgd_step_gradient,
+            bandwidth_gradient=cfg.bandwidth_gradient,
         )
         log_prob = res.log_q - squash_log_det(res.particles, self.box)
         return Particles(
