@@ -217,6 +217,8 @@ def _multigoal_rule(env: dict, short: bool = False) -> str:
     kinds = {"adaptive_bound": "adaptive step from the global bound", "fixed": "fixed step"}
     kind = kinds.get(control, "adaptive step")
     rule = f"S²AC: {kind}, target margin {config.get('svgd_target_margin')}, density `{config.get('log_density')}`"
+    if config.get("bandwidth_gradient"):
+        rule += ", actor gradient through the bandwidth"
     return rule if short else rule + "."
 
 

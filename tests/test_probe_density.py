@@ -145,17 +145,19 @@ def test_probe_mode_actor_gradient_matches_finite_differences(theta, monkeypatch
 @pytest.mark.parametrize(
     ("preset", "env_id", "mode"),
     [
-        ("quick", "Hopper-v5", ("per_particle_trace_probe", "adaptive", 0.5)),
-        ("corrected", "Pendulum-v1", ("per_particle_trace_probe", "adaptive", 0.5)),
-        ("quick", "s2ac/MultiGoal3-v0", ("mean_field", "adaptive_bound", 0.3)),
-        ("corrected", "s2ac/MultiGoal-v0", ("mean_field", "adaptive_bound", 0.3)),
-        ("paper", "Hopper-v5", ("mean_field", "fixed", 0.5)),
+        ("quick", "Hopper-v5", ("per_particle_trace_probe", "adaptive", 0.5, False)),
+        ("corrected", "Pendulum-v1", ("per_particle_trace_probe", "adaptive", 0.5, False)),
+        ("quick", "s2ac/MultiGoal3-v0", ("mean_field", "adaptive_bound", 0.3, True)),
+        ("corrected", "s2ac/MultiGoal-v0", ("mean_field", "adaptive_bound", 0.3, True)),
+        ("paper", "Hopper-v5", ("mean_field", "fixed", 0.5, False)),
+        ("paper", "s2ac/MultiGoal3-v0", ("mean_field", "fixed", 0.3, False)),
     ],
 )
 def test_presets_pick_the_density_measured_against_ground_truth(preset, env_id, mode):
     """MuJoCo-style presets (L = 3, the blocks' rule at margin 0.5): the probe mode; multigoal (L = 10,
-    the bound's rule at margin 0.3): the mean field; paper: the authors' closed form and fixed step
-    (docs/maths/entropy.md §5)."""
+    the bound's rule at margin 0.3, sigma differentiated): the mean field; paper: the authors' closed
+    form, fixed step and sigma as a schedule (docs/maths/entropy.md §4, §5)."""
     for algo in ("s2ac", "s2ac-phi", "s2ac-crossq"):
         config = make_agent_config(algo, preset, env_id)
-        assert (config.log_density, config.svgd_step_control, config.svgd_target_margin) == mode
+        got = (config.log_density, config.svgd_step_control, config.svgd_target_margin, config.bandwidth_gradient)
+        assert got == mode
