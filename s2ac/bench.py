@@ -24,6 +24,7 @@ import numpy as np
 from s2ac.agents import ALGOS, EnvSpec, config_class, make_agent, make_agent_config
 from s2ac.agents.s2ac import S2ACConfig
 from s2ac.checks import require
+from s2ac.config import AgentConfig
 from s2ac.diffusion import check_diffusion_steps
 from s2ac.machine import machine_info, median_seconds
 from s2ac.types import Batch
@@ -122,7 +123,7 @@ def variant_costs(args: BenchUpdate, variants: dict[str, dict], rounds: int = 5,
     updates = {}
     for name, fields in variants.items():
         update, state, batch, _ = compiled_update(args.algo, args.preset, args, overrides=fields, count_flops=False)
-        delay = dataclasses.replace(make_agent_config(args.algo, args.preset, args.preset_env), **fields).policy_delay
+        delay = bench_config(args.algo, args.preset, args, fields).policy_delay
         updates[name] = (consecutive(update, delay), state, batch, delay)
     if with_sac:
         update, state, batch, _ = compiled_update("sac", "corrected", args, count_flops=False)
@@ -198,11 +199,16 @@ def algo_costs(args: BenchUpdate, algos: tuple[str, ...], rounds: int = 5) -> di
     }
 
 
+def bench_config(algo: str, preset: str, args: BenchUpdate, overrides: dict | None = None) -> AgentConfig:
+    """``algo``'s config under ``preset`` for ``args.preset_env``, with ``overrides``, before the bench's sizes."""
+    return dataclasses.replace(make_agent_config(algo, preset, args.preset_env), **(overrides or {}))
+
+
 def compiled_update(algo: str, preset: str, args: BenchUpdate, overrides: dict | None = None, count_flops=True):
     """``(update, state, batch, flops)``: the jitted update as training runs it, its inputs, and
     its useful FLOPs (see the module docstring; NaN unless ``count_flops``). ``overrides``: agent
     config fields to change (the step-rule comparison)."""
-    config = dataclasses.replace(make_agent_config(algo, preset, args.preset_env), **(overrides or {}))
+    config = bench_config(algo, preset, args, overrides)
     fields = dict(
         batch_size=args.batch,
         critic_hidden=(args.hidden,) * len(config.critic_hidden),

@@ -218,12 +218,12 @@ PAPER_FIELDS = dict(
 
 MULTIGOAL_STEP_CONTROL = "adaptive_bound"
 """Step rule of the multigoal presets: the proven global bound (score norms only). At these sizes the
-blocks' rule cost 1.4-1.7x the fixed step's update, most of it the actor's gradient through the
+blocks' rule cost 1.3-1.7x the fixed step's update, most of it the actor's gradient through the
 blocks; the bound's rule costs almost nothing (docs/maths/entropy.md §6)."""
 MULTIGOAL_TARGET_MARGIN = 0.3
 """Target margin of the multigoal presets (L = 10, under :data:`MULTIGOAL_STEP_CONTROL`): on the 3-mode
-2-D check target it moves the particles as far as the blocks' rule at 0.1 (mean eps 0.034, against
-0.033), with the mean field +0.17 nats from k-NN (``s2ac reproduce entropy-check``;
+2-D check target it moves the particles as far as the blocks' rule at 0.1 (mean eps 0.0335, against
+0.0331), with the mean field +0.17 nats from k-NN (``s2ac reproduce entropy-check``;
 docs/maths/entropy.md)."""
 MULTIGOAL_BANDWIDTH_GRADIENT = True
 """The multigoal presets differentiate the actor's loss through the bandwidth rule: on 5 seeds at the

@@ -68,9 +68,9 @@ def write_figure(summary: dict, path: Path) -> None:
     plt = pyplot()
     dims = sorted({r["d"] for r in summary["rows"]})
     fig, axes = plt.subplots(1, len(dims), figsize=(4 * len(dims), 3.2), squeeze=False)
+    local = [r for r in summary["rows"] if r.get("rule", "adaptive") != "adaptive_bound"]  # the blocks' rule
     for ax, d in zip(axes[0], dims):
         for name, style in zip(summary["estimators"], ("-", "--", ":", "-.", (0, (1, 3)))):
-            local = [r for r in summary["rows"] if r.get("rule", "adaptive") != "adaptive_bound"]
             for margin in sorted({r["margin"] for r in local}, key=lambda m: -1 if m is None else m):
                 rows = [r for r in local if r["d"] == d and r["margin"] == margin]
                 if name != "mean_field" and margin not in (None, 0.5):
