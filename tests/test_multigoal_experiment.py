@@ -49,8 +49,8 @@ def test_budgets_are_valid_schedules():
     default, full = mg.MultigoalBudget(), mg.MultigoalBudget.full()
     for budget in (default, full):
         check_schedule(budget.train_config(MG3))
-    # Rounds end at 50, 100, ...; the first with n >= 1000 is n = 1000: 181 rounds.
-    assert default.n_updates == 181 * default.gradient_steps
+    # Rounds end at 50, 100, ..., 15000; the first with n >= 1000 is n = 1000: 281 rounds.
+    assert default.n_updates == 281 * default.gradient_steps
     assert full.agent_config("s2ac", MG3).critic_hidden == (256, 256)
 
 

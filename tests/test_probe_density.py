@@ -11,6 +11,7 @@ import pytest
 
 from s2ac import stein
 from s2ac.agents import make_agent_config
+from s2ac.envs import action_dim
 
 ALPHA, SIGMA, EPS = 0.7, 0.6, 0.05
 
@@ -146,7 +147,9 @@ def test_probe_mode_actor_gradient_matches_finite_differences(theta, monkeypatch
     ("preset", "env_id", "mode"),
     [
         ("quick", "Hopper-v5", ("per_particle_trace_probe", "adaptive", 0.5, False)),
-        ("corrected", "Pendulum-v1", ("per_particle_trace_probe", "adaptive", 0.5, False)),
+        ("corrected", "Hopper-v5", ("per_particle_trace_probe", "adaptive", 0.5, False)),
+        ("corrected", "Pendulum-v1", ("mean_field", "adaptive", 0.5, False)),
+        ("quick", "InvertedDoublePendulum-v5", ("mean_field", "adaptive", 0.5, False)),
         ("quick", "s2ac/MultiGoal3-v0", ("mean_field", "adaptive_bound", 0.3, True)),
         ("corrected", "s2ac/MultiGoal-v0", ("mean_field", "adaptive_bound", 0.3, True)),
         ("paper", "Hopper-v5", ("mean_field", "fixed", 0.5, False)),
@@ -154,10 +157,29 @@ def test_probe_mode_actor_gradient_matches_finite_differences(theta, monkeypatch
     ],
 )
 def test_presets_pick_the_density_measured_against_ground_truth(preset, env_id, mode):
-    """MuJoCo-style presets (L = 3, the blocks' rule at margin 0.5): the probe mode; multigoal (L = 10,
+    """MuJoCo-style presets (L = 3, the blocks' rule at margin 0.5): the probe mode above two action
+    dimensions, the mean field up to two (both within 0.2 nats there; first derivatives only); multigoal (L = 10,
     the bound's rule at margin 0.3, sigma differentiated): the mean field; paper: the authors' closed
     form, fixed step and sigma as a schedule (docs/maths/entropy.md §4, §5)."""
     for algo in ("s2ac", "s2ac-phi", "s2ac-crossq"):
         config = make_agent_config(algo, preset, env_id)
         got = (config.log_density, config.svgd_step_control, config.svgd_target_margin, config.bandwidth_gradient)
         assert got == mode
+
+
+@pytest.mark.parametrize(
+    ("env_id", "dim"),
+    [
+        ("Pendulum-v1", 1),
+        ("InvertedDoublePendulum-v5", 1),
+        ("Hopper-v5", 3),
+        ("s2ac/MultiGoal3-v0", 2),
+        ("NoSuchEnv-v0", None),
+    ],
+)
+def test_action_dim_reads_the_env(env_id, dim):
+    """The size the presets' density choice reads: the env's action vector, None for an id not made here
+    (whose S²AC presets then keep the config's default density)."""
+    assert action_dim(env_id) == dim
+    if dim is None:
+        assert make_agent_config("s2ac", "corrected", env_id).log_density == "per_particle_trace_probe"

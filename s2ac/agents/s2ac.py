@@ -20,6 +20,7 @@ from s2ac import stein
 from s2ac.agents.common import PARTICLE_ACT_MODES, CriticAgent, CriticState, check_act_mode, pick_action
 from s2ac.checks import finite_positive, positive_int, require
 from s2ac.config import AgentConfig, is_multigoal
+from s2ac.envs import action_dim
 from s2ac.nets import GaussianHead
 from s2ac.parts.actors import Particles, SVGDActor, keep_wide_matmuls, particle_diagnostics
 from s2ac.parts.temperature import Temperature
@@ -236,17 +237,36 @@ target under the presets' rule; the probe mode -0.09 there, at one more JVP per 
 config's default (the probe mode) applies."""
 
 
+MEAN_FIELD_MAX_ACT_DIM = 2
+"""Largest action size at which the presets off multigoal (L = 3, the blocks' rule at margin 0.5) use
+the mean field instead of the probe mode. On the 3-mode check target at those settings the mean field
+is -0.03 and +0.13 nats from k-NN in d = 1 and 2 (the probe -0.07 and -0.02): both within the 0.2
+asked, and the mean field needs first derivatives only (the probe costs 1.21x its update). In d = 3
+and 6 it is +0.41 and +1.00 off, so larger actions keep the probe (docs/maths/entropy.md §5)."""
+
+
+def density_for(env_id: str) -> str | None:
+    """The presets' ``log_density`` off multigoal: ``"mean_field"`` up to :data:`MEAN_FIELD_MAX_ACT_DIM`
+    action dimensions, None (the config's default, the probe mode) above it or where the env's action
+    size is unknown here."""
+    dim = action_dim(env_id)
+    return "mean_field" if dim is not None and dim <= MEAN_FIELD_MAX_ACT_DIM else None
+
+
 def preset_fields(preset: str, env_id: str) -> dict:
     """S²AC's own preset fields: L = 10 on multigoal, 3 on MuJoCo (authors), the multigoal step rule,
     target margin, bandwidth gradient and density (:data:`MULTIGOAL_STEP_CONTROL`,
     :data:`MULTIGOAL_TARGET_MARGIN`, :data:`MULTIGOAL_BANDWIDTH_GRADIENT`, :data:`MULTIGOAL_LOG_DENSITY`),
-    and the paper behaviour (the authors' closed form and fixed step)."""
+    the density by action size elsewhere (:func:`density_for`), and the paper behaviour (the authors'
+    closed form and fixed step)."""
     fields: dict = {"svgd_steps": 10 if is_multigoal(env_id) else 3}
     if is_multigoal(env_id):
         fields["svgd_step_control"] = MULTIGOAL_STEP_CONTROL
         fields["bandwidth_gradient"] = MULTIGOAL_BANDWIDTH_GRADIENT
         fields["svgd_target_margin"] = MULTIGOAL_TARGET_MARGIN
         fields["log_density"] = MULTIGOAL_LOG_DENSITY
+    elif preset != "paper" and (density := density_for(env_id)) is not None:
+        fields["log_density"] = density
     if preset == "paper":
         fields.update(PAPER_FIELDS)
     return fields

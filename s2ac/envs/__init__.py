@@ -14,6 +14,8 @@ truncation). :func:`jax_env_for` gives the task for the pure-JAX path
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 
 import gymnasium
 from gymnasium import spaces
@@ -48,6 +50,7 @@ __all__ = [
     "THREE_GOALS_OBSTACLE",
     "MultiGoalEnv",
     "MultiGoalSpec",
+    "action_dim",
     "draw_multigoal",
     "is_multigoal",
     "jax_env_for",
@@ -115,6 +118,23 @@ def make_env(env_id: str, **kwargs) -> gymnasium.Env:
             "(every agent here needs a continuous Box action space)"
         )
     return env
+
+
+@functools.lru_cache(maxsize=128)
+def action_dim(env_id: str) -> int | None:
+    """Size of ``env_id``'s action vector (2 for the multigoal ids), or None where the env cannot be
+    made here (an unknown id, a missing simulator): presets that depend on it then keep their default.
+    Cached: one ``make`` per id and process."""
+    if is_multigoal(env_id):
+        return 2
+    try:
+        env = make_env(env_id)
+    except (ValueError, ImportError, gymnasium.error.Error):
+        return None
+    try:
+        return math.prod(env.action_space.shape)
+    finally:
+        env.close()
 
 
 def _unknown_id_message(env_id: str, err: Exception) -> str:

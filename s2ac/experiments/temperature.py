@@ -8,7 +8,7 @@ estimate is the sampler's log-density, which is checked against k-NN ground trut
 Gymnasium tasks run as lockstep groups (the seeds of one variant vmapped in one process, run folders
 under ``out/<variant>/<env>/seed<k>``, checkpoints kept, so that the same command continues a cut-off
 run); the multigoal task runs through the multigoal harness (:mod:`s2ac.experiments.multigoal`) at its
-default budget, evaluated on 50 stochastic episodes per seed. SAC runs beside them as the reference.
+default budget, evaluated on its stochastic test episodes. SAC runs beside them as the reference.
 """
 
 from __future__ import annotations
@@ -110,8 +110,20 @@ def gym_row(out: Path, label: str, env_id: str, seeds: tuple[int, ...]) -> dict[
     }
 
 
+LEGACY_MULTIGOAL_BUDGET = {"total_steps": 10_000, "random_steps": 2_000, "eval_episodes": 50}
+"""The multigoal harness's default budget when summaries did not record it (before 15k env steps)."""
+
+
+def multigoal_budget_fields() -> dict[str, int]:
+    """The multigoal harness's default schedule and test size, as a summary records them."""
+    from s2ac.experiments.multigoal.config import MultigoalBudget
+
+    budget = MultigoalBudget()
+    return {name: getattr(budget, name) for name in LEGACY_MULTIGOAL_BUDGET}
+
+
 def multigoal_row(label: str, seeds: tuple[int, ...], progress: bool) -> dict[str, Any]:
-    """The multigoal harness's default budget; goal coverage of 50 stochastic episodes per seed."""
+    """The multigoal harness's default budget; goal coverage of its stochastic test episodes per seed."""
     import jax
 
     from s2ac.envs import jax_env_for
@@ -141,6 +153,7 @@ def multigoal_row(label: str, seeds: tuple[int, ...], progress: bool) -> dict[st
 
 
 def report_markdown(summary: dict) -> str:
+    mg_budget = summary.get("multigoal_budget", LEGACY_MULTIGOAL_BUDGET)
     rows = []
     for r in summary["rows"]:
         alpha = f"{np.mean(r['alpha']):.3g}" if r["alpha"] else "—"
@@ -157,9 +170,11 @@ def report_markdown(summary: dict) -> str:
             "",
             f"- Command: `{summary['command']}`",
             f"- Seeds: {summary['seeds']}; preset `{summary['preset']}`; Gymnasium steps: {summary['gym_steps']};"
-            " multigoal: the harness's default budget (10k env steps).",
+            f" multigoal: the harness's default budget ({mg_budget['total_steps']:,} env steps,"
+            f" {mg_budget['random_steps']:,} of them random).",
             "- Return: the last deterministic evaluation (Gymnasium tasks, "
-            f"{EVAL_EPISODES} episodes) or the mean return of 50 stochastic episodes (multigoal);"
+            f"{EVAL_EPISODES} episodes) or the mean return of {mg_budget['eval_episodes']} stochastic episodes"
+            " (multigoal);"
             " mean ± 95% t-interval over seeds.",
             f"- Entropy reached: Gymnasium tasks, the logged policy entropy (the sampler's own density for S²AC,"
             f" the exact log-density for SAC), mean of the last {ENTROPY_WINDOW} logged rows; multigoal,"
@@ -208,6 +223,7 @@ def run_temperature(
         "seeds": list(seeds),
         "preset": preset,
         "gym_steps": {e: steps or GYM_STEPS.get(e, 10_000) for e in envs if e != MULTIGOAL_ENV},
+        "multigoal_budget": multigoal_budget_fields(),
         "rows": rows,
         "wall_s": time.perf_counter() - start,
     }

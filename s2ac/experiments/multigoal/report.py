@@ -365,5 +365,7 @@ def budget_note(budget: MultigoalBudget) -> str:
         "cores: an S²AC(phi,theta) update (m = 10, L = 10, second order through the sampler, adaptive step, "
         "2 x 32 networks, batch 50) costs about 23 ms per seed there. All methods get the same env steps and "
         "updates; none is converged, so these numbers compare methods at equal small budgets, not the paper's "
-        "final policies. `--full` runs 100k steps."
+        f"final policies. The first {budget.random_steps:,} steps are uniform random for every method (the "
+        "authors: 10,000), so that each goal is reached a few times before the policies' own data takes over. "
+        "`--full` runs 100k steps."
     )
