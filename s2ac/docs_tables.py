@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2ac.experiments.stats import fmt_ci, fmt_number
+from s2ac.experiments.stats import fmt_ci, fmt_number, outcome_distance
 
 COMMAND = "python -m s2ac.docs_tables"
 REGION = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -139,6 +139,12 @@ def _multigoal_env(root: Path) -> tuple[dict, dict]:
     return summary, summary["results"][env_id]
 
 
+def _soft_optimal(root: Path) -> dict | None:
+    """The soft-optimal reference of the summary's first env (None in summaries without one)."""
+    summary = _load(root, MULTIGOAL)
+    return summary["envs"][next(iter(summary["results"]))].get("soft_optimal")
+
+
 def _probe_mean(table) -> np.ndarray:
     """Per-seed mean over probe states of a ``(seeds, probes)`` entropy table."""
     return np.nanmean(np.asarray([_nums(row) for row in table]), axis=1)
@@ -159,8 +165,25 @@ def _margin_cell(res: dict) -> str:
     return f"{worst:.2f}" + (" INVALID" if worst >= 1 else "")
 
 
-def _multigoal_rows(env: dict) -> list[list[str]]:
+def _multigoal_rows(env: dict, reference: dict | None = None) -> list[list[str]]:
+    """One row per method (goal shares, TV distance to the soft-optimal policy's outcomes where the summary
+    has it, coverage, success, wall, entropies, margin), after the reference's own row."""
     rows = []
+    if reference is not None:
+        ref = reference["goal_shares"]
+        rows.append(
+            [
+                "soft-optimal π* (reference)",
+                " / ".join(f"{s:.2f}" for s in ref),
+                "0",
+                "—",
+                str(sum(s >= 0.05 for s in ref)),
+                f"{reference['success']:.3f}",
+                "—",
+                f"{np.mean(reference['probe_entropy']):.2f} (exact)",
+                "—",
+            ]  # fmt: skip
+        )
     for algo, res in env.items():
         plain = res["eval"]["plain"]["random"]
         shares = np.asarray([_nums(r) for r in plain["goal_fractions"]])
@@ -169,6 +192,7 @@ def _multigoal_rows(env: dict) -> list[list[str]]:
             [
                 _label(algo),
                 " / ".join(f"{np.nanmean(shares[:, g]):.2f}" for g in range(shares.shape[1])),
+                *([] if reference is None else [fmt_ci(outcome_distance(shares, reference["goal_shares"]))]),
                 f"{int(np.sum(covered >= shares.shape[1]))}/{covered.size}",
                 fmt_ci(covered, 1),
                 fmt_ci(_nums(plain["success_rate"])),
@@ -183,9 +207,11 @@ def _multigoal_rows(env: dict) -> list[list[str]]:
 def multigoal_headline(root: Path) -> str:
     """Per method: goal shares, coverage, success, wall, entropy estimates, worst training margin."""
     summary, env = _multigoal_env(root)
+    reference = _soft_optimal(root)
     header = [
         "method",
         "goal shares",
+        *([] if reference is None else ["distance to π*'s outcomes (TV)"]),
         "seeds covering every goal",
         "goals covered",
         "success rate",
@@ -196,9 +222,19 @@ def multigoal_headline(root: Path) -> str:
     note = (
         f"`{summary['command']}`: {len(summary['seeds'])} seeds, {summary['budget']['total_steps']:,} env steps, "
         f"{summary['budget']['eval_episodes']} stochastic test episodes per seed; mean ± 95% t half-width over seeds; "
-        f"a goal is covered when it gets ≥ 5% of a seed's episodes. {_multigoal_rule(env)}"
+        f"a goal is covered when it gets ≥ 5% of a seed's episodes. {_multigoal_rule(env)}" + _reference_note(reference)
     )
-    return "\n".join([note, "", _table(header, _multigoal_rows(env)), "", _source(MULTIGOAL)])
+    return "\n".join([note, "", _table(header, _multigoal_rows(env, reference)), "", _source(MULTIGOAL)])
+
+
+def _reference_note(reference: dict | None) -> str:
+    if reference is None:
+        return ""
+    return (
+        " π*: the soft-optimal policy at the methods' temperature, by soft value iteration on a grid of spacing "
+        f"{reference['spacing']:g} ({reference['episodes']:,} test episodes); TV: total-variation distance between a "
+        "seed's outcomes (each goal, none) and π*'s."
+    )
 
 
 def _multigoal_rule(env: dict, short: bool = False) -> str:
@@ -225,12 +261,16 @@ def _multigoal_rule(env: dict, short: bool = False) -> str:
 def multigoal_compact(root: Path) -> str:
     """The README's multigoal row: coverage and success only."""
     summary, env = _multigoal_env(root)
-    rows = [[r[0], r[2], r[3], r[4]] for r in _multigoal_rows(env)]
+    reference = _soft_optimal(root)
+    columns = [0, 2, 3, 4, 5] if reference is not None else [0, 2, 3, 4]  # with the TV column after the shares
+    rows = [[r[i] for i in columns] for r in _multigoal_rows(env, reference)]
     note = (
         f"Multigoal (3 goals), {summary['budget']['total_steps']:,} env steps, {len(summary['seeds'])} seeds "
         f"({_multigoal_rule(env, short=True)}):"
     )
     header = ["method", "seeds covering every goal", "goals covered", "success rate"]
+    if reference is not None:
+        header.insert(1, "distance to the soft-optimal π* (TV)")
     return "\n".join([note, "", _table(header, rows), "", _source(MULTIGOAL)])
 
 

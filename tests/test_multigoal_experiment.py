@@ -95,6 +95,8 @@ TINY = mg.MultigoalBudget(
     n_chunks=2,
     hidden=(16, 16),
     batch_size=16,
+    reference_spacing=0.5,
+    reference_episodes=400,
 )
 
 
@@ -113,6 +115,9 @@ def test_run_multigoal_end_to_end_tiny(tmp_path):
     assert report.startswith("# Multigoal") and summary["command"] in head
     assert "Hardware:" in head and "Wall time:" in head and "Budget per run: 400 env steps" in head
     assert "no-such-algo" in report and "not available (no tractable density)" not in report  # no SQL here
+    reference = summary["envs"][MG3]["soft_optimal"]
+    assert reference["spacing"] == 0.5 and sum(reference["goal_shares"]) == pytest.approx(reference["success"])
+    assert "soft-optimal π* (reference)" in head and "distance to π*'s outcomes (TV)" in head
 
     res = summary["results"][MG3]
     for algo in ("s2ac-phi", "sac"):

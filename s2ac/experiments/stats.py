@@ -71,3 +71,14 @@ def fmt_number(value: float | None, digits: int = 2, missing: str = "n/a") -> st
 
 
 __all__ = ["finite", "fmt_ci", "fmt_number", "mean_ci", "seed_stats", "t_quantile_975"]
+
+
+def outcome_distance(goal_fractions, reference_shares) -> np.ndarray:
+    """Total-variation distance, per seed, between a policy's outcome distribution over {each goal, no goal}
+    and a reference's: ``1/2 sum_o |p(o) - p_ref(o)|``, in [0, 1]. ``goal_fractions``: ``(seeds, goals)``
+    shares of episodes ending at each goal; ``reference_shares``: ``(goals,)``."""
+    p = np.asarray(goal_fractions, np.float64)
+    ref = np.asarray(reference_shares, np.float64)
+    p = np.concatenate([p, 1.0 - p.sum(axis=1, keepdims=True)], axis=1)
+    ref = np.concatenate([ref, [1.0 - ref.sum()]])
+    return 0.5 * np.abs(p - ref[None]).sum(axis=1)

@@ -67,6 +67,11 @@ class MultigoalBudget:
     """Policy samples per probe state drawn over the Q contours."""
     n_chunks: int = 20
     """Host syncs (progress / history rows) per run."""
+    reference_spacing: float | None = 0.1
+    """Grid spacing of the soft-optimal reference (:mod:`~s2ac.experiments.multigoal.soft_optimal`; about
+    40 s at 0.1 on 2 cores); None skips it."""
+    reference_episodes: int = 20_000
+    """Test episodes of the soft-optimal policy."""
     hidden: tuple[int, ...] | None = None
     """Override of every network's hidden widths (tests); None keeps the preset's."""
     batch_size: int | None = None

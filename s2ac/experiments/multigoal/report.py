@@ -21,7 +21,7 @@ from s2ac.experiments.multigoal.config import (
     MultigoalBudget,
 )
 from s2ac.experiments.reporting import markdown_table
-from s2ac.experiments.stats import fmt_ci
+from s2ac.experiments.stats import fmt_ci, outcome_distance
 
 
 def _arr(values) -> np.ndarray:
@@ -60,14 +60,17 @@ ESTIMATOR_LABELS = {
 }
 
 
-def entropy_table(env: dict, probes: list[tuple[float, float]]) -> str:
-    """Markdown: rows (method, estimator), columns probe states; mean +- CI over seeds.
+def entropy_table(env: dict, probes: list[tuple[float, float]], reference: dict | None = None) -> str:
+    """Markdown: rows (method, estimator), columns probe states; mean +- CI over seeds; first the
+    soft-optimal policy's exact entropy where ``reference`` is given.
 
     S²AC density estimates come with the largest invertibility margin of the SVGD steps that produced
     them (a row of its own); a cell whose margin reached 1 in any seed is marked INVALID.
     """
     header = ["method", "estimator"] + [f"({x:g}, {y:g})" for x, y in probes]
     rows = []
+    if reference is not None:
+        rows.append(["soft-optimal π*", "exact (grid)"] + [f"{h:.2f}" for h in reference["probe_entropy"]])
     for algo, res in env.items():
         ent = res["entropy"]
         margin = _arr(ent["margin"]) if "margin" in ent else None
@@ -143,12 +146,23 @@ def _validity_label(margin: dict | None) -> str:
     return f"{worst:.2f}" + (" INVALID" if worst >= 1 else "")
 
 
-def headline_table(results: dict) -> str:
-    """Markdown: one row per (env, method) with the numbers the paper's multigoal claims rest on."""
+def reference_row(env_id: str, reference: dict) -> list[str]:
+    """The soft-optimal policy's row of the headline table (its numbers have no seeds)."""
+    shares = " / ".join(f"{s:.2f}" for s in reference["goal_shares"])
+    entropy = f"{np.mean(reference['probe_entropy']):.2f} (exact)"
+    covered = sum(share >= COVERAGE_SHARE for share in reference["goal_shares"])
+    return [env_id.removeprefix("s2ac/"), "soft-optimal π* (reference)", shares, "0", "—", str(covered),
+            f"{reference['success']:.3f}", "—", entropy, "—", "—", "—", "—"]  # fmt: skip
+
+
+def headline_table(results: dict, envs: dict | None = None) -> str:
+    """Markdown: one row per (env, method) with the numbers the paper's multigoal claims rest on, and the
+    soft-optimal reference's row where ``envs[env_id]`` holds one (:mod:`.soft_optimal`)."""
     header = [
         "env",
         "method",
         "goal shares (stochastic)",
+        "distance to π*'s outcomes (TV)",
         "seeds covering all goals",
         "goals covered",
         "success",
@@ -161,9 +175,13 @@ def headline_table(results: dict) -> str:
     ]
     rows = []
     for env_id, env in results.items():
+        reference = (envs or {}).get(env_id, {}).get("soft_optimal")
+        if reference is not None:
+            rows.append(reference_row(env_id, reference))
         for algo, res in env.items():
             plain, wall = res["eval"]["plain"]["random"], res["eval"]["obstacle"]["random"]
             fr = _arr(plain["goal_fractions"])
+            distance = "—" if reference is None else fmt_ci(outcome_distance(fr, reference["goal_shares"]))
             ent = res["entropy"]
             own = ent.get("closed_form", ent.get("log_prob", ent.get("lower_bound")))
             worst = _worst_margin(res["invertibility_margin"])
@@ -173,6 +191,7 @@ def headline_table(results: dict) -> str:
                     env_id.removeprefix("s2ac/"),
                     algo,
                     " / ".join(f"{np.nanmean(fr[:, g]):.2f}" for g in range(fr.shape[1])),
+                    distance,
                     _covered_all(plain, fr.shape[1]),
                     fmt_ci(_nan_arr(plain["goals_covered"])),
                     fmt_ci(_nan_arr(plain["success_rate"])),
@@ -209,6 +228,8 @@ def training_table(results: dict) -> str:
 def _header(summary: dict) -> list[str]:
     """Command, budget, seeds, hardware, wall time and methods."""
     b = summary["budget"]
+    timing = summary["timing_s"]
+    reference_s = f", soft-optimal reference {timing['reference']:.0f} s" if "reference" in timing else ""
     mach = summary["machine"]
     seeds = summary["seeds"]
     updates = summary["n_updates"]
@@ -225,8 +246,8 @@ def _header(summary: dict) -> list[str]:
         f"and env variant; entropy: {b['entropy_draws']} draws per probe state and seed.",
         f"- Hardware: {mach['cpu_count']}-core {mach['arch']} CPU ({mach['platform']}), jax {mach['jax']} "
         f"({mach['backend']} backend).",
-        f"- Wall time: {summary['timing_s']['total']:.0f} s in all (training {summary['timing_s']['train']:.0f} s, "
-        f"evaluation {summary['timing_s']['eval']:.0f} s, figures {summary['timing_s']['figures']:.0f} s).",
+        f"- Wall time: {timing['total']:.0f} s in all (training {timing['train']:.0f} s, evaluation "
+        f"{timing['eval']:.0f} s, figures {timing['figures']:.0f} s{reference_s}).",
         f"- Methods: {', '.join(summary['algos'])}.",
     ]
     if summary["skipped_algos"]:
@@ -254,7 +275,7 @@ def _overview(summary: dict) -> list[str]:
         "own density = S²AC closed form / SAC, SAC-NF exact log-density / DIME entropy lower bound. "
         "Margin: last chunk (see the end).",
         "",
-        headline_table(summary["results"]),
+        headline_table(summary["results"], summary["envs"]),
         "",
         "## Training",
         "",
@@ -270,6 +291,17 @@ def _env_section(env_id: str, env: dict, info: dict) -> list[str]:
     slug = info["slug"]
     goals = info["goals"]
     out = [f"## {env_id}", "", "Goals: " + ", ".join(f"G{i + 1} = {tuple(g)}" for i, g in enumerate(goals)), ""]
+    reference = info.get("soft_optimal")
+    if reference is not None:
+        out += [
+            "Soft-optimal reference π*: soft value iteration on a grid of spacing "
+            f"{reference['spacing']:g} (positions and actions; {reference['iterations']} backups, last change "
+            f"{reference['residual']:.1e}) at the methods' reward scale {reference['reward_scale']:g}, "
+            f"α {reference['alpha']:g} and γ {reference['gamma']:g}, then {reference['episodes']:,} test episodes "
+            "(`s2ac.experiments.multigoal.soft_optimal`). It is what maximum-entropy training converges to; the "
+            "TV column of the headline is each seed's distance to its outcome distribution.",
+            "",
+        ]
     for variant in VARIANTS:
         for mode in MODES:
             title = "with the wall " + str(tuple(map(tuple, info["wall"]))) if variant == "obstacle" else "no wall"
@@ -282,7 +314,7 @@ def _env_section(env_id: str, env: dict, info: dict) -> list[str]:
     out += [
         "### Per-state entropy −E log π(a|s) of the executed action (nats)",
         "",
-        entropy_table(env, info["probe_states"]),
+        entropy_table(env, info["probe_states"], info.get("soft_optimal")),
         "",
         f"![trajectories]({slug}_trajectories.png)",
         "",

@@ -35,6 +35,7 @@ from s2ac.experiments.multigoal.config import (
 from s2ac.experiments.multigoal.metrics import entropy_estimators, episode_metrics, margin_summary
 from s2ac.experiments.multigoal.plots import plot_learning_curves, write_env_figures
 from s2ac.experiments.multigoal.report import NOTES, budget_note, cli_command, report_markdown
+from s2ac.experiments.multigoal.soft_optimal import soft_optimal_reference
 from s2ac.experiments.reporting import json_safe
 from s2ac.jax_loop import Rollouts, env_spec_of, play_episodes, train_vectorized, unstack_tree
 from s2ac.machine import machine_info, pick
@@ -242,7 +243,21 @@ def _run_env(
     ctx["files"] += write_env_figures(ctx["out"], slug, task, obstacle_task, per_algo)
     ctx["timing"]["figures"] += time.perf_counter() - t0
     ctx["results"][env_id], ctx["histories"][env_id] = results, histories
-    return {"slug": slug, "goals": task.goals, "probe_states": task.probe_states, "wall": obstacle_task.wall}
+    info = {"slug": slug, "goals": task.goals, "probe_states": task.probe_states, "wall": obstacle_task.wall}
+    if budget.reference_spacing is not None:
+        t0 = time.perf_counter()
+        config = budget.agent_config(algos[0], env_id)  # every method shares the temperature and discount
+        info["soft_optimal"] = soft_optimal_reference(
+            task,
+            config.reward_scale,
+            config.alpha,
+            config.gamma,
+            budget.reference_spacing,
+            budget.reference_episodes,
+            jax.random.fold_in(ctx["key"], 1000 + e_index),
+        )
+        ctx["timing"]["reference"] = ctx["timing"].get("reference", 0.0) + time.perf_counter() - t0
+    return info
 
 
 def _resolve(full: bool, seeds: int, algos, envs, budget) -> tuple[list[str], list[str], dict, MultigoalBudget]:
