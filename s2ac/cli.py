@@ -341,7 +341,8 @@ class MultigoalCommand:
     """Output folder for report.md, summary.json and figures."""
     full: bool = False
     """The long run: 2 x 256 networks, 100k env steps at one update per step, 3- and 4-goal envs (hours).
-    Default: small networks, 15k env steps (5k random), the 3-goal env (about 15 minutes on 2 CPU cores)."""
+    Default: small networks, 15k env steps (5k random) at one update per step, the 3-goal env (about 20
+    minutes on 2 CPU cores)."""
     seeds: int = 5
     """Seeds per (algorithm, env), trained together (vmapped)."""
     algos: tuple[str, ...] = ("s2ac-phi", "s2ac", "sac", "sql", "sac-nf")

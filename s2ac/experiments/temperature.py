@@ -110,7 +110,7 @@ def gym_row(out: Path, label: str, env_id: str, seeds: tuple[int, ...]) -> dict[
     }
 
 
-LEGACY_MULTIGOAL_BUDGET = {"total_steps": 10_000, "random_steps": 2_000, "eval_episodes": 50}
+LEGACY_MULTIGOAL_BUDGET = {"total_steps": 10_000, "random_steps": 2_000, "gradient_steps": 10, "eval_episodes": 50}
 """The multigoal harness's default budget when summaries did not record it (before 15k env steps)."""
 
 
@@ -171,7 +171,7 @@ def report_markdown(summary: dict) -> str:
             f"- Command: `{summary['command']}`",
             f"- Seeds: {summary['seeds']}; preset `{summary['preset']}`; Gymnasium steps: {summary['gym_steps']};"
             f" multigoal: the harness's default budget ({mg_budget['total_steps']:,} env steps,"
-            f" {mg_budget['random_steps']:,} of them random).",
+            f" {mg_budget['random_steps']:,} of them random, {mg_budget['gradient_steps']} updates every 50).",
             "- Return: the last deterministic evaluation (Gymnasium tasks, "
             f"{EVAL_EPISODES} episodes) or the mean return of {mg_budget['eval_episodes']} stochastic episodes"
             " (multigoal);"

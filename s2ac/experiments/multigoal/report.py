@@ -391,11 +391,15 @@ def budget_note(budget: MultigoalBudget) -> str:
             f"Schedule: the authors' update ratio ({budget.gradient_steps} updates every {budget.train_freq} "
             f"steps) on {budget.total_steps:,} of their 500k env steps."
         )
+    ratio = (
+        "the authors' one update per env step"
+        if budget.gradient_steps == budget.train_freq
+        else "instead of the authors' one per step"
+    )
     return (
-        f"Default schedule: {budget.gradient_steps} updates every {budget.train_freq} env steps instead of the "
-        "authors' one per step, so that 5 methods x 5 seeds on the 3-goal env fit in about 15 minutes on 2 CPU "
-        "cores: an S²AC(phi,theta) update (m = 10, L = 10, second order through the sampler, adaptive step, "
-        "2 x 32 networks, batch 50) costs about 23 ms per seed there. All methods get the same env steps and "
+        f"Default schedule: {budget.gradient_steps} updates every {budget.train_freq} env steps ({ratio}) on "
+        f"{budget.total_steps:,} env steps, with small networks (2 x 32, batch 50) so that 5 methods x 5 seeds on "
+        "the 3-goal env run on 2 CPU cores. All methods get the same env steps and "
         "updates; none is converged, so these numbers compare methods at equal small budgets, not the paper's "
         f"final policies. The first {budget.random_steps:,} steps are uniform random for every method (the "
         "authors: 10,000), so that each goal is reached a few times before the policies' own data takes over. "
