@@ -182,7 +182,7 @@ def _multigoal_rows(env: dict, reference: dict | None = None) -> list[list[str]]
                 "—",
                 f"{np.mean(reference['probe_entropy']):.2f} (exact)",
                 "—",
-            ]  # fmt: skip
+            ]
         )
     for algo, res in env.items():
         plain = res["eval"]["plain"]["random"]
