@@ -21,6 +21,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
+from child_process import default_sigint
 
 from s2ac import checkpoint as ckpt
 from s2ac import errors, runs
@@ -470,10 +471,12 @@ def test_ctrl_c_during_start_up_is_one_line_exit_130_and_leaves_nothing_half_wri
         "sys.exit(s2ac.cli.main())"
     )
     # A run far longer than the test, so that a loaded machine delaying this process past the run's end
-    # cannot turn the interruption into a finished run (exit 0); Ctrl-C in training is exit 130 too.
+    # cannot turn the interruption into a finished run; Ctrl-C in training is exit 130 too. The child gets
+    # Ctrl-C's default action: an xdist worker may ignore SIGINT, and its children would inherit that.
     args = train_args(run_dir, total=1_000_000)
     proc = subprocess.Popen([sys.executable, "-c", script, str(marker), *args], env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

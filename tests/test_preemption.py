@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from child_process import default_sigint
 from test_faults import one_error_line, run_cli, subprocess_env
 
 from s2ac import checkpoint as ckpt
@@ -55,12 +56,6 @@ def straight(tmp_path_factory) -> Path:
     code, lines = run_cli([*ARGS, "--out", run_dir])
     assert code == 0, lines
     return run_dir
-
-
-def default_sigint() -> None:
-    """Ctrl-C's default action in the child: a test runner's worker may ignore SIGINT, and a child
-    inherits an ignored signal (Python then leaves it ignored, as a shell's background job does)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start(run_dir: Path) -> subprocess.Popen:
