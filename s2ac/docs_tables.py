@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s2ac.experiments.stats import fmt_ci, fmt_number, outcome_distance
+from s2ac.evaluate import COVERAGE_SHARE
+from s2ac.experiments.stats import fmt_ci, fmt_number, outcome_distance, reference_cells
 
 COMMAND = "python -m s2ac.docs_tables"
 REGION = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
@@ -170,20 +171,9 @@ def _multigoal_rows(env: dict, reference: dict | None = None) -> list[list[str]]
     has it, coverage, success, wall, entropies, margin), after the reference's own row."""
     rows = []
     if reference is not None:
-        ref = reference["goal_shares"]
-        rows.append(
-            [
-                "soft-optimal π* (reference)",
-                " / ".join(f"{s:.2f}" for s in ref),
-                "0",
-                "—",
-                str(sum(s >= 0.05 for s in ref)),
-                f"{reference['success']:.3f}",
-                "—",
-                f"{np.mean(reference['probe_entropy']):.2f} (exact)",
-                "—",
-            ]
-        )
+        c = reference_cells(reference, COVERAGE_SHARE)
+        rows.append(["soft-optimal π* (reference)", c["shares"], "0", "—", c["covered"], c["success"], "—",
+                     c["entropy"], "—"])  # fmt: skip
     for algo, res in env.items():
         plain = res["eval"]["plain"]["random"]
         shares = np.asarray([_nums(r) for r in plain["goal_fractions"]])
@@ -222,7 +212,8 @@ def multigoal_headline(root: Path) -> str:
     note = (
         f"`{summary['command']}`: {len(summary['seeds'])} seeds, {summary['budget']['total_steps']:,} env steps, "
         f"{summary['budget']['eval_episodes']} stochastic test episodes per seed; mean ± 95% t half-width over seeds; "
-        f"a goal is covered when it gets ≥ 5% of a seed's episodes. {_multigoal_rule(env)}" + _reference_note(reference)
+        f"a goal is covered when it gets ≥ {COVERAGE_SHARE:.0%} of a seed's episodes. {_multigoal_rule(env)}"
+        + _reference_note(reference)
     )
     return "\n".join([note, "", _table(header, _multigoal_rows(env, reference)), "", _source(MULTIGOAL)])
 

@@ -70,9 +70,6 @@ def fmt_number(value: float | None, digits: int = 2, missing: str = "n/a") -> st
     return f"{value:.{digits}f}"
 
 
-__all__ = ["finite", "fmt_ci", "fmt_number", "mean_ci", "seed_stats", "t_quantile_975"]
-
-
 def outcome_distance(goal_fractions, reference_shares) -> np.ndarray:
     """Total-variation distance, per seed, between a policy's outcome distribution over {each goal, no goal}
     and a reference's: ``1/2 sum_o |p(o) - p_ref(o)|``, in [0, 1]. ``goal_fractions``: ``(seeds, goals)``
@@ -82,3 +79,28 @@ def outcome_distance(goal_fractions, reference_shares) -> np.ndarray:
     p = np.concatenate([p, 1.0 - p.sum(axis=1, keepdims=True)], axis=1)
     ref = np.concatenate([ref, [1.0 - ref.sum()]])
     return 0.5 * np.abs(p - ref[None]).sum(axis=1)
+
+
+def reference_cells(reference: dict, coverage_share: float) -> dict[str, str]:
+    """Table cells of the multigoal soft-optimal reference (``s2ac.experiments.multigoal.soft_optimal``;
+    no seeds, so no intervals): its goal shares, goals covered (share >= ``coverage_share``), success
+    rate and mean probe-state entropy."""
+    shares = reference["goal_shares"]
+    return {
+        "shares": " / ".join(f"{s:.2f}" for s in shares),
+        "covered": str(sum(s >= coverage_share for s in shares)),
+        "success": f"{reference['success']:.3f}",
+        "entropy": f"{np.mean(reference['probe_entropy']):.2f} (exact)",
+    }
+
+
+__all__ = [
+    "finite",
+    "fmt_ci",
+    "fmt_number",
+    "mean_ci",
+    "outcome_distance",
+    "reference_cells",
+    "seed_stats",
+    "t_quantile_975",
+]

@@ -21,7 +21,7 @@ from s2ac.experiments.multigoal.config import (
     MultigoalBudget,
 )
 from s2ac.experiments.reporting import markdown_table
-from s2ac.experiments.stats import fmt_ci, outcome_distance
+from s2ac.experiments.stats import fmt_ci, outcome_distance, reference_cells
 
 
 def _arr(values) -> np.ndarray:
@@ -148,11 +148,9 @@ def _validity_label(margin: dict | None) -> str:
 
 def reference_row(env_id: str, reference: dict) -> list[str]:
     """The soft-optimal policy's row of the headline table (its numbers have no seeds)."""
-    shares = " / ".join(f"{s:.2f}" for s in reference["goal_shares"])
-    entropy = f"{np.mean(reference['probe_entropy']):.2f} (exact)"
-    covered = sum(share >= COVERAGE_SHARE for share in reference["goal_shares"])
-    return [env_id.removeprefix("s2ac/"), "soft-optimal π* (reference)", shares, "0", "—", str(covered),
-            f"{reference['success']:.3f}", "—", entropy, "—", "—", "—", "—"]  # fmt: skip
+    c = reference_cells(reference, COVERAGE_SHARE)
+    return [env_id.removeprefix("s2ac/"), "soft-optimal π* (reference)", c["shares"], "0", "—", c["covered"],
+            c["success"], "—", c["entropy"], "—", "—", "—", "—"]  # fmt: skip
 
 
 def headline_table(results: dict, envs: dict | None = None) -> str:

@@ -47,6 +47,22 @@ def action_grid(task: MultiGoalSpec, spacing: float) -> tuple[Array, Array]:
     return jnp.asarray(actions, jnp.float32), jnp.asarray(log_w, jnp.float32)
 
 
+def bilinear(values: Array, pos: Array, bound: float, spacing: float) -> Array:
+    """Bilinear interpolation at positions ``(..., 2)`` in ``[-bound, bound]^2`` of ``values (n, n)`` given
+    on the grid of that spacing (``values[i, j]`` at ``(-bound + i h, -bound + j h)``)."""
+    n = values.shape[0]
+    g = (pos + bound) / spacing
+    i = jnp.clip(jnp.floor(g).astype(jnp.int32), 0, n - 2)
+    f = g - i
+    ix, iy, fx, fy = i[..., 0], i[..., 1], f[..., 0], f[..., 1]
+    return (
+        values[ix, iy] * (1 - fx) * (1 - fy)
+        + values[ix + 1, iy] * fx * (1 - fy)
+        + values[ix, iy + 1] * (1 - fx) * fy
+        + values[ix + 1, iy + 1] * fx * fy
+    )
+
+
 @dataclass(frozen=True)
 class SoftValue:
     """V* on the position grid of one task, and what acting on it needs."""
@@ -62,18 +78,7 @@ class SoftValue:
 
     def interpolate(self, pos: Array) -> Array:
         """Bilinear V* at positions ``(..., 2)`` inside the box."""
-        n = self.values.shape[0]
-        g = (pos + self.task.bound) / self.spacing
-        i = jnp.clip(jnp.floor(g).astype(jnp.int32), 0, n - 2)
-        f = g - i
-        v = self.values
-        ix, iy, fx, fy = i[..., 0], i[..., 1], f[..., 0], f[..., 1]
-        return (
-            v[ix, iy] * (1 - fx) * (1 - fy)
-            + v[ix + 1, iy] * fx * (1 - fy)
-            + v[ix, iy + 1] * (1 - fx) * fy
-            + v[ix + 1, iy + 1] * fx * fy
-        )
+        return bilinear(self.values, pos, self.task.bound, self.spacing)
 
     def q_values(self, pos: Array, actions: Array) -> Array:
         """``Q*(s, a)`` for positions ``(B, 2)`` and every grid action ``(K, 2)``: ``(B, K)``."""
@@ -103,15 +108,14 @@ def soft_value_iteration(
     step = transition(jnp, task, positions[:, None, :], actions[None])  # fixed over iterations
     reward = reward_scale * step.reward
     live = ~step.terminated
-    value = SoftValue(task, spacing, jnp.zeros((n, n)), reward_scale, alpha, gamma, 0, float("inf"))
 
     @jax.jit
     def backup(v: Array) -> Array:
-        future = SoftValue(task, spacing, v, reward_scale, alpha, gamma, 0, 0.0).interpolate(step.next_pos)
+        future = bilinear(v, step.next_pos, task.bound, spacing)
         q = reward + gamma * jnp.where(live, future, 0.0)
         return (alpha * jax.scipy.special.logsumexp(q / alpha + log_w[None], axis=1)).reshape(n, n)
 
-    v, iterations, residual = value.values, 0, float("inf")
+    v, iterations, residual = jnp.zeros((n, n)), 0, float("inf")
     while residual >= tol and iterations < max_iterations:
         new = backup(v)
         residual = float(jnp.max(jnp.abs(new - v)))
@@ -128,11 +132,11 @@ def policy_logits(value: SoftValue, pos: Array) -> tuple[Array, Array]:
 def policy_entropy(value: SoftValue, pos: Array) -> Array:
     """``H(pi*(.|s)) = log Z - E_pi*[Q*/alpha]`` (nats) of the piecewise-constant density on the action
     grid, ``Z = sum_k w_k exp(Q*_k / alpha)``; positions ``(B, 2)`` -> ``(B,)``."""
-    actions, log_w = action_grid(value.task, value.spacing)
-    q = value.q_values(pos, actions) / value.alpha
-    log_z = jax.scipy.special.logsumexp(q + log_w[None], axis=1)
-    probs = jnp.exp(q + log_w[None] - log_z[:, None])
-    return log_z - jnp.sum(probs * q, axis=1)
+    _, log_w = action_grid(value.task, value.spacing)
+    _, logits = policy_logits(value, pos)  # Q*/alpha + log w
+    log_z = jax.scipy.special.logsumexp(logits, axis=1)
+    probs = jnp.exp(logits - log_z[:, None])
+    return log_z - jnp.sum(probs * (logits - log_w[None]), axis=1)
 
 
 def goal_outcomes(value: SoftValue, task: MultiGoalSpec, episodes: int, key: Array) -> tuple[np.ndarray, float]:
